@@ -1,0 +1,61 @@
+"""The one loader interface: a data set is a `LabelledImages` of cached uint8 tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.api import DataSpec, Task
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Images at model resolution with labels, names, splits and (where known) factors.
+
+    images   uint8 (N, C, H, W)
+    labels   float32 (N, L): 0/1 per label (multi-label) or one-hot over classes (multi-class)
+    splits   index arrays for "train", "valid" and "test"
+    factors  float32 (N, F) ground-truth generative factors, or None
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    label_names: tuple[str, ...]
+    task: Task
+    splits: dict[str, np.ndarray]
+    factors: torch.Tensor | None = None
+    factor_names: tuple[str, ...] = ()
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError("images must be uint8 (N, C, H, W)")
+        if self.labels.shape != (len(self.images), len(self.label_names)):
+            raise ValueError("labels must be (N, number of label names)")
+        if set(self.splits) != set(SPLITS):
+            raise ValueError(f"splits must be exactly {SPLITS}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def spec(self, labelled: np.ndarray) -> DataSpec:
+        """The DataSpec a model may see: p(y) from the labelled training images only."""
+        frequencies = self.labels[torch.as_tensor(labelled)].mean(0)
+        return DataSpec(
+            image_shape=self.image_shape,
+            label_names=self.label_names,
+            task=self.task,
+            label_prior=tuple(float(v) for v in frequencies),
+        )
+
+    def summary(self) -> str:
+        sizes = ", ".join(f"{split} {len(self.splits[split])}" for split in SPLITS)
+        channels, height, width = self.image_shape
+        return (f"{self.name}: {channels}×{height}×{width} images ({sizes}); {self.task}, "
+                f"{len(self.label_names)} labels: {', '.join(self.label_names)}")

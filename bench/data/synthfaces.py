@@ -1,0 +1,173 @@
+"""`synthfaces`: procedurally rendered 64×64 RGB cartoon faces, deterministic from a seed.
+
+Every binary label is a threshold on a continuous characteristic that visibly varies inside
+each class, so a model that captures label *characteristics* (not just values) can be
+checked against the truth:
+
+| label            | characteristic (factor)   | rendering                                  | label = 1 when |
+| ---------------- | ------------------------- | ------------------------------------------ | -------------- |
+| Smiling          | mouth_curvature ∈ [−1, 1] | parabola of the mouth bends up or down     | > 0            |
+| Eyeglasses       | frame_strength ∈ [0, 1]   | frame thickness and opacity, then lens tint | > 0.7          |
+| Blond_Hair       | hair_hue ∈ [0, 1]         | hair colour from dark brown to blond       | > 0.65         |
+| Bangs            | fringe_length ∈ [0, 1]    | hairline lowers over the forehead          | > 0.6          |
+| Beard            | beard_density ∈ [0, 1]    | opacity and height of the beard            | > 0.6          |
+| Pale_Skin        | skin_lightness ∈ [0, 1]   | skin colour from tan to pale               | > 0.7          |
+| Wearing_Necktie  | tie_width ∈ [0, 1]        | width of the tie                           | > 0.5          |
+
+Each characteristic keeps a gap of ±0.08 of its range around its threshold (labels are
+decidable from the image). Context factors carry no label: background_hue, face_x, face_y, face_size.
+Correlated pair: beard_density and tie_width share a Gaussian copula with ρ = 0.7 (uniform
+marginals), so Beard and Wearing_Necktie are correlated labels, as Male-linked ones are in CelebA.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import ndtr
+
+from bench.data.base import LabelledImages
+
+SIZE = 64
+LABELS = ("Smiling", "Eyeglasses", "Blond_Hair", "Bangs", "Beard", "Pale_Skin", "Wearing_Necktie")
+CHARACTERISTICS = (
+    "mouth_curvature", "frame_strength", "hair_hue", "fringe_length", "beard_density",
+    "skin_lightness", "tie_width",
+)
+THRESHOLDS = (0.0, 0.7, 0.65, 0.6, 0.6, 0.7, 0.5)
+CONTEXT = ("background_hue", "face_x", "face_y", "face_size")
+FACTORS = CHARACTERISTICS + CONTEXT
+COPULA_CORRELATION = 0.7
+MARGIN = 0.08
+RENDER_BATCH = 1000
+
+
+def _away_from_threshold(u: np.ndarray, threshold: float) -> np.ndarray:
+    """Map u ∈ [0, 1] monotonically onto [0, t − m] ∪ [t + m, 1]: a gap of 2m around t."""
+    below = u * (threshold - MARGIN) / threshold
+    above = threshold + MARGIN + (u - threshold) * (1 - threshold - MARGIN) / (1 - threshold)
+    return np.where(u > threshold, above, below)
+
+
+def sample_factors(count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, 11) factor values in the order of FACTORS.
+
+    Each characteristic is uniform on its range except for a gap of ±MARGIN (of the range)
+    around its label's threshold: labels are decidable from the image, while the
+    characteristic still varies over most of each class.
+    """
+    uniform = rng.random((count, 8))
+    normal = rng.standard_normal((count, 2))
+    tie_normal = COPULA_CORRELATION * normal[:, 0] + np.sqrt(1 - COPULA_CORRELATION**2) * normal[:, 1]
+    raw = np.stack([uniform[:, 0], uniform[:, 1], uniform[:, 2], uniform[:, 3],
+                    ndtr(normal[:, 0]), uniform[:, 4], ndtr(tie_normal)], axis=1)
+    unit_thresholds = [(t + 1) / 2 if name == "mouth_curvature" else t
+                       for name, t in zip(CHARACTERISTICS, THRESHOLDS, strict=True)]
+    characteristics = np.stack([_away_from_threshold(raw[:, j], t) for j, t in enumerate(unit_thresholds)], 1)
+    characteristics[:, 0] = 2 * characteristics[:, 0] - 1  # mouth_curvature ∈ [−1, 1]
+    context = np.stack([
+        uniform[:, 5],                   # background_hue
+        12 * uniform[:, 6] - 6,          # face_x (pixels from centre)
+        8 * uniform[:, 7] - 4,           # face_y
+        rng.uniform(15, 20, count),      # face_size (radius in pixels)
+    ], axis=1)
+    return np.concatenate([characteristics, context], 1).astype(np.float32)
+
+
+def labels_from_factors(factors: np.ndarray) -> np.ndarray:
+    return (factors[:, : len(LABELS)] > np.asarray(THRESHOLDS, dtype=np.float32)).astype(np.float32)
+
+
+def _column(values: np.ndarray) -> np.ndarray:
+    return values[:, None, None]
+
+
+def _coverage(signed_distance: np.ndarray) -> np.ndarray:
+    """Anti-aliased coverage of a shape from its signed distance in pixels (inside < 0)."""
+    return np.clip(0.5 - signed_distance, 0.0, 1.0)
+
+
+def _paint(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
+    """canvas (3, B, H, W) ← alpha·colour + (1 − alpha)·canvas; colour (B, 3) or (3,)."""
+    colour = np.asarray(colour, dtype=np.float32).reshape(-1, 3)
+    alpha = np.broadcast_to(alpha, canvas.shape[1:]).astype(np.float32, copy=False)
+    for channel in range(3):
+        plane = canvas[channel]
+        plane += alpha * (colour[:, channel, None, None] - plane)
+
+
+def _lerp(a: tuple, b: tuple, t: np.ndarray) -> np.ndarray:
+    a_, b_ = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return a_ + t[:, None] * (b_ - a_)
+
+
+def render(factors: np.ndarray) -> np.ndarray:
+    """uint8 images (B, 3, 64, 64) for factor rows (B, 11)."""
+    (curve, frame, hue, fringe, beard, skin, tie, background, face_x, face_y, radius) = factors.T
+    count = len(factors)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
+    x, y = xs[None], ys[None]
+    cx, cy, r = _column(32 + face_x), _column(29 + face_y), _column(radius)
+    canvas = np.empty((3, count, SIZE, SIZE), np.float32)
+    phase = background[None, :] + np.array([0, 1 / 3, 2 / 3], np.float32)[:, None]
+    canvas[:] = (0.55 + 0.3 * np.cos(2 * np.pi * phase))[:, :, None, None]
+
+    hair = _lerp((0.22, 0.13, 0.07), (0.95, 0.84, 0.42), hue)
+    skin_colour = _lerp((0.62, 0.42, 0.30), (0.98, 0.90, 0.85), skin)
+    # shoulders and shirt, then the tie
+    shoulders = (np.hypot((x - cx) / 27, (y - 70) / 20) - 1) * 20
+    _paint(canvas, _coverage(shoulders), (0.88, 0.88, 0.92))
+    tie_top = cy + 0.95 * r
+    taper = np.clip((y - tie_top) / (SIZE - tie_top), 0, 1)
+    half_width = (0.4 + 4.5 * _column(tie)) * (0.6 + 0.6 * taper)
+    tie_distance = np.maximum(np.abs(x - cx) - half_width, tie_top - y)
+    _paint(canvas, _coverage(tie_distance), (0.72, 0.10, 0.16))
+    # hair behind the head, the face, then the fringe over the forehead
+    behind = (np.hypot((x - cx) / (1.02 * r), (y - cy + 0.12 * r) / (1.08 * r)) - 1) * r
+    _paint(canvas, _coverage(np.maximum(behind, y - cy)), hair)
+    face = (np.hypot((x - cx) / (0.85 * r), (y - cy) / r) - 1) * r
+    _paint(canvas, _coverage(face), skin_colour)
+    hairline = cy - 0.62 * r + _column(fringe) * 0.42 * r
+    _paint(canvas, _coverage(np.maximum(face, y - hairline)), hair)
+    # beard over the chin: its opacity and its reach up the cheeks grow with the density
+    beard_top = cy + (0.45 - 0.35 * _column(beard)) * r
+    _paint(canvas, 0.9 * _column(beard) * _coverage(np.maximum(face, beard_top - y)), hair * 0.55)
+    # eyes and glasses
+    for side in (-1, 1):
+        ex, ey = cx + side * 0.36 * r, cy - 0.08 * r
+        eye_distance = np.hypot(x - ex, y - ey)
+        _paint(canvas, _coverage(eye_distance - 0.09 * r), (0.08, 0.08, 0.1))
+        ring_radius = 0.22 * r
+        thickness = 0.3 + 1.8 * _column(frame)
+        ring = np.abs(eye_distance - ring_radius) - thickness / 2
+        tint = 0.6 * np.clip((frame - 0.7) / 0.3, 0, 1)
+        _paint(canvas, _column(tint) * _coverage(eye_distance - ring_radius), (0.1, 0.1, 0.15))
+        _paint(canvas, np.clip(3 * _column(frame), 0, 1) * _coverage(ring), (0.05, 0.05, 0.05))
+    bridge = np.maximum(np.abs(y - (cy - 0.1 * r)) - (0.15 + 0.9 * _column(frame)), np.abs(x - cx) - 0.14 * r)
+    _paint(canvas, np.clip(3 * _column(frame), 0, 1) * _coverage(bridge), (0.05, 0.05, 0.05))
+    # mouth: y = cy + 0.45r + c·0.2r·(1 − s²) on |s| ≤ 1, s = (x − cx)/(0.32r); c > 0 smiles
+    s = (x - cx) / (0.32 * r)
+    mouth_y = cy + 0.45 * r + _column(curve) * 0.2 * r * (1 - s**2)
+    mouth = np.maximum(np.abs(y - mouth_y) - 0.8, (np.abs(s) - 1) * 0.32 * r)
+    _paint(canvas, _coverage(mouth), (0.55, 0.08, 0.1))
+    return np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8).transpose(1, 0, 2, 3)
+
+
+def build(n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000, seed: int = 0) -> LabelledImages:
+    """Render the data set; the same sizes and seed always give the same images."""
+    total = n_train + n_valid + n_test
+    factors = sample_factors(total, np.random.default_rng(seed))
+    images = np.concatenate([render(factors[i : i + RENDER_BATCH]) for i in range(0, total, RENDER_BATCH)])
+    order = np.arange(total)
+    return LabelledImages(
+        name="synthfaces",
+        images=torch.from_numpy(images),
+        labels=torch.from_numpy(labels_from_factors(factors)),
+        label_names=LABELS,
+        task="multilabel",
+        splits={"train": order[:n_train], "valid": order[n_train : n_train + n_valid],
+                "test": order[n_train + n_valid :]},
+        factors=torch.from_numpy(factors),
+        factor_names=FACTORS,
+        notes={"source": f"rendered, seed {seed}"},
+    )

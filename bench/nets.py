@@ -1,0 +1,86 @@
+"""Encoder and decoder families shared by every model, and the image likelihood.
+
+64×64 images use the architecture of Higgins et al. (2016) exactly as DESIGN.md gives it
+(the CCVAE paper, Table 3). 32×32 images (MNIST and Fashion-MNIST, padded from 28×28) use
+the same family with the first stride-2 block removed. Every model uses the same networks
+and the same Laplace(mean, 1) likelihood so that comparisons are about latent structure.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HIDDEN = 256
+MIN_SCALE = 1e-3
+SUPPORTED_SIZES = (32, 64)
+
+
+def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
+    channels, height, width = image_shape
+    if height != width or height not in SUPPORTED_SIZES:
+        raise ValueError(f"images must be square with side in {SUPPORTED_SIZES}, got {image_shape}")
+    return channels, height
+
+
+class Encoder(nn.Module):
+    """q(z|x) = N(loc(x), diag(scale(x)^2)); returns (loc, scale), each (B, latent_dim)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        channels, size = _check_shape(image_shape)
+        widths = [channels, 32, 32, 64, 128] if size == 64 else [channels, 32, 64, 128]
+        layers: list[nn.Module] = []
+        for width_in, width_out in pairwise(widths):
+            layers += [nn.Conv2d(width_in, width_out, 4, 2, 1), nn.ReLU()]
+        layers += [nn.Conv2d(widths[-1], HIDDEN, 4, 1), nn.ReLU(), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.loc = nn.Linear(HIDDEN, latent_dim)
+        self.scale = nn.Linear(HIDDEN, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.features(x)
+        return self.loc(hidden), F.softplus(self.scale(hidden)).clamp(min=MIN_SCALE)
+
+
+class Decoder(nn.Module):
+    """The mean of p(x|z), in [0, 1]: (B, latent_dim) -> (B, C, H, W)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        channels, size = _check_shape(image_shape)
+        widths = [128, 64, 32, 32, channels] if size == 64 else [128, 64, 32, channels]
+        layers: list[nn.Module] = [
+            nn.Linear(latent_dim, HIDDEN), nn.Unflatten(1, (HIDDEN, 1, 1)), nn.ReLU(),
+            nn.ConvTranspose2d(HIDDEN, widths[0], 4), nn.ReLU(),
+        ]
+        for width_in, width_out in pairwise(widths):
+            layers += [nn.ConvTranspose2d(width_in, width_out, 4, 2, 1), nn.ReLU()]
+        layers[-1] = nn.Sigmoid()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+LOG_TWO = math.log(2.0)
+
+
+def laplace_log_likelihood(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """log Laplace(x | mean, 1) summed over pixels: Σ_p −|x_p − mean_p| − log 2. Shape (B,)."""
+    per_pixel = -(x - mean).abs() - LOG_TWO
+    return per_pixel.flatten(1).sum(1)
+
+
+def normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(value | loc, scale²) without building a distribution object."""
+    return -0.5 * ((value - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) in 0..255 -> float32 in [0, 1] on the same device."""
+    return images.float().div_(255.0)

@@ -1,0 +1,52 @@
+"""Model names -> "module:Class" strings plus constructor options, imported lazily.
+
+A user's own model registers the same way, or is given directly as "mypkg.mymodel:MyVAE"
+wherever a model name is accepted.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    target: str  # "module:Class"
+    options: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+MODELS: dict[str, ModelEntry] = {
+    "ccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 1},
+                        "CCVAE (Joy et al. 2021), one characteristic latent per label"),
+    "mccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 2},
+                         "MCCVAE (seed 002), two characteristic latents per label"),
+}
+
+
+def entry(name: str) -> ModelEntry:
+    """The registry entry for `name`, or an entry for a literal "module:Class" target."""
+    if name in MODELS:
+        return MODELS[name]
+    if ":" in name:
+        return ModelEntry(name)
+    known = ", ".join(sorted(MODELS))
+    raise BenchError(f"unknown model '{name}'; choose one of {known} or give 'module:Class'")
+
+
+def resolve(name: str) -> type:
+    """Import and return the class registered under `name`."""
+    target = entry(name).target
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise BenchError(f"model '{name}': cannot import module '{module_name}' ({error})") from error
+    try:
+        return getattr(module, class_name)
+    except AttributeError as error:
+        raise BenchError(f"model '{name}': module '{module_name}' has no '{class_name}'") from error

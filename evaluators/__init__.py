@@ -1,0 +1,1 @@
+"""Independent evaluators, pure functions of (model, data, oracle, rng); see issue 4."""

@@ -1,0 +1,155 @@
+"""Trainer and CLI on the smoke preset: run directory, resume after SIGKILL, NaN stop, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.ccvae import CCVAE
+from bench.cli import main
+from bench.config import make_config
+from bench.data import load
+from bench.errors import TrainingDiverged
+from bench.nets import Decoder, Encoder, laplace_log_likelihood
+from bench.train import epoch_schedule, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def bench(*args: str, cache: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    result = subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=env, cwd=ROOT)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
+
+
+def test_nets_shapes_and_laplace_likelihood():
+    from scipy.stats import laplace
+
+    for shape in ((3, 64, 64), (1, 32, 32)):
+        loc, scale = Encoder(shape, 9)(torch.rand(2, *shape))
+        assert loc.shape == scale.shape == (2, 9) and torch.all(scale >= 1e-3)
+        images = Decoder(shape, 9)(loc)
+        assert images.shape == (2, *shape) and torch.all((images >= 0) & (images <= 1))
+    x, mean = torch.rand(2, 1, 4, 4, dtype=torch.float64), torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    expected = laplace.logpdf(x.numpy(), mean.numpy(), 1).reshape(2, -1).sum(1)
+    np.testing.assert_allclose(laplace_log_likelihood(x, mean).numpy(), expected, rtol=1e-12)
+
+
+def test_schedule_spreads_labelled_batches_and_uses_every_image_once():
+    labelled, unlabelled = np.arange(0, 40), np.arange(40, 400)
+    schedule = epoch_schedule(labelled, unlabelled, 20, seed=0, epoch=0)
+    flags = [batch.labelled for batch in schedule]
+    assert sum(flags) == 2 and len(flags) == 20 and flags[0] and flags[10]
+    used = np.sort(np.concatenate([batch.indices.numpy() for batch in schedule]))
+    np.testing.assert_array_equal(used, np.arange(400))
+    assert all(np.all(b.indices.numpy() < 40) == b.labelled for b in schedule)
+    shared = epoch_schedule(labelled, unlabelled, 20, seed=0, epoch=0, labelled_share=0.5)
+    assert sum(b.labelled for b in shared) == 18 and len(shared) == 36
+    again = epoch_schedule(labelled, unlabelled, 20, seed=0, epoch=0, labelled_share=0.5)
+    assert all(torch.equal(a.indices, b.indices) for a, b in zip(shared, again, strict=True))
+    assert all(b.labelled for b in epoch_schedule(np.arange(100), np.array([], int), 20, 0, 0))
+
+
+def test_train_writes_the_run_directory_and_never_retrains(tmp_path, cache):
+    args = ("train", "--model", "ccvae", "--f", "0.06", "--preset", "smoke", "--runs", str(tmp_path))
+    result = bench(*args, cache=cache)
+    run_dir = tmp_path / "synthfaces" / "ccvae" / "f=0.06" / "seed=0"
+    assert {"config.json", "labelled.npy", "train_log.csv", "checkpoint.pt", "metrics.json"} <= {
+        p.name for p in run_dir.iterdir()}
+    assert "test accuracy" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_labelled"] == 100 and metrics["n_unlabelled"] == 900
+    assert len(np.load(run_dir / "labelled.npy")) == 100
+    stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+    again = bench("train", "--model", "ccvae", "--f", "0.06", "--preset", "smoke", "--runs", str(tmp_path), cache=cache)
+    assert "epoch" not in again.stderr and (run_dir / "metrics.json").stat().st_mtime_ns == stamp
+    clash = bench("train", "--model", "ccvae", "--f", "0.06", "--preset", "smoke", "--epochs", "3",
+                  "--runs", str(tmp_path), cache=cache, check=False)
+    assert clash.returncode == 2 and "different configuration" in clash.stderr
+
+
+def test_killed_run_resumes_to_the_same_numbers(tmp_path, cache):
+    args = ["train", "--model", "ccvae", "--f", "0.2", "--preset", "smoke", "--epochs", "3", "--checkpoint-every", "2"]
+    bench(*args, "--runs", str(tmp_path / "straight"), cache=cache)
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    runs = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "bench", *args, "--runs", str(runs)], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = runs / "synthfaces" / "ccvae" / "f=0.2" / "seed=0" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=False)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (checkpoint.parent / "metrics.json").exists(), "the run finished before it was killed"
+    bench(*args, "--runs", str(runs), cache=cache)
+    straight = json.loads((tmp_path / "straight" / checkpoint.parent.relative_to(runs) / "metrics.json").read_text())
+    resumed = json.loads((checkpoint.parent / "metrics.json").read_text())
+    for key in ("test_accuracy", "valid_accuracy", "n_labelled"):
+        assert resumed[key] == straight[key], key
+    straight_log = (tmp_path / "straight" / checkpoint.parent.relative_to(runs) / "train_log.csv").read_text()
+    resumed_log = (checkpoint.parent / "train_log.csv").read_text()
+    column = lambda text, i: [line.split(",")[i] for line in text.splitlines()]  # noqa: E731
+    assert column(straight_log, 1) == column(resumed_log, 1) and column(straight_log, 2) == column(resumed_log, 2)
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, cache, monkeypatch):
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
+    data = load("synthfaces", cache_dir=cache, options=config.dataset_options)
+    calls = {"n": 0}
+    original = CCVAE.loss
+
+    def failing_loss(self, x, y=None):
+        calls["n"] += 1
+        loss, terms = original(self, x, y)
+        return (loss * float("nan"), terms) if calls["n"] == 4 else (loss, terms)
+
+    monkeypatch.setattr(CCVAE, "loss", failing_loss)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, step 4"):
+        train(config, data, tmp_path / "run", torch.device("cpu"), checkpoint_every=2, show_progress=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--model", "ccvae", "--dataset", "cifar"], "unknown data set 'cifar'"),
+    (["train", "--model", "vqvae"], "unknown model 'vqvae'"),
+    (["train", "--model", "ccvae", "--f", "1.5"], "outside (0, 1]"),
+    (["train", "--model", "ccvae", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", "--model", "ccvae", "--dataset", "celeba"], "needs --data-root"),
+    (["train", "--model", "ccvae", "--dataset", "celeba", "--data-root", "/nonexistent"], "does not exist"),
+    (["run"], "say --all"),
+    (["run", "--all", "--fs", "0.1,x"], "not a comma-separated list"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
+    assert main([*args, "--runs", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1 and "Traceback" not in error
+
+
+def test_run_all_prints_accuracies_beside_the_majority_baseline(tmp_path, cache):
+    result = bench("run", "--all", "--models", "ccvae,mccvae", "--fs", "0.2,1", "--preset", "smoke",
+                   "--runs", str(tmp_path), cache=cache)
+    assert "majority" in result.stdout and "synthfaces f=0.2" in result.stdout
+    assert "mccvae" in result.stdout
+    assert (tmp_path / "summary.csv").exists()
+    config = json.loads((tmp_path / "synthfaces" / "mccvae" / "f=1" / "seed=0" / "config.json").read_text())
+    assert config["model_options"]["latents_per_label"] == 2
