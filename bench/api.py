@@ -27,13 +27,16 @@ class DataSpec:
     """What a model may know about its data set: shapes, label names and p(y).
 
     `label_prior` is p(y) estimated from the *labelled* training images only: the per-label
-    frequency of 1 (multi-label) or the class frequencies (multi-class).
+    frequency of 1 (multi-label) or the class frequencies (multi-class). `n_train` and
+    `n_labelled` are the sizes of the training set and of its labelled part.
     """
 
     image_shape: tuple[int, int, int]
     label_names: tuple[str, ...]
     task: Task
     label_prior: tuple[float, ...]
+    n_train: int = 1
+    n_labelled: int = 1
 
     @property
     def num_labels(self) -> int:
@@ -88,6 +91,13 @@ class LabelVAE(Protocol):
 
     def traverse(self, x: torch.Tensor, i: int, steps: int) -> torch.Tensor | None:
         """A smooth change of label i's characteristic: (B, steps, C, H, W), or None."""
+
+
+class ProgressAware(Protocol):
+    """Optional: a model with a schedule (e.g. KL annealing) is told the training progress."""
+
+    def set_training_progress(self, fraction: float) -> None:
+        """Called by the trainer before every step with (steps done) / (total steps) in [0, 1]."""
 
 
 REQUIRED_MEMBERS = (

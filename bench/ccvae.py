@@ -104,13 +104,15 @@ class CCVAE(CharacteristicVAE):
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative objective averaged over the batch (supervised when y is given)."""
-        noise = torch.randn(x.shape[0], self.char_dim + self.style_dim, device=x.device)
+        noise = torch.randn(x.shape[0], self.char_dim + self.style_dim, device=x.device, dtype=x.dtype)
         if y is not None:
-            classifier_noise = torch.randn(self.classifier_samples, x.shape[0], self.char_dim, device=x.device)
+            classifier_noise = torch.randn(
+                self.classifier_samples, x.shape[0], self.char_dim, device=x.device, dtype=x.dtype
+            )
             objective, terms = self.supervised_objective(x, y, noise, classifier_noise)
             surrogate = objective
         else:
-            uniform = torch.rand(x.shape[0], self.spec.num_labels, device=x.device)
+            uniform = torch.rand(x.shape[0], self.spec.num_labels, device=x.device, dtype=x.dtype)
             objective, surrogate, terms = self.unsupervised_objective(x, noise, uniform)
         logged = {name: value.detach().mean().item() for name, value in terms.items()}
         logged["objective"] = objective.detach().mean().item()

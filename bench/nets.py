@@ -27,24 +27,47 @@ def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     return channels, height
 
 
+def conv_features(image_shape: tuple[int, int, int]) -> nn.Sequential:
+    """The convolutional trunk of the encoder: (B, C, H, W) -> (B, 256)."""
+    channels, size = _check_shape(image_shape)
+    widths = [channels, 32, 32, 64, 128] if size == 64 else [channels, 32, 64, 128]
+    layers: list[nn.Module] = []
+    for width_in, width_out in pairwise(widths):
+        layers += [nn.Conv2d(width_in, width_out, 4, 2, 1), nn.ReLU()]
+    layers += [nn.Conv2d(widths[-1], HIDDEN, 4, 1), nn.ReLU(), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
 class Encoder(nn.Module):
-    """q(z|x) = N(loc(x), diag(scale(x)^2)); returns (loc, scale), each (B, latent_dim)."""
+    """q(z|x) = N(loc(x), diag(scale(x)^2)); returns (loc, scale), each (B, latent_dim).
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int):
+    With `condition_dim` > 0 it is q(z|x, c): the condition (e.g. M2's labels) is concatenated
+    to the trunk's 256 features before the two linear heads.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, condition_dim: int = 0):
         super().__init__()
-        channels, size = _check_shape(image_shape)
-        widths = [channels, 32, 32, 64, 128] if size == 64 else [channels, 32, 64, 128]
-        layers: list[nn.Module] = []
-        for width_in, width_out in pairwise(widths):
-            layers += [nn.Conv2d(width_in, width_out, 4, 2, 1), nn.ReLU()]
-        layers += [nn.Conv2d(widths[-1], HIDDEN, 4, 1), nn.ReLU(), nn.Flatten()]
-        self.features = nn.Sequential(*layers)
-        self.loc = nn.Linear(HIDDEN, latent_dim)
-        self.scale = nn.Linear(HIDDEN, latent_dim)
+        self.features = conv_features(image_shape)
+        self.loc = nn.Linear(HIDDEN + condition_dim, latent_dim)
+        self.scale = nn.Linear(HIDDEN + condition_dim, latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.features(x)
+        if condition is not None:
+            hidden = torch.cat([hidden, condition], -1)
         return self.loc(hidden), F.softplus(self.scale(hidden)).clamp(min=MIN_SCALE)
+
+
+class ImageClassifier(nn.Module):
+    """Logits of q(y|x) from the encoder's trunk and one linear layer: (B, C, H, W) -> (B, outputs)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], outputs: int):
+        super().__init__()
+        self.features = conv_features(image_shape)
+        self.head = nn.Linear(HIDDEN, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 class Decoder(nn.Module):
@@ -79,6 +102,13 @@ def laplace_log_likelihood(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
 def normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(value | loc, scale²) without building a distribution object."""
     return -0.5 * ((value - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_kl(
+    loc_q: torch.Tensor, scale_q: torch.Tensor, loc_p: torch.Tensor, scale_p: torch.Tensor
+) -> torch.Tensor:
+    """Elementwise KL(N(loc_q, scale_q²) || N(loc_p, scale_p²)) in closed form."""
+    return (scale_p / scale_q).log() + (scale_q**2 + (loc_q - loc_p) ** 2) / (2 * scale_p**2) - 0.5
 
 
 def to_float_images(images: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,8 @@ MODELS: dict[str, ModelEntry] = {
                         "CCVAE (Joy et al. 2021), one characteristic latent per label"),
     "mccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 2},
                          "MCCVAE (seed 002), two characteristic latents per label"),
+    "m2": ModelEntry("baselines.m2:M2", {}, "M2 (Kingma et al. 2014), labels in the latent space"),
+    "diva": ModelEntry("baselines.diva:DIVA", {}, "modified DIVA (CCVAE paper, appendix C.4)"),
 }
 
 

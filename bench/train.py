@@ -93,11 +93,11 @@ def epoch_schedule(
     return schedule
 
 
-def build_model(config: RunConfig, data: LabelledImages, labelled: np.ndarray, device: torch.device):
+def build_model(config: RunConfig, data: LabelledImages, labelled: np.ndarray, n_train: int, device: torch.device):
     torch.manual_seed(config.seed)
     model_class = registry.resolve(config.model)
     try:
-        model = model_class(data.spec(labelled), **config.model_options)
+        model = model_class(data.spec(labelled, n_train), **config.model_options)
     except TypeError as error:
         raise BenchError(f"model '{config.model}' rejected its options {config.model_options}: {error}") from error
     missing = missing_members(model)
@@ -184,7 +184,7 @@ def train(
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     labelled, unlabelled = _labelled_split(config, data, run_dir)
-    model = build_model(config, data, labelled, device)
+    model = build_model(config, data, labelled, len(labelled) + len(unlabelled), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     checkpoint_path = run_dir / "checkpoint.pt"
     start_epoch, start_step, log = 0, 0, []
@@ -195,8 +195,13 @@ def train(
     interactive = sys.stderr.isatty() if show_progress is None else show_progress
     name = f"{config.model} {config.dataset} f={config.f:g} seed={config.seed}"
 
+    def schedule_of(epoch: int) -> list[Batch]:
+        return epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, epoch, config.labelled_share)
+
+    steps_per_epoch = len(schedule_of(0))  # the same for every epoch
+    total_steps = steps_per_epoch * config.epochs
     for epoch in range(start_epoch, config.epochs):
-        schedule = epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, epoch, config.labelled_share)
+        schedule = schedule_of(epoch)
         losses: dict[bool, list[float]] = {True: [], False: []}
         started, seen = time.perf_counter(), 0
         bar = tqdm(total=len(schedule), initial=start_step, desc=f"{name} epoch {epoch + 1}/{config.epochs}",
@@ -204,6 +209,8 @@ def train(
         model.train()
         for step in range(start_step, len(schedule)):
             batch = schedule[step]
+            if hasattr(model, "set_training_progress"):
+                model.set_training_progress((epoch * steps_per_epoch + step) / total_steps)
             index = batch.indices.to(device)
             x = to_float_images(images[index])
             loss, _ = model.loss(x, labels[index] if batch.labelled else None)

@@ -7,64 +7,25 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from scipy.special import log_expit, logsumexp
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 from bench.api import DataSpec, missing_members
 from bench.ccvae import CCVAE
 from bench.registry import MODELS, resolve
+from tests import reference
+from tests.reference import (
+    numpy_parts,
+    reference_common,
+    reference_label_log_q,
+    reference_log_p_zc_given_y,
+)
 
 LABEL_NAMES = ("a", "b", "c")
 
 
 def tiny_model(task: str = "multilabel", k: int = 1, labels: int = 3, style: int = 2, seed: int = 0) -> CCVAE:
-    torch.manual_seed(seed)
-    names = tuple(f"l{i}" for i in range(labels))
-    prior = tuple(np.linspace(0.2, 0.7, labels)) if task == "multilabel" else tuple(np.full(labels, 1 / labels))
-    spec = DataSpec(image_shape=(1, 32, 32), label_names=names, task=task, label_prior=prior)
-    model = CCVAE(spec, latents_per_label=k, style_dim=style, classifier_samples=7).double()
-    with torch.no_grad():  # move parameters away from their symmetric initial values
-        for parameter in model.parameters():
-            if parameter.ndim <= 3 and parameter.numel() < 200:
-                parameter.add_(0.3 * torch.randn_like(parameter))
-    return model
-
-
-def numpy_parts(model: CCVAE, x: torch.Tensor, noise: torch.Tensor):
-    """Encoder/decoder outputs (the networks) and model parameters as float64 numpy arrays."""
-    with torch.no_grad():
-        loc, scale = (t.numpy() for t in model.encoder(x))
-        z = loc + scale * noise.numpy()
-        mean = model.decoder(torch.from_numpy(z)).numpy()
-    params = {name: p.detach().numpy().copy() for name, p in model.named_parameters()
-              if not name.startswith(("encoder", "decoder"))}
-    params["prior_scale"] = np.maximum(np.logaddexp(0, params["prior_scale_raw"]), 1e-3)
-    params["pi"] = np.clip(model.label_prior.numpy(), 1e-3, 1 - 1e-3)
-    return loc, scale, z, mean, params
-
-
-def reference_common(model, x, z, loc, scale, mean):
-    c = model.char_dim
-    log_px_z = (-np.abs(x.numpy() - mean) - np.log(2)).reshape(len(z), -1).sum(1)
-    log_qz_x = norm.logpdf(z, loc, scale).sum(1)
-    log_pz_style = norm.logpdf(z[:, c:]).sum(1)
-    return z[:, :c], log_px_z, log_qz_x, log_pz_style
-
-
-def reference_label_log_q(params, z_c, y, k):
-    """log q(y|z_c) for multi-label data, Σ_i over labels, with the diagonal map w_i·z_c^i + b_i."""
-    blocks = z_c.reshape(*z_c.shape[:-1], -1, k)
-    logits = (blocks * params["classifier_weight"]).sum(-1) + params["classifier_bias"]
-    return (y * log_expit(logits) + (1 - y) * log_expit(-logits)).sum(-1)
-
-
-def reference_log_p_zc_given_y(params, z_c, y, k):
-    blocks = z_c.reshape(len(z_c), -1, k)
-    index = y.astype(int)
-    labels = np.arange(blocks.shape[1])
-    locs = params["prior_loc"][labels, index]  # (B, L, k)
-    scales = params["prior_scale"][labels, index]
-    return norm.logpdf(blocks, locs, scales).sum((1, 2))
+    return reference.tiny_model(CCVAE, task, k, labels, style, seed, classifier_samples=7)
 
 
 @pytest.mark.parametrize("k", [1, 2])

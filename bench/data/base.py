@@ -44,7 +44,7 @@ class LabelledImages:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
-    def spec(self, labelled: np.ndarray) -> DataSpec:
+    def spec(self, labelled: np.ndarray, n_train: int) -> DataSpec:
         """The DataSpec a model may see: p(y) from the labelled training images only."""
         frequencies = self.labels[torch.as_tensor(labelled)].mean(0)
         return DataSpec(
@@ -52,6 +52,8 @@ class LabelledImages:
             label_names=self.label_names,
             task=self.task,
             label_prior=tuple(float(v) for v in frequencies),
+            n_train=n_train,
+            n_labelled=len(labelled),
         )
 
     def summary(self) -> str:
