@@ -27,6 +27,7 @@ MODELS: dict[str, ModelEntry] = {
                          "MCCVAE (seed 002), two characteristic latents per label"),
     "m2": ModelEntry("baselines.m2:M2", {}, "M2 (Kingma et al. 2014), labels in the latent space"),
     "mvae": ModelEntry("baselines.mvae:MVAE", {}, "MVAE (Wu & Goodman 2018), product of experts, one per label"),
+    "csvae": ModelEntry("baselines.csvae:CSVAE", {}, "CSVAE (Klys et al. 2018), a latent subspace per label"),
     "diva": ModelEntry("baselines.diva:DIVA", {}, "modified DIVA (CCVAE paper, appendix C.4)"),
 }
 
