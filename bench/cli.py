@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="train and summarise a grid of runs")
     run.add_argument("--all", action="store_true", help="the whole default grid (restrict it with the options below)")
     run.add_argument("--datasets", type=_names, help="comma-separated (default synthfaces)")
-    run.add_argument("--models", type=_names, help="comma-separated (default ccvae,mccvae)")
+    run.add_argument("--models", type=_names, help="comma-separated (default: all six registered models)")
     run.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     run.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
     _add_common(run)

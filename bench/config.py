@@ -40,8 +40,8 @@ PRESETS = {
         description="seconds; for tests of every code path, not for numbers",
     ),
     "quick": Preset(
-        "quick", epochs=4, batch_size=100, lr=1e-3, train_limit=4000, labelled_share=0.5,
-        description="the CPU default: 4,000 training images, 4 epochs, lr 1e-3, batch 100, "
+        "quick", epochs=4, batch_size=100, lr=1e-3, train_limit=3000, labelled_share=0.5,
+        description="the CPU default: 3,000 training images, 4 epochs, lr 1e-3, batch 100, "
                     "labelled batches recycled to half of the steps",
     ),
     "paper": Preset(

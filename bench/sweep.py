@@ -16,7 +16,7 @@ from bench.data import load
 from bench.train import atomic_write_text, resolve_device, train
 
 DEFAULT_DATASETS = ("synthfaces",)
-DEFAULT_MODELS = ("ccvae", "mccvae")
+DEFAULT_MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
 DEFAULT_SEEDS = (0,)
 
