@@ -54,9 +54,9 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
+from bench.labels import clipped_label_prior, hard_labels, label_prior_log_prob
 from bench.nets import Decoder, Encoder, ImageClassifier, gaussian_kl, laplace_log_likelihood
 
-PRIOR_CLIP = 1e-3
 ADVERSARY_HIDDEN = 64
 BETAS = (20.0, 1.0, 0.2, 10.0, 1.0)
 
@@ -86,8 +86,7 @@ class CSVAE(nn.Module):
         self.adversary = nn.Sequential(
             nn.Linear(style_dim, ADVERSARY_HIDDEN), nn.ReLU(), nn.Linear(ADVERSARY_HIDDEN, labels))
         self.auxiliary = ImageClassifier(spec.image_shape, labels)
-        prior = torch.tensor(spec.label_prior, dtype=torch.float32).clamp(PRIOR_CLIP, 1 - PRIOR_CLIP)
-        self.register_buffer("label_prior", prior)
+        self.register_buffer("label_prior", clipped_label_prior(spec))
         # (2, 2): rows y_i = 0, y_i = 1; columns loc, scale
         self.register_buffer("w_prior", torch.tensor([list(prior_absent), list(prior_present)], dtype=torch.float64))
 
@@ -100,9 +99,7 @@ class CSVAE(nn.Module):
         return loc.flatten(-2), scale.flatten(-2)
 
     def log_py(self, y: torch.Tensor) -> torch.Tensor:
-        if self.multilabel:
-            return (y * self.label_prior.log() + (1 - y) * (1 - self.label_prior).log()).sum(-1)
-        return (y * self.label_prior.log()).sum(-1)
+        return label_prior_log_prob(y, self.label_prior, self.multilabel).sum(-1)
 
     def _label_log_probs(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log q(y=1), log q(y=0)) per label, or (log q(class), unused) for multi-class."""
@@ -124,10 +121,7 @@ class CSVAE(nn.Module):
         return -(y * F.log_softmax(logits, -1)).sum(-1)
 
     def _hard_labels(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.auxiliary(x)
-        if self.multilabel:
-            return (logits > 0).to(x.dtype)
-        return F.one_hot(logits.argmax(-1), self.spec.num_labels).to(x.dtype)
+        return hard_labels(self.auxiliary(x), self.multilabel)
 
     # ----------------------------------------------------------------- objectives
     def objective_terms(

@@ -40,9 +40,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
+from bench.labels import clipped_label_prior, hard_labels, label_prior_log_prob
 from bench.nets import Decoder, Encoder, ImageClassifier, gaussian_kl, laplace_log_likelihood
 
-PRIOR_CLIP = 1e-3
 LABEL_SAMPLES = 2
 
 
@@ -59,8 +59,7 @@ class M2(nn.Module):
         self.encoder = Encoder(spec.image_shape, self.latent_dim, condition_dim=labels)
         self.decoder = Decoder(spec.image_shape, self.latent_dim + labels)
         self.alpha = alpha_scale * spec.n_train / max(spec.n_labelled, 1)
-        prior = torch.tensor(spec.label_prior, dtype=torch.float32).clamp(PRIOR_CLIP, 1 - PRIOR_CLIP)
-        self.register_buffer("label_prior", prior)
+        self.register_buffer("label_prior", clipped_label_prior(spec))
 
     # ----------------------------------------------------------------- components
     def label_log_prob(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -70,9 +69,7 @@ class M2(nn.Module):
         return (y * F.log_softmax(logits, -1)).sum(-1)
 
     def log_py(self, y: torch.Tensor) -> torch.Tensor:
-        if self.multilabel:
-            return (y * self.label_prior.log() + (1 - y) * (1 - self.label_prior).log()).sum(-1)
-        return (y * self.label_prior.log()).sum(-1)
+        return label_prior_log_prob(y, self.label_prior, self.multilabel).sum(-1)
 
     def elbo(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """ELBO(x, y) per image (eq. 6) with z = loc + scale·noise."""
@@ -126,10 +123,7 @@ class M2(nn.Module):
 
     # ----------------------------------------------------------------- interface
     def _hard_labels(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.classifier(x)
-        if self.multilabel:
-            return (logits > 0).to(x.dtype)
-        return F.one_hot(logits.argmax(-1), self.spec.num_labels).to(x.dtype)
+        return hard_labels(self.classifier(x), self.multilabel)
 
     def _decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.decoder(torch.cat([z, y], -1)).clamp(0, 1)

@@ -41,6 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
+from bench.labels import hard_labels
 from bench.nets import MIN_SCALE, Decoder, Encoder, gaussian_kl, laplace_log_likelihood
 
 EXPERT_HIDDEN = 64
@@ -167,10 +168,7 @@ class MVAE(nn.Module):
         return self.posterior(self.image_expert(x), None)[0]
 
     def _hard_labels(self, x: torch.Tensor) -> torch.Tensor:
-        probs = self.classify(x)
-        if self.multilabel:
-            return (probs > 0.5).to(x.dtype)
-        return F.one_hot(probs.argmax(-1), self.spec.num_labels).to(x.dtype)
+        return hard_labels(self.label_decoder(self._image_posterior_mean(x)), self.multilabel)
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,9 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
+from bench.labels import clipped_label_prior, label_prior_log_prob
 from bench.nets import MIN_SCALE, Decoder, Encoder, laplace_log_likelihood, normal_log_prob
-
-PRIOR_CLIP = 1e-3
 
 
 class CharacteristicVAE(nn.Module):
@@ -81,8 +80,7 @@ class CharacteristicVAE(nn.Module):
             self.classifier = nn.Linear(self.char_dim, num_labels)
             self.prior_loc = nn.Parameter(2 * torch.randn(num_labels, self.char_dim))
             self.prior_scale_raw = nn.Parameter(torch.ones(num_labels, self.char_dim))
-        label_prior = torch.tensor(spec.label_prior, dtype=torch.float32)
-        self.register_buffer("label_prior", label_prior.clamp(PRIOR_CLIP, 1 - PRIOR_CLIP))
+        self.register_buffer("label_prior", clipped_label_prior(spec))
 
     # ----------------------------------------------------------------- model components
     def split(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,9 +118,7 @@ class CharacteristicVAE(nn.Module):
 
     def label_prior_log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """log p(y) per label (B, L) for multi-label; per class weight for multi-class."""
-        if self.multilabel:
-            return y * self.label_prior.log() + (1 - y) * (1 - self.label_prior).log()
-        return y * self.label_prior.log()
+        return label_prior_log_prob(y, self.label_prior, self.multilabel)
 
     # ----------------------------------------------------------------- objectives
     def _latent_terms(self, x: torch.Tensor, noise: torch.Tensor):
