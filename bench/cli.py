@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--models", type=_names, help="comma-separated (default: all six registered models)")
     run.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     run.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
+    run.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
     _add_common(run)
 
     data = commands.add_parser("data", help="decode and cache a data set, and describe it")
@@ -119,6 +120,7 @@ def command_run(args: argparse.Namespace) -> None:
     grid = sweep.Grid(
         datasets=tuple(args.datasets or sweep.DEFAULT_DATASETS), models=tuple(args.models or sweep.DEFAULT_MODELS),
         fs=tuple(args.fs or sweep.DEFAULT_FS), seeds=tuple(args.seeds or sweep.DEFAULT_SEEDS), preset=args.preset,
+        epochs=args.epochs,
     )
     runs_root = _runs_root(args)
     results = sweep.run_grid(grid, runs_root, args.data_root, args.cache_dir, args.device)

@@ -28,9 +28,10 @@ class Grid:
     fs: tuple[float, ...] = DEFAULT_FS
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     preset: str = "quick"
+    epochs: int | None = None  # None: the preset's
 
     def cells(self) -> list[RunConfig]:
-        return [make_config(model, dataset, f, seed, self.preset)
+        return [make_config(model, dataset, f, seed, self.preset, self.epochs)
                 for dataset, model, f, seed in itertools.product(self.datasets, self.models, self.fs, self.seeds)]
 
 

@@ -54,30 +54,38 @@ def test_operations_return_the_documented_shapes_in_the_unit_interval(name, task
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Each model after 100 steps on the smoke data (f = 1, 10 epochs), with test images.
-
-    Fewer steps leave MVAE's image expert at the prior (its encoder mean barely varies), so
-    these behavioural checks would say nothing about it.
-    """
+    """Each model trained on the smoke preset at f = 0.06 (~200 steps), its metrics and test images."""
     cache = tmp_path_factory.mktemp("cache")
     runs = tmp_path_factory.mktemp("runs")
-    models = {}
+    models, metrics = {}, {}
     for name in NAMES:
-        config = make_config(name, "synthfaces", 1.0, 0, "smoke", epochs=10)
+        config = make_config(name, "synthfaces", 0.06, 0, "smoke")
         data = load("synthfaces", cache_dir=cache, options=config.dataset_options)
         run_dir = config.run_dir(runs)
-        train(config, data, run_dir, torch.device("cpu"), show_progress=False)
+        metrics[name] = train(config, data, run_dir, torch.device("cpu"), show_progress=False)
         model = build_model(config, data, np.load(run_dir / "labelled.npy"), len(data.splits["train"]),
                             torch.device("cpu"))
         model.load_state_dict(torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"])
         models[name] = model.eval()
     test = torch.as_tensor(data.splits["test"][:64])
-    return models, to_float_images(data.images[test]), data.labels[test]
+    return models, to_float_images(data.images[test]), data.labels[test], metrics
+
+
+SLOW_IMAGE_EXPERT = pytest.mark.xfail(strict=True, reason=(
+    "MVAE classifies through its image expert, which the subsampled objective aligns with the label "
+    "decoder only slowly: at f = 0.06 it scored 0.607 against a majority of 0.609 after the smoke "
+    "preset's 10 epochs and 0.704 after 40 (200 test images); the paper's Table 1 also has MVAE lowest"))
+
+
+@pytest.mark.parametrize("name", [n if n != "mvae" else pytest.param(n, marks=SLOW_IMAGE_EXPERT) for n in NAMES])
+def test_every_model_beats_the_majority_baseline_on_the_smoke_preset_at_f_006(name, trained):
+    metrics = trained[3][name]
+    assert metrics["test_accuracy"] > metrics["majority_accuracy"] + 0.02, metrics
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_swap_with_itself_reconstructs_better_than_with_another_context(name, trained):
-    models, x, _ = trained
+    models, x, *_ = trained
     model = models[name]
     own = (model.swap(x, x) - x).abs().mean()
     other = (model.swap(x, x.roll(1, 0)) - x).abs().mean()
@@ -85,13 +93,13 @@ def test_swap_with_itself_reconstructs_better_than_with_another_context(name, tr
 
 
 UNDERTRAINED_W = pytest.mark.xfail(strict=True, reason=(
-    "after 100 steps CSVAE's q(w|x,y) still ignores y (every w near 0), while p(w_i|y_i=0) is "
+    "after the smoke preset's ~200 steps CSVAE's q(w|x,y) still ignores y (every w near 0), while p(w_i|y_i=0) is "
     "centred at (3, 3): moving the encoder's output 3 units takes ~3/lr Adam steps"))
 
 
 @pytest.mark.parametrize("name", [n if n != "csvae" else pytest.param(n, marks=UNDERTRAINED_W) for n in NAMES])
 def test_intervening_with_the_current_value_changes_less_than_flipping_it(name, trained):
-    models, x, _ = trained
+    models, x, *_ = trained
     model = models[name]
     labels = (model.classify(x) > 0.5).float()  # the model's own belief about each label
     reference = model.swap(x, x)

@@ -35,7 +35,8 @@ def reference_elbo(model, x, y, noise):
 
 def test_supervised_objective_and_alpha():
     model = tiny(alpha_scale=0.1)
-    assert model.alpha == pytest.approx(0.1 * 1000 / 50)
+    assert model.alpha == pytest.approx(0.1 * 1000 / 50 * 1024 / 784)  # per-pixel weight of 28×28
+    assert tiny(pixel_scaled_alpha=False).alpha == pytest.approx(0.1 * 1000 / 50)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(4, 1, 32, 32, generator=generator, dtype=torch.float64)
     y = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.float64)

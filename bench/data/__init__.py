@@ -17,7 +17,7 @@ from bench.errors import BenchError
 DATASETS = ("synthfaces", "fashion-mnist", "mnist", "celeba", "chexpert")
 NEEDS_ROOT = {"celeba", "chexpert"}
 OPTIONS = {
-    "synthfaces": {"n_train": 20_000, "n_valid": 2_000, "n_test": 2_000, "seed": 0},
+    "synthfaces": {"n_train": 20_000, "n_valid": 2_000, "n_test": 2_000, "seed": 0, "image_size": 64},
     "fashion-mnist": {},
     "mnist": {},
     "celeba": {},

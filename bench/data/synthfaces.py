@@ -27,6 +27,7 @@ import torch
 from scipy.special import ndtr
 
 from bench.data.base import LabelledImages
+from bench.errors import BenchError
 
 SIZE = 64
 LABELS = ("Smiling", "Eyeglasses", "Blond_Hair", "Bangs", "Beard", "Pale_Skin", "Wearing_Necktie")
@@ -153,11 +154,26 @@ def render(factors: np.ndarray) -> np.ndarray:
     return np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8).transpose(1, 0, 2, 3)
 
 
-def build(n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000, seed: int = 0) -> LabelledImages:
-    """Render the data set; the same sizes and seed always give the same images."""
+def downsample(images: np.ndarray, image_size: int) -> np.ndarray:
+    """Box-filter uint8 images (B, 3, 64, 64) to (B, 3, image_size, image_size); 64 must be a multiple."""
+    if image_size not in (64, 32):
+        raise BenchError(f"synthfaces image_size {image_size} is not supported; use 64 or 32 (the networks' sizes)")
+    factor = SIZE // image_size
+    blocks = images.reshape(len(images), 3, image_size, factor, image_size, factor).astype(np.float32)
+    return np.round(blocks.mean((3, 5))).astype(np.uint8)
+
+
+def build(
+    n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000, seed: int = 0, image_size: int = SIZE,
+) -> LabelledImages:
+    """Render the data set; the same sizes and seed always give the same images.
+
+    `image_size` 32 box-filters the 64×64 renderings (the smoke preset uses it for speed).
+    """
     total = n_train + n_valid + n_test
     factors = sample_factors(total, np.random.default_rng(seed))
-    images = np.concatenate([render(factors[i : i + RENDER_BATCH]) for i in range(0, total, RENDER_BATCH)])
+    images = np.concatenate([downsample(render(factors[i : i + RENDER_BATCH]), image_size)
+                             for i in range(0, total, RENDER_BATCH)])
     order = np.arange(total)
     return LabelledImages(
         name="synthfaces",
