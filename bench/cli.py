@@ -1,4 +1,4 @@
-"""Command line: python -m bench {train,run,data}. User errors print one line, exit code 2."""
+"""Command line: python -m bench {train,run,eval,oracle,data}. User errors print one line, exit code 2."""
 
 from __future__ import annotations
 
@@ -83,6 +83,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
     _add_common(run)
 
+    run.add_argument("--no-eval", action="store_true", help="train only; skip the evaluators")
+    run.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+
+    evaluate = commands.add_parser("eval", help="run the evaluators on a trained run directory")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="e.g. runs/quick/synthfaces/ccvae/f=0.06/seed=0")
+    evaluate.add_argument("--only", type=_names, help="comma-separated evaluators (default all)")
+    evaluate.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+    evaluate.add_argument("--data-root")
+    evaluate.add_argument("--cache-dir")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--debug", action="store_true")
+
+    oracle = commands.add_parser("oracle", help="train (once, cached) or show a data set's oracle classifier")
+    oracle.add_argument("--dataset", required=True)
+    oracle.add_argument("--preset", default="quick", help="data set size and oracle steps of this preset")
+    oracle.add_argument("--dataset-option", action="append", metavar="NAME=VALUE")
+    oracle.add_argument("--data-root")
+    oracle.add_argument("--cache-dir")
+    oracle.add_argument("--device", default="auto")
+    oracle.add_argument("--debug", action="store_true")
+
     data = commands.add_parser("data", help="decode and cache a data set, and describe it")
     data.add_argument("--dataset", required=True)
     data.add_argument("--dataset-option", action="append", metavar="NAME=VALUE")
@@ -123,8 +144,34 @@ def command_run(args: argparse.Namespace) -> None:
         epochs=args.epochs,
     )
     runs_root = _runs_root(args)
-    results = sweep.run_grid(grid, runs_root, args.data_root, args.cache_dir, args.device)
+    results = sweep.run_grid(grid, runs_root, args.data_root, args.cache_dir, args.device,
+                             evaluate=not args.no_eval, fid_weights=args.fid_weights)
     sweep.print_summary(results, runs_root)
+
+
+def command_eval(args: argparse.Namespace) -> None:
+    from bench.evaluate import check_names, evaluate_run
+    from bench.train import resolve_device
+
+    check_names(args.only)
+    evaluate_run(Path(args.run_dir), resolve_device(args.device), args.only, args.data_root, args.cache_dir,
+                 args.fid_weights)
+
+
+def command_oracle(args: argparse.Namespace) -> None:
+    from bench.config import preset
+    from bench.data import dataset_options, load
+    from bench.train import resolve_device
+    from evaluators.oracle import OracleConfig, load_or_train_oracle
+
+    chosen = preset(args.preset)
+    options = dataset_options(args.dataset, {**chosen.dataset_overrides.get(args.dataset, {}),
+                                             **_options(args.dataset_option)})
+    data = load(args.dataset, args.data_root, args.cache_dir, options)
+    _, record = load_or_train_oracle(data, options, resolve_device(args.device), args.cache_dir,
+                                     OracleConfig.for_preset(chosen.name))
+    print(f"{args.dataset} oracle: test accuracy {record['test_accuracy']:.3f} "
+          f"(majority baseline {record['majority_accuracy']:.3f}; {record['config']['steps']} steps)")
 
 
 def command_data(args: argparse.Namespace) -> None:
@@ -134,7 +181,8 @@ def command_data(args: argparse.Namespace) -> None:
     print(data.summary())
 
 
-COMMANDS = {"train": command_train, "run": command_run, "data": command_data}
+COMMANDS = {"train": command_train, "run": command_run, "eval": command_eval, "oracle": command_oracle,
+            "data": command_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from tabulate import tabulate
 
 from bench.config import RunConfig, make_config
 from bench.data import load
+from bench.evaluate import evaluate_run
 from bench.train import atomic_write_text, resolve_device, train
 
 DEFAULT_DATASETS = ("synthfaces",)
@@ -36,9 +37,10 @@ class Grid:
 
 
 def run_grid(
-    grid: Grid, runs_root: Path, data_root: str | None, cache_dir: str | None, device_name: str
+    grid: Grid, runs_root: Path, data_root: str | None, cache_dir: str | None, device_name: str,
+    evaluate: bool = True, fid_weights: str | None = None,
 ) -> pd.DataFrame:
-    """Train every cell (skipping finished ones) and return one row of metrics per run."""
+    """Train and evaluate every cell (skipping finished work); one row of metrics per run."""
     device = resolve_device(device_name)
     cells = grid.cells()  # validates every choice before any work starts
     rows = []
@@ -50,6 +52,9 @@ def run_grid(
         print(f"[{position}/{len(cells)}] {config.model} on {config.dataset}, f={config.f:g}, seed={config.seed}",
               file=sys.stderr)
         metrics = train(config, loaded[key], config.run_dir(runs_root), device)
+        if evaluate:
+            evaluate_run(config.run_dir(runs_root), device, data_root=data_root, cache=cache_dir,
+                         fid_weights=fid_weights, skip_done=True, data=loaded[key])
         rows.append({"dataset": config.dataset, "model": config.model, "f": config.f, "seed": config.seed, **metrics})
     return pd.DataFrame(rows)
 

@@ -1,0 +1,26 @@
+"""`classification` (Tables 1 and 6): the model's own classifier on the whole test set.
+
+Mean over labels of per-label accuracy at threshold 0.5 (multi-label), top-1 accuracy
+(multi-class); the per-label accuracies are reported too. Only `model.classify` is used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench import scoring
+from bench.data.base import LabelledImages
+from evaluators.common import EvalSettings, batched, float_images
+
+
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+    device = next(model.parameters()).device
+    test = torch.as_tensor(data.splits["test"])
+    probs = batched(lambda idx: model.classify(float_images(data, idx, device)).cpu(), test,
+                    batch_size=settings.batch_size)
+    labels = data.labels[test].float()
+    result = {"accuracy": scoring.accuracy(probs, labels, data.task), "n": len(test)}
+    if data.task == "multilabel":
+        per_label = scoring.per_label_accuracy(probs, labels)
+        result["per_label"] = dict(zip(data.label_names, per_label.tolist(), strict=True))
+    return result

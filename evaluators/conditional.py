@@ -1,0 +1,25 @@
+"""`conditional` (Table 5): do conditional generations show the labels they were asked for?
+
+Label vectors are drawn from the test set (the evaluation seed fixes which), one image is
+generated per vector with `model.generate(y, 1)`, and the oracle classifies it: the score is
+the oracle's accuracy against the requested labels (mean per-label accuracy at 0.5, or top-1).
+The oracle's accuracy on the real test images bounds what a perfect generator could reach.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bench import scoring
+from bench.data.base import LabelledImages
+from evaluators.common import EvalSettings, batched, sample_test_indices
+
+
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+    if not model.capabilities.generate:
+        return {"unavailable": "the model cannot generate conditionally"}
+    device = next(model.parameters()).device
+    requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
+    probs = batched(lambda y: oracle.probs(model.generate(y.to(device), 1)[:, 0]).cpu(), requested,
+                    batch_size=settings.batch_size)
+    return {"accuracy": scoring.accuracy(probs, requested, data.task), "n": len(requested)}

@@ -1,0 +1,150 @@
+"""`mutual_info` (Table 7, multi-class data): how uncertain is a Bayesian oracle about generations?
+
+The oracle's last linear layer is replaced by a gpytorch sparse variational GP classifier: one
+independent GP per class over the oracle's standardised 128-dimensional penultimate features
+(RBF kernel with a scale, constant mean), 200 inducing points initialised at random training
+features and learnt, a softmax likelihood, trained with the variational ELBO (Adam, mini-batches)
+on the oracle's features of the training set. For images x and S posterior function samples ω,
+
+    I(y; ω | x) = H[ E_ω p(y | x, ω) ] − E_ω H[ p(y | x, ω) ]      (the BALD / epistemic term)
+
+averaged over images. Reported for conditionally generated images (labels drawn from the test
+set, as `conditional`) and, as the reference a perfect generator would match, for real test
+images. Low: the oracle is sure what the image shows; high: it lies between classes.
+The fitted GP is cached next to the oracle (`oracle/<key>.gp.pt`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gpytorch
+import torch
+
+from bench.data.base import LabelledImages
+from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
+
+INDUCING_POINTS = 200
+POSTERIOR_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class GPConfig:
+    inducing_points: int = INDUCING_POINTS
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 0.01
+    seed: int = 0
+
+
+class MulticlassSVGP(gpytorch.models.ApproximateGP):
+    """C independent SVGPs over the features, sharing one set of inducing inputs per class."""
+
+    def __init__(self, inducing: torch.Tensor, classes: int):
+        batch = torch.Size([classes])
+        points = inducing.unsqueeze(0).repeat(classes, 1, 1)
+        distribution = gpytorch.variational.CholeskyVariationalDistribution(len(inducing), batch_shape=batch)
+        strategy = gpytorch.variational.IndependentMultitaskVariationalStrategy(
+            gpytorch.variational.VariationalStrategy(self, points, distribution, learn_inducing_locations=True),
+            num_tasks=classes)
+        super().__init__(strategy)
+        self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
+        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.RBFKernel(batch_shape=batch),
+                                                         batch_shape=batch)
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+class GPHead(torch.nn.Module):
+    """Standardisation, the SVGP and its softmax likelihood: the oracle's Bayesian last layer."""
+
+    def __init__(self, shift: torch.Tensor, scale: torch.Tensor, inducing: torch.Tensor, classes: int):
+        super().__init__()
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", scale)
+        self.gp = MulticlassSVGP(inducing, classes)
+        self.likelihood = gpytorch.likelihoods.SoftmaxLikelihood(num_classes=classes, mixing_weights=False)
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.shift) / self.scale
+
+    def class_probability_samples(self, features: torch.Tensor, samples: int) -> torch.Tensor:
+        """p(y | x, ω_s) for S posterior samples ω_s of the latent functions: (S, B, C)."""
+        with torch.no_grad(), gpytorch.settings.num_likelihood_samples(samples):
+            functions = self.gp(self.standardise(features)).rsample(torch.Size([samples]))
+        return functions.softmax(-1)
+
+
+def fit_gp_head(features: torch.Tensor, classes: torch.Tensor, num_classes: int, config: GPConfig) -> GPHead:
+    """Fit the SVGP head on training features (N, D) and class indices (N,)."""
+    generator = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    shift, scale = features.mean(0), features.std(0).clamp(min=1e-6)
+    start = torch.randperm(len(features), generator=generator)[: config.inducing_points]
+    head = GPHead(shift, scale, (features[start] - shift) / scale, num_classes)
+    inputs = head.standardise(features)
+    objective = gpytorch.mlls.VariationalELBO(head.likelihood, head.gp, num_data=len(features))
+    optimizer = torch.optim.Adam(head.parameters(), lr=config.lr)
+    head.train()
+    for _ in range(config.epochs):
+        for batch in torch.randperm(len(features), generator=generator).split(config.batch_size):
+            loss = -objective(head.gp(inputs[batch]), classes[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+def mutual_information(probability_samples: torch.Tensor) -> torch.Tensor:
+    """I(y; ω | x) per image from (S, B, C) samples: H[E_s p_s] − E_s H[p_s], in nats."""
+
+    def entropy(p: torch.Tensor) -> torch.Tensor:
+        return -(p * p.clamp(min=1e-12).log()).sum(-1)
+
+    return entropy(probability_samples.mean(0)) - entropy(probability_samples).mean(0)
+
+
+def gp_head_for(oracle, data: LabelledImages, cache_path: Path | None, config: GPConfig) -> GPHead:
+    """The cached head for this oracle, or a new fit on the oracle's training-set features."""
+    device = next(oracle.parameters()).device
+    train = torch.as_tensor(data.splits["train"])
+    features = batched(lambda idx: oracle.features(float_images(data, idx, device)).cpu(), train,
+                       batch_size=500).double().float()
+    classes = data.labels[train].argmax(1)
+    if cache_path is not None and cache_path.exists():
+        head = GPHead(features.mean(0), features.std(0), torch.zeros(config.inducing_points, features.shape[1]),
+                      data.labels.shape[1])
+        head.load_state_dict(torch.load(cache_path, weights_only=True))
+        return head.eval()
+    head = fit_gp_head(features, classes, data.labels.shape[1], config)
+    if cache_path is not None:
+        temporary = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
+        torch.save(head.state_dict(), temporary)
+        os.replace(temporary, cache_path)
+    return head
+
+
+def evaluate(
+    model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+    gp_cache: Path | None = None, gp_config: GPConfig | None = None,
+) -> dict:
+    if data.task != "multiclass":
+        return {"unavailable": "Table 7 is defined for multi-class data"}
+    if not model.capabilities.generate:
+        return {"unavailable": "the model cannot generate conditionally"}
+    device = next(model.parameters()).device
+    head = gp_head_for(oracle, data, gp_cache, gp_config or GPConfig())
+    requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
+    real = sample_test_indices(data, settings.generated, generator)
+
+    def information(images: torch.Tensor) -> torch.Tensor:
+        return mutual_information(head.class_probability_samples(oracle.features(images).cpu(), POSTERIOR_SAMPLES))
+
+    generated = batched(lambda y: information(model.generate(y.to(device), 1)[:, 0]), requested,
+                        batch_size=settings.batch_size)
+    reference = batched(lambda idx: information(float_images(data, idx, device)), real, batch_size=settings.batch_size)
+    return {"generated": float(generated.mean()), "real": float(reference.mean()), "n": len(requested),
+            "posterior_samples": POSTERIOR_SAMPLES, "inducing_points": INDUCING_POINTS}

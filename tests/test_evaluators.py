@@ -1,0 +1,261 @@
+"""Evaluators on inputs whose answer is known, the oracle, and the eval/oracle CLI paths."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import sqrtm
+from torch import nn
+
+from bench.api import Capabilities
+from bench.cli import main
+from bench.config import make_config
+from bench.data import load
+from bench.data.base import LabelledImages
+from evaluators import fid, ground_truth, interventions, swap
+from evaluators.common import EvalSettings
+from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
+
+SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
+
+
+class Fake(nn.Module):
+    """A model that only implements what a test needs; `parameters()` gives the device."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, **operations):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        for name, function in operations.items():
+            setattr(self, name, function)
+
+
+def toy_data(labels: np.ndarray, pixels: np.ndarray) -> LabelledImages:
+    """Grey 4×4 images whose first row holds `pixels` (0..255), with the given labels; all test."""
+    count, size = labels.shape
+    images = torch.zeros(count, 1, 4, 4, dtype=torch.uint8)
+    images[:, 0, 0, :size] = torch.as_tensor(pixels, dtype=torch.uint8)
+    index = np.arange(count)
+    return LabelledImages("toy", images, torch.as_tensor(labels, dtype=torch.float32),
+                          tuple(f"l{i}" for i in range(size)), "multilabel",
+                          {"train": index, "valid": index[:0], "test": index})
+
+
+class PixelOracle:
+    """p_oracle(y_j = 1 | x) = the first row's pixel j, exactly."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def label_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, 0, : self.size].log()
+
+    def log_prob_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        p = x[:, 0, 0, : self.size].double()
+        return (y * p.log() + (1 - y) * (1 - p).log()).to(x.dtype)
+
+
+def test_a_swap_that_returns_the_characteristic_image_scores_zero():
+    data = toy_data(np.random.default_rng(0).integers(0, 2, (30, 3)), np.full((30, 3), 128))
+    data.images[:, 0, 1] = torch.randint(1, 255, (30, 4), dtype=torch.uint8)  # images differ
+    oracle = OracleNet(1, 4, 3, "multilabel").eval()
+    perfect = Fake(swap=lambda a, b: a)
+    assert swap.evaluate(perfect, data, oracle, torch.Generator().manual_seed(0), SETTINGS)["score"] == 0
+    ignoring = Fake(swap=lambda a, b: b)
+    assert swap.evaluate(ignoring, data, oracle, torch.Generator().manual_seed(0), SETTINGS)["score"] > 0
+    assert swap.swap_score(torch.tensor([[0.0, -1.0]]), torch.tensor([[-2.0, -1.5]])) == pytest.approx(1.25)
+
+
+def test_an_intervention_that_moves_only_its_label_gives_a_diagonal_matrix_with_the_closed_form_condition():
+    steps = torch.tensor([0.1, 0.2, 0.4])  # how far intervening on label i moves p(y_i = ỹ_i): 0.5 → 0.5 + step
+
+    def intervene(x, i, value, stochastic=False):
+        changed = torch.full_like(x, 0.5)  # the reconstruction, with only pixel i moved
+        changed[:, 0, 0, i] = 0.5 + steps[i] * (2 * value - 1)
+        return changed
+
+    labels = np.random.default_rng(1).integers(0, 2, (40, 3))
+    data = toy_data(labels, np.full((40, 3), 0))
+    half = Fake(intervene=intervene, swap=lambda a, b: torch.full_like(a, 0.5))
+    result = interventions.evaluate(half, data, PixelOracle(3), torch.Generator().manual_seed(0), SETTINGS)
+    expected = np.diag(np.log((0.5 + steps.double().numpy()) / 0.5))
+    np.testing.assert_allclose(result["matrix"], expected, rtol=1e-5, atol=1e-6)
+    assert result["condition_number"] == pytest.approx(np.log(0.9 / 0.5) / np.log(0.6 / 0.5), rel=1e-5)
+
+
+def exact_moments(mean: np.ndarray, covariance: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Samples whose sample mean and (ddof = 1) covariance are exactly `mean` and `covariance`."""
+    draws = np.random.default_rng(seed).standard_normal((count, len(mean)))
+    draws -= draws.mean(0)
+    whitened = draws @ np.linalg.inv(np.linalg.cholesky(np.cov(draws, rowvar=False))).T
+    return mean + whitened @ np.linalg.cholesky(covariance).T
+
+
+def test_frechet_distance_of_two_gaussians_equals_the_closed_form():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 4)), rng.standard_normal((4, 4))
+    cov1, cov2 = a @ a.T + np.eye(4), b @ b.T + 0.5 * np.eye(4)
+    mu1, mu2 = rng.standard_normal(4), rng.standard_normal(4)
+    root1 = sqrtm(cov1).real
+    closed = np.sum((mu1 - mu2) ** 2) + np.trace(cov1 + cov2 - 2 * sqrtm(root1 @ cov2 @ root1).real)
+    computed = fid.frechet_distance(exact_moments(mu1, cov1, 500, 0), exact_moments(mu2, cov2, 700, 1))
+    assert computed == pytest.approx(closed, rel=1e-6)
+    same = exact_moments(mu1, cov1, 300, 3)
+    assert fid.frechet_distance(same, same) == pytest.approx(0, abs=1e-6)
+
+
+def random_inception_state(*args, **kwargs) -> dict:
+    """The FID Inception's parameter layout with random values (torchvision's trunk, 1008 classes)."""
+    return fid.fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None,
+                                           init_weights=False).state_dict()
+
+
+def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp_path, monkeypatch):
+    weights = tmp_path / fid.WEIGHTS_NAME
+    torch.save(random_inception_state(), weights)
+    labels = np.random.default_rng(3).integers(0, 2, (12, 2))
+    data = toy_data(labels, np.random.default_rng(4).integers(0, 255, (12, 2)))
+    model = Fake(generate=lambda y, n: torch.rand(len(y), n, 1, 4, 4))
+    oracle = OracleNet(1, 4, 2, "multilabel").eval()
+    network = fid.load_inception(weights, torch.device("cpu"))
+    assert fid.inception_features(network, torch.rand(2, 1, 32, 32)).shape == (2, 2048)
+    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, fid_weights=weights)
+    assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(fid.fid_inception, "load_state_dict_from_url", offline)
+    missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS)
+    assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"]
+    assert np.isfinite(missing["oracle_frechet"])
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
+    return load("synthfaces", cache_dir=cache, options=config.dataset_options), config.dataset_options, cache
+
+
+def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_data):
+    data, _, _ = smoke_data
+    factors = data.factors
+    labels = len(data.label_names)
+    lookup = {image.numpy().tobytes(): row for image, row in zip(data.images, factors, strict=True)}
+
+    def truth(x):  # the factors each test image was rendered from
+        keys = (x * 255).round().to(torch.uint8)
+        return torch.stack([lookup[image.numpy().tobytes()] for image in keys])
+
+    exact = Fake(characteristic=lambda x: (-3 * truth(x)[:, :labels]).unsqueeze(-1))  # reversed: orientation
+    result = ground_truth.evaluate(exact, data, None, torch.Generator().manual_seed(0), SETTINGS)
+    assert result["capture"] == pytest.approx(1.0)
+    assert abs(result["leakage_r2"]) < 0.05
+    leaky = Fake(characteristic=lambda x: truth(x)[:, labels:].unsqueeze(1).expand(-1, labels, -1))  # context
+    assert ground_truth.evaluate(leaky, data, None, torch.Generator().manual_seed(0), SETTINGS)["leakage_r2"] > 0.99
+    none = Fake(characteristic=lambda x: None)
+    none.capabilities = Capabilities(characteristic=False)
+    assert "unavailable" in ground_truth.evaluate(none, data, None, torch.Generator(), SETTINGS)
+
+
+def test_the_oracle_is_accurate_on_the_smoke_data_and_cached(smoke_data):
+    data, options, cache = smoke_data
+    net, record = load_or_train_oracle(data, options, torch.device("cpu"), cache, OracleConfig.for_preset("smoke"))
+    assert record["test_accuracy"] >= 0.95 > record["majority_accuracy"]
+    assert oracle_accuracy(net, data) == pytest.approx(record["test_accuracy"])
+    again, record_again = load_or_train_oracle(data, options, torch.device("cpu"), cache,
+                                               OracleConfig.for_preset("smoke"))
+    assert record_again == record
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_data, tmp_path, capsys, monkeypatch):
+    _, _, cache = smoke_data
+    monkeypatch.setenv("BENCH_CACHE", str(cache))
+    assert main(["run", "--models", "ccvae", "--fs", "1", "--preset", "smoke", "--epochs", "2",
+                 "--runs", str(tmp_path)]) == 0
+    run_dir = tmp_path / "synthfaces" / "ccvae" / "f=1" / "seed=0"
+    written = {path.stem for path in (run_dir / "eval").glob("*.json")}
+    assert written == {"classification", "swap", "interventions", "conditional", "fid", "ground_truth", "mutual_info"}
+    assert "unavailable" in json.loads((run_dir / "eval" / "mutual_info.json").read_text())  # multi-label data
+    figures = {path.name for path in (run_dir / "eval" / "figures").iterdir()}
+    assert {"interventions.png", "swaps.png", "conditional.png", "traversals.png",
+            "intervention_variance.png"} <= figures
+    matrix = np.array(json.loads((run_dir / "eval" / "interventions.json").read_text())["matrix"])
+    assert matrix.shape == (7, 7) and np.all(matrix >= 0)
+    before = json.loads((run_dir / "eval" / "swap.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(run_dir), "--only", "swap"]) == 0  # same seeds: the same number
+    after = json.loads((run_dir / "eval" / "swap.json").read_text())
+    assert after["score"] == before["score"] and "swap: score" in capsys.readouterr().out
+    assert main(["oracle", "--dataset", "synthfaces", "--preset", "smoke"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval", "nowhere"], "is not a run directory"),
+    (["eval", ".", "--only", "bogus"], "unknown evaluator"),
+    (["oracle", "--dataset", "nope"], "unknown data set"),
+])
+def test_eval_and_oracle_bad_input_is_one_line(args, message, capsys):
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1
+
+
+def test_unfinished_run_is_refused(tmp_path, capsys):
+    run_dir = Path(tmp_path)
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
+    (run_dir / "config.json").write_text(config.to_json())
+    assert main(["eval", str(run_dir)]) == 2
+    assert "has not finished training" in capsys.readouterr().err
+
+
+def test_mutual_information_closed_forms():
+    from evaluators.mutual_info import mutual_information
+
+    agreeing = torch.tensor([[[0.7, 0.3]], [[0.7, 0.3]]])
+    assert mutual_information(agreeing).item() == pytest.approx(0, abs=1e-7)
+    disagreeing = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # each sample sure, the samples opposed
+    assert mutual_information(disagreeing).item() == pytest.approx(np.log(2), rel=1e-6)
+
+
+def test_gp_mutual_information_is_small_far_from_the_boundary_and_larger_near_it():
+    from evaluators.mutual_info import GPConfig, fit_gp_head, mutual_information
+
+    rng = np.random.default_rng(5)
+    classes = rng.integers(0, 2, 400)
+    features = np.column_stack([(2 * classes - 1) * 3 + 0.5 * rng.standard_normal(400), rng.standard_normal(400)])
+    head = fit_gp_head(torch.tensor(features, dtype=torch.float32), torch.as_tensor(classes), 2,
+                       GPConfig(inducing_points=20, epochs=40, batch_size=100, lr=0.05))
+    probe = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 0.0]])
+    torch.manual_seed(0)
+    information = mutual_information(head.class_probability_samples(probe, 256))
+    far = information[:2].max()
+    assert far < 0.05 and information[2] > 3 * far
+    assert head.class_probability_samples(probe, 64).mean(0)[:2].argmax(1).tolist() == [0, 1]
+
+
+def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_path):
+    from evaluators import mutual_info
+
+    rng = np.random.default_rng(6)
+    classes = rng.integers(0, 3, 60)
+    data = toy_data(np.eye(3)[classes], rng.integers(0, 255, (60, 3)))
+    data = LabelledImages("toy", data.images, data.labels, data.label_names, "multiclass", data.splits)
+    model = Fake(generate=lambda y, n: torch.rand(len(y), n, 1, 4, 4))
+    oracle = OracleNet(1, 4, 3, "multiclass").eval()
+    config = mutual_info.GPConfig(inducing_points=10, epochs=2, batch_size=30)
+    cache = tmp_path / "head.gp.pt"
+    first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
+    assert cache.exists() and first["n"] == 50 and first["generated"] >= 0 and first["real"] >= 0
+    torch.manual_seed(0)
+    again = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
+    assert np.isfinite(again["generated"]) and again["real"] >= 0
