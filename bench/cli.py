@@ -1,4 +1,7 @@
-"""Command line: python -m bench {train,run,eval,oracle,data}. User errors print one line, exit code 2."""
+"""Command line: python -m bench {train,run,tables,check,reproduce,eval,oracle,data}.
+
+User errors print one line and exit with code 2; a regression or a failed cell exits with 1.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, Regression
 
 DEFAULT_RUNS = "runs"
+PAPER_CSV = Path("results") / "paper.csv"
+STORED = Path("results") / "stored"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -74,17 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch checkpoints")
     _add_common(train)
 
-    run = commands.add_parser("run", help="train and summarise a grid of runs")
+    run = commands.add_parser("run", help="train, evaluate and tabulate a grid of runs")
     run.add_argument("--all", action="store_true", help="the whole default grid (restrict it with the options below)")
-    run.add_argument("--datasets", type=_names, help="comma-separated (default synthfaces)")
-    run.add_argument("--models", type=_names, help="comma-separated (default: all six registered models)")
-    run.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
-    run.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
-    run.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
-    _add_common(run)
-
+    _add_grid(run)
+    run.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
     run.add_argument("--no-eval", action="store_true", help="train only; skip the evaluators")
-    run.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+
+    tables = commands.add_parser("tables", help="gather every run directory into the paper's tables")
+    tables.add_argument("--runs", help="runs directory (default runs/<preset>)")
+    tables.add_argument("--preset", default="quick", help="only used for the default --runs")
+    tables.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
+    tables.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
+    tables.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    check = commands.add_parser("check", help="compare fresh results with stored ones; exit 1 on a regression")
+    check.add_argument("--runs", help="runs directory (default runs/<preset>)")
+    check.add_argument("--preset", default="quick", help="picks the default --runs and --stored")
+    check.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
+    check.add_argument("--tolerance", action="append", metavar="NUMBER|METRIC=NUMBER",
+                       help="a number scales every default tolerance; METRIC=NUMBER sets one absolute tolerance")
+    check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
+    check.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    reproduce = commands.add_parser("reproduce", help="the cells and evaluators of one table: run, tabulate, check")
+    reproduce.add_argument("--table", required=True, help="1, 2, 4, 5, 6, 7, C or G")
+    _add_grid(reproduce)
+    reproduce.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
 
     evaluate = commands.add_parser("eval", help="run the evaluators on a trained run directory")
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="e.g. runs/quick/synthfaces/ccvae/f=0.06/seed=0")
@@ -113,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_grid(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--datasets", type=_names, help="comma-separated (default synthfaces, and fashion-mnist "
+                                                        "where its files are found)")
+    parser.add_argument("--models", type=_names, help="comma-separated (default: all six registered models)")
+    parser.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
+    parser.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
+    parser.add_argument("--launcher", default="local", help="local (default: --jobs processes), inline or slurm")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="parallel processes (local; default 2) or array tasks at once (slurm)")
+    parser.add_argument("--slurm-partition", help="Slurm partition (default: the cluster's)")
+    parser.add_argument("--slurm-minutes", type=int, default=240, help="time limit per cell (default 240)")
+    parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per cell (default 1)")
+    parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per cell (default 8)")
+    parser.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+    parser.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
+    _add_common(parser)
+
+
 def _runs_root(args: argparse.Namespace) -> Path:
     return Path(args.runs) if args.runs else Path(DEFAULT_RUNS) / args.preset
 
@@ -132,21 +171,161 @@ def command_train(args: argparse.Namespace) -> None:
           f"(majority baseline {metrics['majority_accuracy']:.3f})")
 
 
+def _grid(args: argparse.Namespace, datasets: tuple[str, ...] | None = None):
+    from bench import sweep
+
+    grid = sweep.Grid(
+        datasets=tuple(args.datasets or datasets or sweep.default_datasets(args.data_root)),
+        models=tuple(args.models or sweep.DEFAULT_MODELS), fs=tuple(args.fs or sweep.DEFAULT_FS),
+        seeds=tuple(args.seeds or sweep.DEFAULT_SEEDS), preset=args.preset, epochs=args.epochs,
+    )
+    return grid, grid.cells()  # cells() validates every choice before any work starts
+
+
+def _sweep(args: argparse.Namespace, cells: list, evaluators: tuple[str, ...] | None) -> list:
+    """Run the cells with the chosen launcher; their outcomes."""
+    from bench import sweep
+    from bench.data import load
+
+    if args.launcher not in sweep.LAUNCHERS:
+        raise BenchError(f"unknown --launcher '{args.launcher}'; choose one of {', '.join(sweep.LAUNCHERS)}")
+    runs_root = _runs_root(args)
+    sweep.prepare_runs_root(runs_root)
+    settings = sweep.CellSettings(args.data_root, args.cache_dir, args.device, evaluators, args.fid_weights)
+    if args.launcher == "slurm":
+        slurm = sweep.SlurmSettings(args.slurm_partition, args.slurm_minutes, args.slurm_gpus, args.slurm_cpus,
+                                    args.jobs)
+        outcomes = sweep.launch_slurm(cells, runs_root, settings, sweep.slurm_executor(runs_root, slurm))
+    elif args.launcher == "local":
+        from bench.evaluate import prepare
+        from bench.train import resolve_device
+
+        for config in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)): c for c in cells}.values():
+            data = load(config.dataset, args.data_root, args.cache_dir, config.dataset_options)  # fail early
+            if evaluators != ():
+                prepare(config, data, resolve_device(args.device), args.cache_dir, evaluators)
+        outcomes = sweep.launch_local(cells, runs_root, settings, args.jobs)
+    else:
+        outcomes = sweep.launch_inline(cells, runs_root, settings)
+    print(sweep.summarise(outcomes), file=sys.stderr)
+    return outcomes
+
+
+def _raise_for_failures(outcomes: list) -> None:
+    from bench import sweep
+
+    if any(outcome.state == "failed" for outcome in outcomes):
+        raise Regression(sweep.summarise(outcomes))
+
+
+def _write_tables(runs_root: Path, out: Path, keys: list[str] | None = None):
+    from bench.tables import gather, write_tables
+
+    results = gather(runs_root)
+    write_tables(results, runs_root, out, PAPER_CSV, keys)
+    print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'}", file=sys.stderr)
+    return results
+
+
 def command_run(args: argparse.Namespace) -> None:
     from bench import sweep
 
     restricted = any(getattr(args, name) for name in ("datasets", "models", "fs", "seeds"))
     if not (args.all or restricted):
         raise BenchError("say --all for the whole default grid, or choose cells with --models/--datasets/--fs/--seeds")
-    grid = sweep.Grid(
-        datasets=tuple(args.datasets or sweep.DEFAULT_DATASETS), models=tuple(args.models or sweep.DEFAULT_MODELS),
-        fs=tuple(args.fs or sweep.DEFAULT_FS), seeds=tuple(args.seeds or sweep.DEFAULT_SEEDS), preset=args.preset,
-        epochs=args.epochs,
-    )
+    _, cells = _grid(args)
+    evaluators = () if args.no_eval else None
+    if args.dry_run:
+        print(sweep.dry_run(cells, _runs_root(args), evaluators))
+        return
+    outcomes = _sweep(args, cells, evaluators)
+    if any(outcome.state == "done" for outcome in outcomes):
+        _print_accuracy(_write_tables(_runs_root(args), Path(args.out)))
+    _raise_for_failures(outcomes)
+
+
+def _print_accuracy(results) -> None:
+    from bench.tables import TableSpec, read_paper, table_frame, to_markdown
+
+    spec = TableSpec("A", "test accuracy", ("test_accuracy",), (), reference_row="majority_accuracy")
+    for dataset in sorted(set(results.dataset)):
+        frame = table_frame(results, dataset, spec, read_paper(PAPER_CSV))
+        print(f"\n{dataset}: test accuracy beside the majority-class baseline\n{to_markdown(frame, spec)}")
+
+
+def command_tables(args: argparse.Namespace) -> None:
+    from bench.tables import gather, write_tables
+
     runs_root = _runs_root(args)
-    results = sweep.run_grid(grid, runs_root, args.data_root, args.cache_dir, args.device,
-                             evaluate=not args.no_eval, fid_weights=args.fid_weights)
-    sweep.print_summary(results, runs_root)
+    written = write_tables(gather(runs_root), runs_root, Path(args.out), Path(args.paper))
+    print(f"wrote {len(written)} files; report: {Path(args.out) / 'REPORT.md'}")
+
+
+def _tolerances(values: list[str] | None):
+    from bench.check import tolerances_with
+
+    scale, overrides = None, {}
+    for value in values or []:
+        name, sep, number = value.rpartition("=") if "=" in value else ("", "", value)
+        try:
+            parsed = float(number)
+        except ValueError:
+            raise BenchError(f"--tolerance '{value}' must be a number or METRIC=NUMBER") from None
+        if sep:
+            overrides[name] = parsed
+        else:
+            scale = parsed
+    return tolerances_with(overrides, scale)
+
+
+def _check(runs_root: Path, stored_dir: Path, tolerances, metrics: tuple[str, ...] | None = None) -> None:
+    from bench import check
+    from bench.tables import gather
+
+    fresh, stored = gather(runs_root), check.read_stored(stored_dir)
+    if metrics:
+        fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
+    cells = ["dataset", "model", "f", "seed"]
+    not_run = len(stored[cells].drop_duplicates().merge(fresh[cells].drop_duplicates(), how="left",
+                                                        indicator=True).query("_merge == 'left_only'"))
+    comparison = check.compare(stored, fresh, tolerances)
+    print(f"{runs_root} against {stored_dir}:\n{check.report(comparison, not_run)}")
+    failing = check.regressions(comparison)
+    if len(failing):
+        names = [f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" for row in failing.itertuples()]
+        raise Regression(f"{len(failing)} regression(s) beyond tolerance: {', '.join(names)}")
+
+
+def command_check(args: argparse.Namespace) -> None:
+    from bench import check
+    from bench.tables import gather, write_tables
+
+    runs_root = _runs_root(args)
+    stored_dir = Path(args.stored) if args.stored else STORED / args.preset
+    tolerances = _tolerances(args.tolerance)
+    if args.update:
+        fresh = gather(runs_root)
+        check.store(fresh, stored_dir, {"runs": str(runs_root), "presets": sorted(set(fresh.preset)),
+                                        "cells": len(fresh[["dataset", "model", "f", "seed"]].drop_duplicates())})
+        write_tables(fresh, runs_root, stored_dir, PAPER_CSV, figures=False)  # the stored tables, to read
+        print(f"stored {len(fresh)} numbers and their tables in {stored_dir}")
+        return
+    _check(runs_root, stored_dir, tolerances)
+
+
+def command_reproduce(args: argparse.Namespace) -> None:
+    from bench.tables import table_spec
+
+    spec = table_spec(args.table)
+    _, cells = _grid(args, spec.default_datasets)
+    outcomes = _sweep(args, cells, spec.evaluators)
+    _raise_for_failures(outcomes)
+    _write_tables(_runs_root(args), Path(args.out), [spec.key])
+    stored_dir = Path(args.stored) if args.stored else STORED / args.preset
+    if not (stored_dir / "results.csv").is_file():
+        print(f"no stored results at {stored_dir}: Table {spec.key} written, not checked")
+        return
+    _check(_runs_root(args), stored_dir, _tolerances(None), spec.metrics)
 
 
 def command_eval(args: argparse.Namespace) -> None:
@@ -181,8 +360,8 @@ def command_data(args: argparse.Namespace) -> None:
     print(data.summary())
 
 
-COMMANDS = {"train": command_train, "run": command_run, "eval": command_eval, "oracle": command_oracle,
-            "data": command_data}
+COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "check": command_check,
+            "reproduce": command_reproduce, "eval": command_eval, "oracle": command_oracle, "data": command_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,3 +13,9 @@ class TrainingDiverged(BenchError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class Regression(BenchError):
+    """Fresh results moved beyond tolerance from the stored ones (or cells failed)."""
+
+    exit_code = 1

@@ -19,7 +19,8 @@ from bench.config import RunConfig
 from bench.data import load
 from bench.data.cache import cache_dir
 from bench.errors import BenchError
-from bench.train import atomic_write_text, build_model
+from bench.files import atomic_write_text
+from bench.train import build_model
 from evaluators import EVALUATORS
 from evaluators.common import EvalSettings
 from evaluators.figures import draw_all, intervention_heatmap
@@ -67,10 +68,8 @@ def evaluate_run(
         return {}
     data = data if data is not None else load(config.dataset, data_root, cache, config.dataset_options)
     model = load_trained_model(config, data, run_dir, device)
-    oracle_config = OracleConfig.for_preset(config.preset)
-    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, oracle_config,
-                                                 show_progress)
-    oracle_weights, _ = oracle_paths(data, config.dataset_options, oracle_config, cache_dir(cache))
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache,
+                                                 OracleConfig.for_preset(config.preset), show_progress)
     settings = EvalSettings.for_preset(config.preset)
     out.mkdir(exist_ok=True)
     results = {}
@@ -79,7 +78,7 @@ def evaluate_run(
         generator = torch.Generator().manual_seed(settings.seed)
         started = time.perf_counter()
         extra = {"fid": {"fid_weights": fid_weights},
-                 "mutual_info": {"gp_cache": oracle_weights.with_suffix(".gp.pt")}}.get(name, {})
+                 "mutual_info": {"gp_cache": gp_cache_path(config, data, cache)}}.get(name, {})
         result = EVALUATORS[name](model, data, oracle, generator, settings, **extra)
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
@@ -93,6 +92,24 @@ def evaluate_run(
     torch.manual_seed(settings.seed)
     draw_all(model, data, torch.Generator().manual_seed(settings.seed), out / "figures")
     return results
+
+
+def gp_cache_path(config: RunConfig, data, cache: str | None) -> Path:
+    """Where the GP head of this run's oracle is cached (mutual_info adds the GPConfig to the name)."""
+    weights, _ = oracle_paths(data, config.dataset_options, OracleConfig.for_preset(config.preset), cache_dir(cache))
+    return weights.with_suffix(".gp.pt")
+
+
+def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
+    """Build what every run of this data set shares (the oracle; the GP head for multi-class data) once,
+    before parallel workers would each wait for it."""
+    names = check_names(only)
+    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache,
+                                     OracleConfig.for_preset(config.preset))
+    if data.task == "multiclass" and "mutual_info" in names:
+        from evaluators.mutual_info import GPConfig, gp_head_for
+
+        gp_head_for(oracle, data, gp_cache_path(config, data, cache), GPConfig())
 
 
 def summary_line(result: dict) -> str:

@@ -1,30 +1,61 @@
-"""Grid expansion and the inline launcher for `python -m bench run --all`."""
+"""The sweep behind `python -m bench run`: a grid of cells, each trained and evaluated once.
+
+A cell is one RunConfig (data set, model, f, seed, preset). Its run directory is locked while
+a process works on it, so two sweeps on the same runs directory never train the same cell
+twice: the second one reports the cell as busy and goes on. Finished work is skipped and a
+partial run resumes from its checkpoint. A failed cell is reported by name and does not stop
+the others.
+
+Launchers:
+- inline  one cell after another in this process;
+- local   N worker processes (spawned), each with its share of the CPU threads and, where
+          there are several GPUs, a GPU of its own;
+- slurm   a submitit job array, one task per cell; each task's log is linked into its run
+          directory; this process waits and shows progress.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
+import multiprocessing
 import os
+import shutil
 import sys
-from dataclasses import dataclass
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import pandas as pd
-from tabulate import tabulate
+import torch
+from tqdm.auto import tqdm
 
+from bench import __version__
 from bench.config import RunConfig, make_config
 from bench.data import load
-from bench.evaluate import evaluate_run
-from bench.train import atomic_write_text, resolve_device, train
+from bench.errors import BenchError
+from bench.files import atomic_write_text, exclusive
 
-DEFAULT_DATASETS = ("synthfaces",)
 DEFAULT_MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
 DEFAULT_SEEDS = (0,)
+LAUNCHERS = ("inline", "local", "slurm")
+RUNS_FORMAT = 1  # the layout of a runs directory; bump when it changes incompatibly
+
+
+def default_datasets(data_root: str | None = None) -> tuple[str, ...]:
+    """The embedded synthetic data set, and Fashion-MNIST where its files are found."""
+    from bench.data.mnist import find_files
+
+    root = Path(data_root).expanduser() if data_root else None
+    return ("synthfaces", "fashion-mnist") if find_files("fashion-mnist", root) else ("synthfaces",)
 
 
 @dataclass(frozen=True)
 class Grid:
-    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    datasets: tuple[str, ...] = ("synthfaces",)
     models: tuple[str, ...] = DEFAULT_MODELS
     fs: tuple[float, ...] = DEFAULT_FS
     seeds: tuple[int, ...] = DEFAULT_SEEDS
@@ -32,47 +63,243 @@ class Grid:
     epochs: int | None = None  # None: the preset's
 
     def cells(self) -> list[RunConfig]:
+        """Every combination, validated before any work starts."""
         return [make_config(model, dataset, f, seed, self.preset, self.epochs)
                 for dataset, model, f, seed in itertools.product(self.datasets, self.models, self.fs, self.seeds)]
 
 
-def run_grid(
-    grid: Grid, runs_root: Path, data_root: str | None, cache_dir: str | None, device_name: str,
-    evaluate: bool = True, fid_weights: str | None = None,
-) -> pd.DataFrame:
-    """Train and evaluate every cell (skipping finished work); one row of metrics per run."""
-    device = resolve_device(device_name)
-    cells = grid.cells()  # validates every choice before any work starts
-    rows = []
-    loaded = {}
+@dataclass(frozen=True)
+class CellSettings:
+    """How each cell is run (the same for every cell of a sweep)."""
+
+    data_root: str | None = None
+    cache_dir: str | None = None
+    device: str = "auto"
+    evaluators: tuple[str, ...] | None = None  # None: all; () trains only
+    fid_weights: str | None = None
+    show_progress: bool = True
+
+
+@dataclass
+class Outcome:
+    cell: str
+    state: str  # "done", "failed" or "busy"
+    message: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def cell_name(config: RunConfig) -> str:
+    return f"{config.dataset}/{config.model}/f={config.f:g}/seed={config.seed}"
+
+
+def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] | None) -> str:
+    """'done', 'evaluate' (trained, evaluations missing), 'resume' (checkpoint) or 'todo'."""
+    from bench.evaluate import check_names
+
+    run_dir = config.run_dir(runs_root)
+    if (run_dir / "metrics.json").is_file():
+        names = check_names(list(evaluators) if evaluators else None) if evaluators != () else []
+        missing = [name for name in names if not (run_dir / "eval" / f"{name}.json").is_file()]
+        return "evaluate" if missing else "done"
+    return "resume" if (run_dir / "checkpoint.pt").is_file() else "todo"
+
+
+def prepare_runs_root(runs_root: Path) -> None:
+    """Mark a runs directory as this suite's; refuse one written by another version."""
+    marker = runs_root / "suite.json"
+    expected = {"runs_format": RUNS_FORMAT, "suite_version": __version__}
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            found = {}
+        if found != expected:
+            raise BenchError(f"{runs_root} was written by another version of the suite ({found or 'unreadable'}, "
+                             f"this is {expected}); use a fresh --runs directory")
+        return
+    if runs_root.is_dir() and any(runs_root.glob("*/*/f=*/seed=*/config.json")):
+        raise BenchError(f"{runs_root} holds runs without a suite.json (an older version of the suite); "
+                         "use a fresh --runs directory")
+    atomic_write_text(marker, json.dumps(expected) + "\n")
+
+
+def run_cell(config: RunConfig, runs_root: Path, settings: CellSettings, data=None,
+             device: torch.device | None = None) -> Outcome:
+    """Train (or resume) and evaluate one cell, unless another process holds it."""
+    from bench.evaluate import evaluate_run
+    from bench.train import resolve_device, train
+
+    run_dir = config.run_dir(runs_root)
+    with exclusive(run_dir.parent / f".{run_dir.name}.lock", wait=False) as mine:
+        if not mine:
+            return Outcome(cell_name(config), "busy", "another sweep is working on it")
+        device = device or resolve_device(settings.device)
+        if data is None:
+            data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
+        metrics = train(config, data, run_dir, device, show_progress=settings.show_progress)
+        if settings.evaluators != ():
+            evaluate_run(run_dir, device, list(settings.evaluators) if settings.evaluators else None,
+                         settings.data_root, settings.cache_dir, settings.fid_weights, skip_done=True, data=data,
+                         show_progress=settings.show_progress)
+    return Outcome(cell_name(config), "done", metrics=metrics)
+
+
+def guarded_run_cell(config: RunConfig, runs_root: Path, settings: CellSettings, data=None,
+                     device: torch.device | None = None) -> Outcome:
+    """run_cell, with any failure turned into a failed Outcome (one line; the traceback in the run directory)."""
+    try:
+        return run_cell(config, runs_root, settings, data, device)
+    except Exception as error:  # a failed cell must not stop the others
+        run_dir = config.run_dir(runs_root)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        message = str(error) if isinstance(error, BenchError) else f"{type(error).__name__}: {error}"
+        return Outcome(cell_name(config), "failed", f"{message} (traceback: {run_dir / 'error.txt'})")
+
+
+def launch_inline(cells: list[RunConfig], runs_root: Path, settings: CellSettings) -> list[Outcome]:
+    from bench.train import resolve_device
+
+    device = resolve_device(settings.device)
+    outcomes, loaded = [], {}
     for position, config in enumerate(cells, 1):
-        key = (config.dataset, tuple(sorted(config.dataset_options.items())))
-        if key not in loaded:
-            loaded = {key: load(config.dataset, data_root, cache_dir, config.dataset_options)}
-        print(f"[{position}/{len(cells)}] {config.model} on {config.dataset}, f={config.f:g}, seed={config.seed}",
-              file=sys.stderr)
-        metrics = train(config, loaded[key], config.run_dir(runs_root), device)
-        if evaluate:
-            evaluate_run(config.run_dir(runs_root), device, data_root=data_root, cache=cache_dir,
-                         fid_weights=fid_weights, skip_done=True, data=loaded[key])
-        rows.append({"dataset": config.dataset, "model": config.model, "f": config.f, "seed": config.seed, **metrics})
-    return pd.DataFrame(rows)
+        print(f"[{position}/{len(cells)}] {cell_name(config)}", file=sys.stderr)
+        key = (config.dataset, json.dumps(config.dataset_options, sort_keys=True))
+        if key not in loaded:  # keep one data set in memory at a time
+            loaded = {key: load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)}
+        outcomes.append(guarded_run_cell(config, runs_root, settings, loaded[key], device))
+        report(outcomes[-1])
+    return outcomes
 
 
-def accuracy_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Test accuracy, rows = models (+ the majority baseline), columns = (data set, f); seed mean."""
-    means = results.groupby(["dataset", "model", "f"])["test_accuracy"].mean().unstack(["dataset", "f"])
-    majority = results.groupby(["dataset", "f"])["majority_accuracy"].mean().rename("majority")
-    return pd.concat([means, majority.to_frame().T])
+def _local_worker_setup(devices: multiprocessing.Queue, threads: int) -> None:
+    torch.set_num_threads(threads)
+    device = devices.get()
+    os.environ["BENCH_WORKER_DEVICE"] = device  # read by _local_task in this worker process only
 
 
-def print_summary(results: pd.DataFrame, runs_root: Path) -> str:
-    table = accuracy_table(results)
-    headers = [f"{dataset} f={f:g}" for dataset, f in table.columns]
-    text = tabulate(table.to_numpy(), headers=headers, showindex=list(table.index), floatfmt=".3f")
-    path = runs_root / "summary.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, results.to_csv(index=False))
-    print("\nTest accuracy (mean over seeds) beside the majority-class baseline:\n" + text)
-    print(f"\nper-run metrics: {path}{os.linesep}")
+def _local_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> Outcome:
+    return guarded_run_cell(config, runs_root, settings, device=torch.device(os.environ["BENCH_WORKER_DEVICE"]))
+
+
+def worker_devices(device_name: str, jobs: int) -> list[str]:
+    """One device name per worker: GPUs round-robin where there are several, else the one device."""
+    from bench.train import resolve_device
+
+    device = resolve_device(device_name)
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        return [f"cuda:{worker % torch.cuda.device_count()}" for worker in range(jobs)]
+    return [str(device)] * jobs
+
+
+def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings, jobs: int) -> list[Outcome]:
+    if jobs < 1:
+        raise BenchError(f"--jobs {jobs} must be at least 1")
+    context = multiprocessing.get_context("spawn")
+    devices = context.Queue()
+    for device in worker_devices(settings.device, jobs):
+        devices.put(device)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    quiet = replace(settings, show_progress=False)
+    outcomes = []
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup,
+                             initargs=(devices, threads)) as pool:
+        futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in cells}
+        with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                bar.update()
+                report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
+    return outcomes
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    partition: str | None = None
+    minutes: int = 240
+    gpus: int = 1
+    cpus: int = 8
+    parallel: int = 64  # array tasks running at once
+
+
+def _slurm_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> Outcome:
+    """One array task: link this task's Slurm log into the run directory, then run the cell."""
+    import submitit
+
+    run_dir = config.run_dir(runs_root)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    paths = submitit.JobEnvironment().paths
+    for source, name in ((paths.stdout, "slurm.out"), (paths.stderr, "slurm.err")):
+        link = run_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(source).resolve())
+    return guarded_run_cell(config, runs_root, settings)
+
+
+def slurm_executor(runs_root: Path, slurm: SlurmSettings):
+    import submitit
+
+    if shutil.which("sbatch") is None:
+        raise BenchError("--launcher slurm needs Slurm, but sbatch is not on PATH; use --launcher local or inline")
+    executor = submitit.AutoExecutor(folder=runs_root / "slurm" / "%A")
+    parameters = {"timeout_min": slurm.minutes, "gpus_per_node": slurm.gpus, "cpus_per_task": slurm.cpus,
+                  "slurm_array_parallelism": slurm.parallel, "name": "ccvae-bench"}
+    if slurm.partition:
+        parameters["slurm_partition"] = slurm.partition
+    executor.update_parameters(**parameters)
+    return executor
+
+
+def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings, executor,
+                 poll_seconds: float = 10.0) -> list[Outcome]:
+    """Submit one array task per cell with `executor` (submitit) and wait for all of them."""
+    quiet = replace(settings, show_progress=False)
+    count = len(cells)
+    jobs = executor.map_array(_slurm_task, cells, [runs_root] * count, [quiet] * count)
+    print(f"submitted {count} array tasks (job {jobs[0].job_id.split('_')[0] if jobs else '—'}); "
+          f"logs under {runs_root / 'slurm'}", file=sys.stderr)
+    outcomes: dict[int, Outcome] = {}
+    with tqdm(total=count, desc="slurm", unit="cell", file=sys.stderr) as bar:
+        while len(outcomes) < count:
+            for index, job in enumerate(jobs):
+                if index in outcomes or not job.done():
+                    continue
+                try:
+                    outcomes[index] = job.result()
+                except Exception as error:  # the task itself died (time limit, node failure, …)
+                    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                    outcomes[index] = Outcome(cell_name(cells[index]), "failed",
+                                              f"Slurm job {job.job_id}: {first_line} (log: {job.paths.stderr})")
+                bar.update()
+                report(outcomes[index], lambda text: bar.write(text, file=sys.stderr))
+            if len(outcomes) < count:
+                time.sleep(poll_seconds)
+    return [outcomes[index] for index in range(count)]
+
+
+def report(outcome: Outcome, write=None) -> None:
+    write = write or (lambda text: print(text, file=sys.stderr))
+    if outcome.state == "failed":
+        write(f"FAILED {outcome.cell}: {outcome.message}")
+    elif outcome.state == "busy":
+        write(f"skipped {outcome.cell}: {outcome.message}")
+
+
+def dry_run(cells: list[RunConfig], runs_root: Path, evaluators: tuple[str, ...] | None) -> str:
+    """One line per cell with its state, and a count per state."""
+    states = [cell_state(config, runs_root, evaluators) for config in cells]
+    lines = [f"{state:>8}  {cell_name(config)}" for config, state in zip(cells, states, strict=True)]
+    counts = ", ".join(f"{states.count(state)} {state}" for state in ("done", "evaluate", "resume", "todo")
+                       if states.count(state))
+    return "\n".join([*lines, f"{len(cells)} cells: {counts} (runs directory {runs_root})"])
+
+
+def summarise(outcomes: list[Outcome]) -> str:
+    failed = [outcome.cell for outcome in outcomes if outcome.state == "failed"]
+    busy = [outcome.cell for outcome in outcomes if outcome.state == "busy"]
+    text = f"{len(outcomes) - len(failed) - len(busy)} of {len(outcomes)} cells done"
+    if busy:
+        text += f"; {len(busy)} left to another sweep: {', '.join(busy)}"
+    if failed:
+        text += f"; {len(failed)} FAILED: {', '.join(failed)}"
     return text

@@ -27,8 +27,8 @@ from bench import registry, scoring
 from bench.api import missing_members
 from bench.config import RunConfig
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
-from bench.data.cache import atomic_torch_save
 from bench.errors import BenchError, TrainingDiverged
+from bench.files import atomic_torch_save, atomic_write_text
 from bench.nets import to_float_images
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
@@ -39,12 +39,6 @@ EPOCH_SEED_OFFSET = 104729
 class Batch:
     indices: torch.Tensor
     labelled: bool
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -16,14 +16,18 @@ The fitted GP is cached next to the oracle (`oracle/<key>.gp.pt`).
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
-import gpytorch
 import torch
 
+with warnings.catch_warnings():  # linear_operator scripts functions at import; torch deprecates jit.script
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
+    import gpytorch
+
 from bench.data.base import LabelledImages
+from bench.files import atomic_torch_save, exclusive
 from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
 
 INDUCING_POINTS = 200
@@ -109,22 +113,27 @@ def mutual_information(probability_samples: torch.Tensor) -> torch.Tensor:
 
 def gp_head_for(oracle, data: LabelledImages, cache_path: Path | None, config: GPConfig) -> GPHead:
     """The cached head for this oracle, or a new fit on the oracle's training-set features."""
+    if cache_path is None:
+        return fit_gp_on_oracle_features(oracle, data, config)
+    settings = "-".join(f"{value:g}" for value in astuple(config))
+    cache_path = cache_path.with_name(f"{cache_path.stem}-{settings}{cache_path.suffix}")  # one file per GPConfig
+    with exclusive(cache_path.with_name(f".{cache_path.name}.lock")):
+        if cache_path.exists():
+            state = torch.load(cache_path, weights_only=True)
+            placeholder = torch.zeros(config.inducing_points, len(state["shift"]))  # load_state_dict fills it
+            head = GPHead(state["shift"], state["scale"], placeholder, data.labels.shape[1])
+            head.load_state_dict(state)
+            return head.eval()
+        head = fit_gp_on_oracle_features(oracle, data, config)
+        atomic_torch_save(head.state_dict(), cache_path)
+        return head
+
+
+def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) -> GPHead:
     device = next(oracle.parameters()).device
     train = torch.as_tensor(data.splits["train"])
-    features = batched(lambda idx: oracle.features(float_images(data, idx, device)).cpu(), train,
-                       batch_size=500).double().float()
-    classes = data.labels[train].argmax(1)
-    if cache_path is not None and cache_path.exists():
-        head = GPHead(features.mean(0), features.std(0), torch.zeros(config.inducing_points, features.shape[1]),
-                      data.labels.shape[1])
-        head.load_state_dict(torch.load(cache_path, weights_only=True))
-        return head.eval()
-    head = fit_gp_head(features, classes, data.labels.shape[1], config)
-    if cache_path is not None:
-        temporary = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
-        torch.save(head.state_dict(), temporary)
-        os.replace(temporary, cache_path)
-    return head
+    features = batched(lambda idx: oracle.features(float_images(data, idx, device)).cpu(), train, batch_size=500)
+    return fit_gp_head(features.float(), data.labels[train].argmax(1), data.labels.shape[1], config)
 
 
 def evaluate(

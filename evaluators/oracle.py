@@ -24,7 +24,8 @@ from tqdm import tqdm
 from bench import scoring
 from bench.api import Task
 from bench.data.base import LabelledImages
-from bench.data.cache import atomic_torch_save, cache_dir, cache_key
+from bench.data.cache import cache_dir, cache_key
+from bench.files import atomic_torch_save, atomic_write_text, exclusive
 from bench.nets import to_float_images
 
 FEATURES = 128
@@ -167,6 +168,14 @@ def load_or_train_oracle(
     """The cached oracle for this data set (trained on first use) and its record (test accuracy…)."""
     config = config or OracleConfig()
     weights, record_path = oracle_paths(data, options, config, cache_dir(cache))
+    with exclusive(weights.with_name(f".{weights.name}.lock")):  # two sweeps train it once
+        return _load_or_train(data, options, device, config, weights, record_path, show_progress)
+
+
+def _load_or_train(
+    data: LabelledImages, options: dict, device: torch.device, config: OracleConfig, weights: Path,
+    record_path: Path, show_progress: bool,
+) -> tuple[OracleNet, dict]:
     net = OracleNet(data.image_shape[0], data.image_shape[-1], data.labels.shape[1], data.task).to(device)
     if weights.exists() and record_path.exists():
         net.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
@@ -178,7 +187,5 @@ def load_or_train_oracle(
               "majority_accuracy": scoring.majority_accuracy(
                   data.labels[data.splits["train"]], data.labels[data.splits["test"]], data.task)}
     atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, weights)
-    temporary = record_path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2))
-    temporary.replace(record_path)
+    atomic_write_text(record_path, json.dumps(record, indent=2))
     return net, record

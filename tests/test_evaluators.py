@@ -17,6 +17,8 @@ from bench.cli import main
 from bench.config import make_config
 from bench.data import load
 from bench.data.base import LabelledImages
+from bench.files import atomic_torch_save
+from bench.nets import to_float_images
 from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings
 from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
@@ -254,8 +256,20 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
     oracle = OracleNet(1, 4, 3, "multiclass").eval()
     config = mutual_info.GPConfig(inducing_points=10, epochs=2, batch_size=30)
     cache = tmp_path / "head.gp.pt"
-    first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
-    assert cache.exists() and first["n"] == 50 and first["generated"] >= 0 and first["real"] >= 0
     torch.manual_seed(0)
-    again = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
-    assert np.isfinite(again["generated"]) and again["real"] >= 0
+    first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
+    assert len(list(tmp_path.glob("head.gp-*.pt"))) == 1 and first["n"] == 50
+    assert first["generated"] >= 0 and first["real"] >= 0
+    fitted = mutual_info.fit_gp_on_oracle_features(oracle, data, mutual_info.GPConfig(10, 1, 30, seed=3))
+    atomic_torch_save(fitted.state_dict(), tmp_path / "head.gp-10-1-30-0.01-3.pt")
+    loaded = mutual_info.gp_head_for(oracle, data, cache, mutual_info.GPConfig(10, 1, 30, seed=3))
+    features = oracle.features(to_float_images(data.images[:8]))
+
+    def samples(head):
+        torch.manual_seed(1)
+        return head.class_probability_samples(features, 16)
+
+    assert torch.equal(samples(fitted), samples(loaded))  # read back from the cache, it predicts as fitted
+    mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache,
+                         mutual_info.GPConfig(inducing_points=10, epochs=1, batch_size=30))
+    assert len(list(tmp_path.glob("head.gp-*.pt"))) == 3  # each GPConfig has its own head

@@ -16,6 +16,8 @@ from bench.errors import BenchError
 
 DATASETS = ("synthfaces", "fashion-mnist", "mnist", "celeba", "chexpert")
 NEEDS_ROOT = {"celeba", "chexpert"}
+TASKS = {"synthfaces": "multilabel", "fashion-mnist": "multiclass", "mnist": "multiclass", "celeba": "multilabel",
+         "chexpert": "multilabel"}
 OPTIONS = {
     "synthfaces": {"n_train": 20_000, "n_valid": 2_000, "n_test": 2_000, "seed": 0, "image_size": 64},
     "fashion-mnist": {},
@@ -76,6 +78,6 @@ def load(
 
 
 __all__ = [
-    "DATASETS", "SPLITS", "LabelledImages", "check_rate", "dataset_options", "labelled_indices",
+    "DATASETS", "SPLITS", "TASKS", "LabelledImages", "check_rate", "dataset_options", "labelled_indices",
     "load", "unlabelled_indices",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bench.data.base import LabelledImages
+from bench.files import atomic_torch_save, exclusive
 
 CACHE_FORMAT = 1
 
@@ -31,13 +32,6 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
 def cache_key(name: str, params: dict) -> str:
     text = json.dumps({"format": CACHE_FORMAT, "name": name, **params}, sort_keys=True, default=str)
     return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
 
 
 def _to_payload(data: LabelledImages) -> dict:
@@ -62,11 +56,12 @@ def _from_payload(payload: dict) -> LabelledImages:
 def cached(name: str, params: dict, build: Callable[[], LabelledImages], directory: Path) -> LabelledImages:
     """Load `name` with `params` from the cache, building and storing it on a miss."""
     path = directory / cache_key(name, params)
-    if path.exists():
-        try:
-            return _from_payload(torch.load(path, weights_only=True))
-        except Exception:  # a truncated or foreign file: rebuild it
-            path.unlink(missing_ok=True)
-    data = build()
-    atomic_torch_save(_to_payload(data), path)
-    return data
+    with exclusive(path.with_name(f".{path.name}.lock")):  # a second process waits, then reads
+        if path.exists():
+            try:
+                return _from_payload(torch.load(path, weights_only=True))
+            except Exception:  # a truncated or foreign file: rebuild it
+                path.unlink(missing_ok=True)
+        data = build()
+        atomic_torch_save(_to_payload(data), path)
+        return data

@@ -1,0 +1,321 @@
+"""Run directories -> one pandas DataFrame -> the paper's tables as CSV, LaTeX and Markdown.
+
+`gather(runs_root)` reads every finished run (config.json, metrics.json, eval/*.json) into a
+long DataFrame with one row per (data set, model, f, seed, metric). `write_tables` writes, per
+data set, every table of `TABLES` that has numbers: rows are models, columns are f (per
+metric), cells are mean ± std over seeds with the number of seeds n; the best mean of each
+column is bold. Where `results/paper.csv` has the paper's number for a cell, the table shows it
+in a row "<model> (paper)" beneath ours. `results/REPORT.md` shows every table and links the
+figures of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from bench.config import RunConfig
+from bench.data import TASKS
+from bench.errors import BenchError
+from bench.files import atomic_write_text
+
+RESULT_COLUMNS = ["dataset", "model", "f", "seed", "preset", "metric", "value"]
+PAPER_COLUMNS = ["table", "dataset", "model", "f", "metric", "value", "source"]
+MODEL_ORDER = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # "<evaluator>.<key>", or a key of metrics.json
+    label: str
+    higher_is_better: bool | None  # None: a reference number, never bold
+    digits: str = ".3f"
+
+
+METRICS = {metric.name: metric for metric in (
+    Metric("test_accuracy", "test accuracy (trainer)", True),
+    Metric("majority_accuracy", "majority baseline", None),
+    Metric("classification.accuracy", "accuracy", True),
+    Metric("swap.score", "|Δ log p|", False),
+    Metric("fid.fid", "FID", False, ".1f"),
+    Metric("fid.oracle_frechet", "oracle Fréchet (not FID)", False, ".1f"),
+    Metric("conditional.accuracy", "oracle accuracy", True),
+    Metric("mutual_info.generated", "MI, generated", False, ".4f"),
+    Metric("mutual_info.real", "MI, real test images", None, ".4f"),
+    Metric("interventions.condition_number", "condition number", False, ".3g"),
+    Metric("ground_truth.capture", "capture (Spearman)", True),
+    Metric("ground_truth.leakage_r2", "leakage (R²)", False),
+)}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    title: str
+    metrics: tuple[str, ...]
+    evaluators: tuple[str, ...]
+    task: str | None = None  # only data sets of this task
+    default_datasets: tuple[str, ...] = ("synthfaces",)
+    reference_row: str | None = None  # a metric shown as an extra row (the majority baseline)
+    caption: str = ""
+
+
+TABLES = {spec.key: spec for spec in (
+    TableSpec("1", "Classification accuracy, multi-label (paper Table 1)", ("classification.accuracy",),
+              ("classification",), "multilabel", reference_row="majority_accuracy",
+              caption="Mean over labels of per-label test accuracy at threshold 0.5."),
+    TableSpec("2", "Characteristic swaps: oracle log-probability difference (paper Table 2; lower is better)",
+              ("swap.score",), ("swap",),
+              caption="Mean |log p_oracle(y_a | swap(a, b)) − log p_oracle(y_a | a)| over fixed random test pairs."),
+    TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid.fid", "fid.oracle_frechet"), ("fid",),
+              caption="FID: pytorch-fid's Inception (2048 features), generated vs test images. The second block is "
+                      "the Fréchet distance in the oracle's feature space, a different number."),
+    TableSpec("5", "Conditional generation: oracle accuracy on the requested labels (paper Table 5)",
+              ("conditional.accuracy",), ("conditional",)),
+    TableSpec("6", "Classification accuracy, multi-class (paper Table 6)", ("classification.accuracy",),
+              ("classification",), "multiclass", ("fashion-mnist",), reference_row="majority_accuracy",
+              caption="Top-1 test accuracy."),
+    TableSpec("7", "Mutual information I(y; ω | x) of conditional generations (paper Table 7; lower is better)",
+              ("mutual_info.generated", "mutual_info.real"), ("mutual_info",), "multiclass", ("fashion-mnist",),
+              caption="The oracle's last layer replaced by a sparse variational GP (200 inducing points); real test "
+                      "images are the reference."),
+    TableSpec("C", "Intervention confusion matrices: condition numbers (appendix figures 10–16; lower is better)",
+              ("interventions.condition_number",), ("interventions",),
+              caption="Condition number of the L×L matrix of |Δ log p_oracle(y_j)| under interventions on label i."),
+    TableSpec("G", "Ground-truth characteristic capture on synthfaces (not in the paper)",
+              ("ground_truth.capture", "ground_truth.leakage_r2"), ("ground_truth",),
+              caption="Capture: within-class Spearman correlation of each label's characteristic coordinate with the "
+                      "true continuous characteristic. Leakage: ridge R² of the context factors from the "
+                      "characteristic latents."),
+)}
+
+
+def table_spec(key: str) -> TableSpec:
+    if key not in TABLES:
+        raise BenchError(f"unknown table '{key}'; choose one of {', '.join(TABLES)}")
+    return TABLES[key]
+
+
+def run_directories(runs_root: Path) -> list[Path]:
+    return sorted(path.parent for path in runs_root.glob("*/*/f=*/seed=*/config.json"))
+
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """The numbers of one finished run as long-format rows (an unfinished run has none)."""
+    if not (run_dir / "metrics.json").is_file():
+        return []
+    config = RunConfig.from_json((run_dir / "config.json").read_text())
+    cell = {"dataset": config.dataset, "model": config.model, "f": config.f, "seed": config.seed,
+            "preset": config.preset}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    values = {name: metrics[name] for name in ("test_accuracy", "majority_accuracy") if name in metrics}
+    for path in sorted((run_dir / "eval").glob("*.json")):
+        result = json.loads(path.read_text())
+        for key, value in result.items():
+            if f"{path.stem}.{key}" in METRICS and isinstance(value, (int, float)):
+                values[f"{path.stem}.{key}"] = float(value)
+    return [{**cell, "metric": name, "value": float(value)} for name, value in values.items()]
+
+
+def gather(runs_root: Path) -> pd.DataFrame:
+    """Every finished run under `runs_root`, one row per (data set, model, f, seed, metric)."""
+    if not runs_root.is_dir():
+        raise BenchError(f"runs directory {runs_root} does not exist; train with `python -m bench run` first")
+    rows = [row for run_dir in run_directories(runs_root) for row in run_rows(run_dir)]
+    if not rows:
+        raise BenchError(f"{runs_root} holds no finished runs; train with `python -m bench run` first")
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def unavailable_notes(runs_root: Path, dataset: str, evaluator: str) -> list[str]:
+    """Why an evaluator gave no number for some runs of `dataset` (e.g. missing FID weights)."""
+    models_by_reason: dict[str, set[str]] = {}
+    for path in runs_root.glob(f"{dataset}/*/f=*/seed=*/eval/{evaluator}.json"):
+        result = json.loads(path.read_text())
+        for key in ("unavailable", "fid_unavailable"):
+            if result.get(key):
+                models_by_reason.setdefault(result[key], set()).add(path.parts[-5])
+    return [f"{', '.join(ordered_models(models))}: {reason}" for reason, models in sorted(models_by_reason.items())]
+
+
+def read_paper(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=PAPER_COLUMNS)
+    paper = pd.read_csv(path)
+    if list(paper.columns) != PAPER_COLUMNS:
+        raise BenchError(f"{path} must have the columns {', '.join(PAPER_COLUMNS)}")
+    return paper
+
+
+def ordered_models(models) -> list[str]:
+    known = [model for model in MODEL_ORDER if model in set(models)]
+    return known + sorted(set(models) - set(MODEL_ORDER))
+
+
+def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.DataFrame:
+    """mean, std and n over seeds for each (model, metric, f) of a table."""
+    chosen = results[(results.dataset == dataset) & results.metric.isin(spec.metrics)]
+    summary = chosen.groupby(["model", "metric", "f"])["value"].agg(["mean", "std", "count"]).reset_index()
+    return summary.rename(columns={"count": "n"})
+
+
+def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
+    """The long CSV form of one table: model, metric, f, mean, std, n, best, paper, paper_source."""
+    summary = summarise_cells(results, dataset, spec)
+    if summary.empty:
+        return summary
+    summary["best"] = False
+    for (metric, _), group in summary.groupby(["metric", "f"]):
+        direction = METRICS[metric].higher_is_better
+        if direction is None or len(group) < 2:
+            continue
+        best = group["mean"].max() if direction else group["mean"].min()
+        summary.loc[group.index[group["mean"] == best], "best"] = True
+    quoted = paper[(paper.dataset == dataset) & (paper.table.astype(str) == spec.key)]
+    quoted = quoted[["model", "metric", "f", "value", "source"]].rename(
+        columns={"value": "paper", "source": "paper_source"})
+    summary = summary.merge(quoted, on=["model", "metric", "f"], how="left")
+    if spec.reference_row:
+        reference = results[(results.dataset == dataset) & (results.metric == spec.reference_row)]
+        reference = reference.drop_duplicates(["f", "seed"])  # the same number for every model
+        reference = reference.groupby("f")["value"].agg(["mean", "std", "count"]).reset_index()
+        for metric in spec.metrics[:1]:
+            rows = reference.rename(columns={"count": "n"}).assign(model=spec.reference_row, metric=metric, best=False)
+            summary = pd.concat([summary, rows], ignore_index=True)
+    order = {model: index for index, model in enumerate(ordered_models(summary.model))}
+    summary = summary.sort_values(["model", "metric", "f"], key=lambda column: column.map(order)
+                                  if column.name == "model" else column, kind="stable")
+    return summary.reset_index(drop=True)
+
+
+def _number(value: float, digits: str) -> str:
+    return format(value, digits)
+
+
+@dataclass(frozen=True)
+class Markup:
+    bold: str  # a format string with {} for the text
+    plus_minus: str
+    count: str  # a format string with {} for n
+
+
+MARKDOWN = Markup("**{}**", "±", " (n={})")
+LATEX = Markup(r"\textbf{{{}}}", r"$\pm$", r"\,{{\scriptsize (n={})}}")
+
+
+def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
+    text = _number(row["mean"], digits)
+    text = markup.bold.format(text) if row["best"] else text
+    if row["n"] > 1 and not math.isnan(row["std"]):
+        text += f" {markup.plus_minus} {_number(row['std'], digits)}"
+    return text + markup.count.format(int(row["n"]))
+
+
+def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the wide form: one row per model (+ paper rows), one column per metric × f."""
+    columns = [(metric, f) for metric in spec.metrics for f in sorted(set(frame.f))]
+    headers = ["model"] + [f"{METRICS[metric].label}, f={f:g}" if len(spec.metrics) > 1 else f"f={f:g}"
+                           for metric, f in columns]
+    rows = []
+    for model in ordered_models(frame.model):
+        name = METRICS[model].label if model in METRICS else model  # the reference row
+        ours = frame[frame.model == model].set_index(["metric", "f"])
+        rows.append([name] + [_cell(ours.loc[key], METRICS[key[0]].digits, markup) if key in ours.index else "—"
+                               for key in columns])
+        if "paper" in ours and ours["paper"].notna().any():
+            rows.append([f"{model} (paper)"] + [_number(ours.loc[key, "paper"], METRICS[key[0]].digits)
+                                                if key in ours.index and not pd.isna(ours.loc[key, "paper"])
+                                                else "—" for key in columns])
+    return headers, rows
+
+
+def to_markdown(frame: pd.DataFrame, spec: TableSpec) -> str:
+    headers, rows = display_rows(frame, spec, MARKDOWN)
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _latex_escape(text: str) -> str:
+    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def to_latex(frame: pd.DataFrame, spec: TableSpec) -> str:
+    """A booktabs tabular (needs \\usepackage{booktabs})."""
+    headers, rows = display_rows(frame, spec, LATEX)
+    lines = [rf"\begin{{tabular}}{{l{'r' * (len(headers) - 1)}}}", r"\toprule",
+             " & ".join(_latex_escape(header) for header in headers) + r" \\", r"\midrule"]
+    for row in rows:
+        lines.append(" & ".join([_latex_escape(row[0]), *row[1:]]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
+                   keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every table (of `keys`, default all) that has numbers for `dataset`."""
+    tables = {}
+    for key in keys or list(TABLES):
+        if TABLES[key].task not in (None, TASKS.get(dataset)):
+            continue
+        frame = table_frame(results, dataset, TABLES[key], paper)
+        if not frame.empty and frame[frame.model != TABLES[key].reference_row].shape[0]:
+            tables[key] = frame
+    return tables
+
+
+def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: Path,
+                 keys: list[str] | None = None, figures: bool = True) -> list[Path]:
+    """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv and REPORT.md (linking the
+    runs' figures unless `figures` is False) under `out`."""
+    paper = read_paper(paper_path)
+    written = []
+    report = ["# Results", "", f"Runs: `{runs_root}` (preset {', '.join(sorted(set(results.preset)))}); "
+              "cells are mean ± std over seeds (n seeds); bold is the best mean of a column.", ""]
+    for dataset in sorted(set(results.dataset)):
+        report += [f"## {dataset}", ""]
+        for key, frame in dataset_tables(results, dataset, paper, keys).items():
+            spec = TABLES[key]
+            stem = out / "tables" / dataset / f"table{key}"
+            for suffix, text in ((".csv", frame.to_csv(index=False)), (".tex", to_latex(frame, spec)),
+                                 (".md", to_markdown(frame, spec) + "\n")):
+                atomic_write_text(stem.with_suffix(suffix), text)
+                written.append(stem.with_suffix(suffix))
+            report += [f"### Table {key}: {spec.title}", "", *([spec.caption, ""] if spec.caption else []),
+                       to_markdown(frame, spec), ""]
+            for evaluator in spec.evaluators:
+                notes = unavailable_notes(runs_root, dataset, evaluator)
+                report += [f"- — for {note}" for note in notes] + ([""] if notes else [])
+        report += figure_links(runs_root, dataset, out) if figures else []
+    atomic_write_text(out / "results.csv", results.to_csv(index=False))
+    atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")
+    return [*written, out / "results.csv", out / "REPORT.md"]
+
+
+FIGURES = {"swaps": "S", "traversals": "T", "conditional": "C", "intervention_variance": "V", "interventions": "I"}
+
+
+def figure_links(runs_root: Path, dataset: str, out: Path) -> list[str]:
+    """A model × f grid of links to each run's figures."""
+    links: dict[tuple[str, float], str] = {}
+    for run_dir in run_directories(runs_root):
+        config = RunConfig.from_json((run_dir / "config.json").read_text())
+        figures = {path.stem: path for path in (run_dir / "eval" / "figures").glob("*.png")}
+        if config.dataset == dataset and figures:
+            cell = " ".join(f"[{short}]({os.path.relpath(figures[name], out)})"
+                            for name, short in FIGURES.items() if name in figures)
+            links[(config.model, config.f)] = links.get((config.model, config.f), "") + cell + (
+                f" (seed {config.seed})" if config.seed else "")
+    if not links:
+        return []
+    fs = sorted({f for _, f in links})
+    rows = [[model] + [links.get((model, f), "—") for f in fs] for model in ordered_models({m for m, _ in links})]
+    legend = ", ".join(f"{short} {name.replace('_', ' ')}" for name, short in FIGURES.items())
+    return [f"### Figures ({dataset})", "", f"{legend}.", "",
+            tabulate(rows, headers=["model"] + [f"f={f:g}" for f in fs], tablefmt="github", disable_numparse=True), ""]

@@ -1,0 +1,230 @@
+"""The sweep, the tables and the regression check (issue 5), on the smoke grid and on known inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pandas as pd
+import pytest
+import submitit
+import torch
+
+from bench import sweep
+from bench.check import TOLERANCES, compare, read_stored, regressions
+from bench.cli import main
+from bench.config import make_config
+from bench.data import mnist
+from bench.files import exclusive
+from bench.tables import TABLES, gather, table_frame, to_latex, to_markdown
+from tests.conftest import ROOT, SMOKE_GRID
+
+STORED_SMOKE = ROOT / "results" / "stored" / "smoke"
+
+
+def results_frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame([dict(zip(["dataset", "model", "f", "seed", "preset", "metric", "value"], row, strict=True))
+                         for row in rows])
+
+
+# --- tables on known inputs ------------------------------------------------------------------------------------
+
+
+def test_table_cells_are_mean_std_and_n_over_seeds_with_the_best_mean_bold_and_the_paper_beside():
+    results = results_frame([
+        ("celeba", "ccvae", 0.06, 0, "paper", "classification.accuracy", 0.80),
+        ("celeba", "ccvae", 0.06, 1, "paper", "classification.accuracy", 0.90),
+        ("celeba", "m2", 0.06, 0, "paper", "classification.accuracy", 0.70),
+        ("celeba", "m2", 0.06, 0, "paper", "majority_accuracy", 0.60),
+        ("celeba", "ccvae", 0.06, 0, "paper", "majority_accuracy", 0.60),
+    ])
+    paper = pd.DataFrame([{"table": "1", "dataset": "celeba", "model": "ccvae", "f": 0.06,
+                           "metric": "classification.accuracy", "value": 0.862, "source": "slides"}])
+    frame = table_frame(results, "celeba", TABLES["1"], paper).set_index("model")
+    assert frame.loc["ccvae", "mean"] == pytest.approx(0.85)
+    assert frame.loc["ccvae", "std"] == pytest.approx(math.sqrt(0.005))  # sample std of (0.8, 0.9)
+    assert frame.loc["ccvae", "n"] == 2 and bool(frame.loc["ccvae", "best"]) and not frame.loc["m2", "best"]
+    assert frame.loc["majority_accuracy", "n"] == 1  # one number per (f, seed), not one per model
+    markdown = to_markdown(frame.reset_index(), TABLES["1"])
+    assert "**0.850** ± 0.071 (n=2)" in markdown and "0.700 (n=1)" in markdown
+    assert "ccvae (paper)" in markdown and "0.862" in markdown
+    latex = to_latex(frame.reset_index(), TABLES["1"])
+    assert r"\toprule" in latex and r"\textbf{0.850} $\pm$ 0.071" in latex and r"majority baseline" in latex
+
+
+def test_lower_is_better_tables_bold_the_smallest_mean():
+    results = results_frame([("synthfaces", "ccvae", 1.0, 0, "quick", "swap.score", 1.5),
+                             ("synthfaces", "m2", 1.0, 0, "quick", "swap.score", 2.5)])
+    frame = table_frame(results, "synthfaces", TABLES["2"], pd.DataFrame(columns=["table", "dataset", "model", "f",
+                                                                                   "metric", "value", "source"]))
+    assert frame.set_index("model")["best"].to_dict() == {"ccvae": True, "m2": False}
+
+
+# --- the regression check on known inputs ----------------------------------------------------------------------
+
+
+def test_compare_flags_moves_beyond_tolerance_in_the_worse_direction_and_missing_numbers():
+    stored = results_frame([
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "classification.accuracy", 0.80),
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "swap.score", 2.00),
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "conditional.accuracy", 0.60),
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "majority_accuracy", 0.61),
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "ground_truth.capture", 0.40),
+        ("synthfaces", "m2", 0.06, 0, "smoke", "classification.accuracy", 0.80),  # a cell not run fresh
+    ])
+    fresh = results_frame([
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "classification.accuracy", 0.80 - 0.031),  # worse
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "swap.score", 2.00 * 1.1),  # within 15 %
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "conditional.accuracy", 0.70),  # better
+        ("synthfaces", "ccvae", 0.06, 0, "smoke", "majority_accuracy", 0.62),  # the data changed
+    ])
+    verdicts = compare(stored, fresh, TOLERANCES).set_index("metric")["verdict"].to_dict()
+    assert verdicts == {"classification.accuracy": "WORSE", "swap.score": "ok", "conditional.accuracy": "better",
+                        "majority_accuracy": "WORSE", "ground_truth.capture": "missing"}
+    assert len(regressions(compare(stored, fresh, TOLERANCES))) == 3
+    assert set(compare(stored, stored, TOLERANCES).verdict) == {"same"}
+
+
+# --- the smoke grid: what CI checks ------------------------------------------------------------------------------
+
+
+def test_the_smoke_grid_reproduces_the_stored_smoke_results(smoke_runs, capsys):
+    assert main(["check", "--runs", str(smoke_runs), "--stored", str(STORED_SMOKE)]) == 0
+    assert "numbers compared" in capsys.readouterr().out
+
+
+def test_check_exits_1_and_names_the_regression(smoke_runs, tmp_path, capsys):
+    stored = read_stored(STORED_SMOKE)
+    chosen = (stored.model == "ccvae") & (stored.metric == "classification.accuracy")
+    stored.loc[chosen, "value"] += 0.2  # the stored model was much better than the fresh one
+    (tmp_path / "stored").mkdir()
+    stored.to_csv(tmp_path / "stored" / "results.csv", index=False)
+    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored")]) == 1
+    captured = capsys.readouterr()
+    assert "WORSE" in captured.out and "synthfaces/ccvae/f=0.06 classification.accuracy" in captured.err
+    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored"),
+                 "--tolerance", "classification.accuracy=0.25"]) == 0
+
+
+def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_links(smoke_runs, tmp_path):
+    assert main(["tables", "--runs", str(smoke_runs), "--out", str(tmp_path)]) == 0
+    for key in ("1", "2", "4", "5", "C", "G"):  # 6 and 7 are multi-class tables
+        for suffix in ("csv", "tex", "md"):
+            assert (tmp_path / "tables" / "synthfaces" / f"table{key}.{suffix}").is_file(), (key, suffix)
+    assert not list((tmp_path / "tables" / "synthfaces").glob("table[67].*"))  # multi-label data
+    table = pd.read_csv(tmp_path / "tables" / "synthfaces" / "table1.csv")
+    models = table[table.model != "majority_accuracy"]
+    assert set(models.model) == {"ccvae", "mccvae", "m2", "mvae", "diva", "csvae"}
+    assert models.loc[models["mean"].idxmax(), "best"] and models.best.sum() == 1
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "### Table 1" in report and "### Table G" in report and "Figures (synthfaces)" in report
+    links = [part.split(")")[0] for part in report.split("](")[1:]]
+    assert links and all((tmp_path / link).is_file() for link in links)
+
+
+def test_dry_run_lists_every_cell_and_which_are_done(smoke_runs, capsys):
+    assert main(["run", "--datasets", "synthfaces", "--fs", "0.06,0.2", "--preset", "smoke", "--runs", str(smoke_runs),
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 cells: 6 done, 6 todo" in out and "todo  synthfaces/ccvae/f=0.2/seed=0" in out
+
+
+def test_reproduce_reuses_finished_runs_writes_its_table_and_checks_it(smoke_runs, tmp_path, capsys):
+    before = (smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns
+    assert main(["reproduce", "--table", "2", *SMOKE_GRID, "--runs", str(smoke_runs), "--out", str(tmp_path),
+                 "--stored", str(STORED_SMOKE)]) == 0
+    assert (smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns == before
+    assert (tmp_path / "tables" / "synthfaces" / "table2.md").is_file()
+    assert not (tmp_path / "tables" / "synthfaces" / "table1.md").exists()
+    assert "swap.score" not in capsys.readouterr().err
+
+
+# --- launchers, locks, bad input ---------------------------------------------------------------------------------
+
+
+def test_a_cell_held_by_another_sweep_is_skipped_not_trained_twice(tmp_path):
+    config = make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=1)
+    run_dir = config.run_dir(tmp_path)
+    with exclusive(run_dir.parent / f".{run_dir.name}.lock") as held:
+        assert held
+        outcome = sweep.run_cell(config, tmp_path, sweep.CellSettings(evaluators=()))
+    assert outcome.state == "busy" and not (run_dir / "checkpoint.pt").exists()
+
+
+def test_local_launcher_runs_cells_in_parallel_and_a_failed_cell_does_not_stop_the_others(tmp_path, smoke_cache,
+                                                                                           capsys):
+    code = main(["run", "--models", "ccvae,tests.models:BrokenVAE", "--datasets", "synthfaces", "--fs", "0.06",
+                 "--preset", "smoke", "--epochs", "1", "--no-eval", "--launcher", "local", "--jobs", "2",
+                 "--runs", str(tmp_path), "--cache-dir", str(smoke_cache), "--out", str(tmp_path / "results")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "FAILED synthfaces/tests.models:BrokenVAE/f=0.06/seed=0: RuntimeError: deliberately broken model" in err
+    assert (tmp_path / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").is_file()
+    assert "Traceback" in (tmp_path / "synthfaces" / "tests.models:BrokenVAE" / "f=0.06" / "seed=0" /
+                           "error.txt").read_text()
+
+
+def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directory(tmp_path, smoke_cache):
+    """The Slurm code path with submitit's local executor standing in for sbatch."""
+    cells = [make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=1)]
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm" / "%j", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    settings = sweep.CellSettings(cache_dir=str(smoke_cache), device="cpu", evaluators=())
+    outcomes = sweep.launch_slurm(cells, tmp_path, settings, executor, poll_seconds=0.5)
+    assert [outcome.state for outcome in outcomes] == ["done"], outcomes
+    run_dir = cells[0].run_dir(tmp_path)
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "slurm.out").resolve().is_file()
+
+
+def test_slurm_without_slurm_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["run", "--models", "ccvae", "--fs", "0.06", "--preset", "smoke", "--datasets", "synthfaces",
+                 "--launcher", "slurm", "--runs", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "sbatch is not on PATH" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--models", "vqvae"], "unknown model 'vqvae'"),
+    (["run", "--datasets", "cifar"], "unknown data set 'cifar'"),
+    (["run", "--all", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "--fs", "0"], "outside (0, 1]"),
+    (["run", "--all", "--launcher", "cloud", "--datasets", "synthfaces"], "unknown --launcher 'cloud'"),
+    (["reproduce", "--table", "3"], "unknown table '3'"),
+    (["check", "--tolerance", "x"], "must be a number or METRIC=NUMBER"),
+    (["tables"], "does not exist"),
+])
+def test_bad_sweep_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
+    runs = tmp_path / "runs" if args[0] != "tables" else tmp_path / "nowhere"
+    assert main([*args, "--runs", str(runs)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and len(error.splitlines()) == 1 and "Traceback" not in error
+
+
+def test_a_runs_directory_of_another_suite_version_is_refused(tmp_path, capsys):
+    (tmp_path / "suite.json").write_text(json.dumps({"runs_format": 0, "suite_version": "0.0.1"}))
+    assert main(["run", "--models", "ccvae", "--fs", "0.06", "--preset", "smoke", "--datasets", "synthfaces",
+                 "--runs", str(tmp_path)]) == 2
+    assert "another version of the suite" in capsys.readouterr().err
+
+
+def test_default_datasets_add_fashion_mnist_only_where_its_files_are_found(tmp_path, monkeypatch):
+    monkeypatch.setitem(mnist.SOURCES["fashion-mnist"], "debian", tmp_path / "no-debian-package")
+    assert sweep.default_datasets(str(tmp_path)) == ("synthfaces",)
+    for stem in mnist.FILES.values():
+        (tmp_path / "FashionMNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "FashionMNIST" / "raw" / stem).write_bytes(b"")
+    assert sweep.default_datasets(str(tmp_path)) == ("synthfaces", "fashion-mnist")
+
+
+def test_worker_devices_share_one_device_without_several_gpus():
+    assert sweep.worker_devices("cpu", 3) == ["cpu", "cpu", "cpu"]
+    if torch.cuda.device_count() > 1:
+        assert sweep.worker_devices("cuda", 2) == ["cuda:0", "cuda:1"]
+
+
+def test_gather_reads_only_finished_runs(smoke_runs):
+    results = gather(smoke_runs)
+    assert set(results.model) == {"ccvae", "mccvae", "m2", "mvae", "diva", "csvae"}
+    assert {"classification.accuracy", "swap.score", "test_accuracy"} <= set(results.metric)
