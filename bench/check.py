@@ -129,9 +129,15 @@ def regressions(comparison: pd.DataFrame) -> pd.DataFrame:
     return comparison[comparison.verdict.isin(["WORSE", "missing"])]
 
 
-def store(fresh: pd.DataFrame, stored: Path, provenance: dict) -> None:
-    """Write `fresh` as the stored result set (atomically, file by file)."""
+def store(fresh: pd.DataFrame, runs_root: Path, stored: Path) -> None:
+    """Write `fresh` as the stored result set with the configs of its runs (atomically, file by file)."""
+    from bench.tables import run_directories
+
+    finished = [path for path in run_directories(runs_root) if (path / "metrics.json").is_file()]
+    configs = [json.loads((path / "config.json").read_text()) for path in finished]
+    provenance = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs)}
     atomic_write_text(stored / "results.csv", fresh.to_csv(index=False))
+    atomic_write_text(stored / "configs.json", json.dumps(configs, indent=1, sort_keys=True) + "\n")
     record = {**provenance, "suite_version": __version__, "torch": torch.__version__,
               "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
               "cpu_threads": torch.get_num_threads()}

@@ -305,8 +305,7 @@ def command_check(args: argparse.Namespace) -> None:
     tolerances = _tolerances(args.tolerance)
     if args.update:
         fresh = gather(runs_root)
-        check.store(fresh, stored_dir, {"runs": str(runs_root), "presets": sorted(set(fresh.preset)),
-                                        "cells": len(fresh[["dataset", "model", "f", "seed"]].drop_duplicates())})
+        check.store(fresh, runs_root, stored_dir)
         write_tables(fresh, runs_root, stored_dir, PAPER_CSV, figures=False)  # the stored tables, to read
         print(f"stored {len(fresh)} numbers and their tables in {stored_dir}")
         return

@@ -107,6 +107,14 @@ def test_check_exits_1_and_names_the_regression(smoke_runs, tmp_path, capsys):
                  "--tolerance", "classification.accuracy=0.25"]) == 0
 
 
+def test_update_stores_results_configs_and_tables_that_then_check_identical(smoke_runs, tmp_path, capsys):
+    assert main(["check", "--update", "--runs", str(smoke_runs), "--stored", str(tmp_path)]) == 0
+    assert len(json.loads((tmp_path / "configs.json").read_text())) == 6
+    assert (tmp_path / "tables" / "synthfaces" / "table1.tex").is_file() and (tmp_path / "provenance.json").is_file()
+    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path)]) == 0
+    assert "0 ok, 0 better, 0 WORSE, 0 missing" in capsys.readouterr().out
+
+
 def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_links(smoke_runs, tmp_path):
     assert main(["tables", "--runs", str(smoke_runs), "--out", str(tmp_path)]) == 0
     for key in ("1", "2", "4", "5", "C", "G"):  # 6 and 7 are multi-class tables
