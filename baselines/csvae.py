@@ -143,7 +143,7 @@ class CSVAE(nn.Module):
         n = beta5 * self.cross_entropy(self.adversary(z.detach()), y)
         return {"M1": m1, "M2": m2, "N": n}
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z_noise = torch.randn(len(x), self.style_dim, device=x.device, dtype=x.dtype)
         w_noise = torch.randn(len(x), self.w_dim, device=x.device, dtype=x.dtype)
         labelled = y is not None
@@ -156,8 +156,8 @@ class CSVAE(nn.Module):
             terms["auxiliary"] = auxiliary
         else:
             terms.pop("N")
-        logged = {name: value.detach().mean().item() for name, value in terms.items()}
-        logged["objective"] = -terms["M1"].detach().mean().item()
+        logged = {name: value.detach().mean() for name, value in terms.items()}
+        logged["objective"] = -terms["M1"].detach().mean()
         return total.mean(), logged
 
     # ----------------------------------------------------------------- interface

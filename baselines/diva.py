@@ -88,7 +88,7 @@ class DIVA(CharacteristicVAE):
             expectation = (log_q.exp() * (log_pzc_c + self.label_prior.log() - log_q)).sum(-1)
         return log_px_z - self.beta * kl_style + self.beta * (expectation - log_qzc_x)  # L_UDIVA (C.4)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         noise = torch.randn(x.shape[0], self.char_dim + self.style_dim, device=x.device, dtype=x.dtype)
         if y is None:
             objective = self.unsupervised_objective(x, noise)
@@ -97,6 +97,6 @@ class DIVA(CharacteristicVAE):
         else:
             objective, classifier = self.supervised_objective(x, y, noise)
             total = objective + self.alpha * classifier
-            logged = {"log_qy_zc": classifier.detach().mean().item()}
-        logged["objective"] = objective.detach().mean().item()
+            logged = {"log_qy_zc": classifier.detach().mean()}
+        logged["objective"] = objective.detach().mean()
         return -total.mean(), logged

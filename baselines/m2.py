@@ -119,17 +119,17 @@ class M2(nn.Module):
         score = ((log_q - log_q.detach()) * (detached - baseline)).mean(0)  # value 0
         return value, value + score
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if y is not None:
             noise = torch.randn(len(x), self.latent_dim, device=x.device, dtype=x.dtype)
             elbo, log_qy_x = self.supervised_objective(x, y, noise)
             total = elbo + self.alpha * log_qy_x
-            logged = {"objective": elbo.detach().mean().item(), "log_qy_x": log_qy_x.detach().mean().item()}
+            logged = {"objective": elbo.detach().mean(), "log_qy_x": log_qy_x.detach().mean()}
             return -total.mean(), logged
         noise = torch.randn(LABEL_SAMPLES, len(x), self.latent_dim, device=x.device, dtype=x.dtype)
         uniform = torch.rand(LABEL_SAMPLES, len(x), self.spec.num_labels, device=x.device, dtype=x.dtype)
         value, surrogate = self.unsupervised_objective(x, noise, uniform)
-        return -surrogate.mean(), {"objective": value.detach().mean().item()}
+        return -surrogate.mean(), {"objective": value.detach().mean()}
 
     # ----------------------------------------------------------------- interface
     def _hard_labels(self, x: torch.Tensor) -> torch.Tensor:

@@ -153,7 +153,7 @@ class MVAE(nn.Module):
         """ELBO_x per image; noise (B, D)."""
         return self._elbo(self.posterior(self.image_expert(x), None), noise, x=x)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         experts = self.spec.num_labels if self.multilabel else 1
         if y is None:
             objective = self.unsupervised_objective(x, torch.randn(len(x), self.latent_dim, device=x.device,
@@ -161,7 +161,7 @@ class MVAE(nn.Module):
         else:
             noise = torch.randn(2 + experts, len(x), self.latent_dim, device=x.device, dtype=x.dtype)
             objective = self.supervised_objective(x, y, noise)
-        return -objective.mean(), {"objective": objective.detach().mean().item(), "beta": self.beta}
+        return -objective.mean(), {"objective": objective.detach().mean(), "beta": torch.tensor(self.beta)}
 
     # ----------------------------------------------------------------- interface
     def _image_posterior_mean(self, x: torch.Tensor) -> torch.Tensor:

@@ -65,8 +65,11 @@ class LabelVAE(Protocol):
 
     def loss(
         self, x: torch.Tensor, y: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Negative objective averaged over the batch; ``y is None`` means unlabelled."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Negative objective averaged over the batch; ``y is None`` means unlabelled.
+
+        The dict holds detached scalar tensors to log (e.g. the objective's value); they stay
+        on the device, since converting them to Python numbers would synchronise every step."""
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Label probabilities: (B, L) per-label for multi-label, (B, C) for multi-class."""

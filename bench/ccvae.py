@@ -102,7 +102,7 @@ class CCVAE(CharacteristicVAE):
         objective = log_px_z + log_pz_style - log_qz_x + label_terms  # eq. (5)
         return objective, objective, {"log_px_z": log_px_z}
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Negative objective averaged over the batch (supervised when y is given)."""
         noise = torch.randn(x.shape[0], self.char_dim + self.style_dim, device=x.device, dtype=x.dtype)
         if y is not None:
@@ -114,7 +114,7 @@ class CCVAE(CharacteristicVAE):
         else:
             uniform = torch.rand(x.shape[0], self.spec.num_labels, device=x.device, dtype=x.dtype)
             objective, surrogate, terms = self.unsupervised_objective(x, noise, uniform)
-        logged = {name: value.detach().mean().item() for name, value in terms.items()}
-        logged["objective"] = objective.detach().mean().item()
+        logged = {name: value.detach().mean() for name, value in terms.items()}
+        logged["objective"] = objective.detach().mean()
         return -surrogate.mean(), logged
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import BenchError, Regression
+from bench.runtime import tune_cpu_allocator
 
 DEFAULT_RUNS = "runs"
 PAPER_CSV = Path("results") / "paper.csv"
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model-option", action="append", metavar="NAME=VALUE", help="e.g. latents_per_label=3")
     train.add_argument("--dataset-option", action="append", metavar="NAME=VALUE", help="e.g. uncertain=zeros")
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch checkpoints")
+    _add_step(train)
     _add_common(train)
 
     run = commands.add_parser("run", help="train, evaluate and tabulate a grid of runs")
@@ -124,6 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     oracle.add_argument("--device", default="auto")
     oracle.add_argument("--debug", action="store_true")
 
+    perf = commands.add_parser("perf", help="images per second of training steps, data pipeline and evaluators")
+    perf.add_argument("--models", type=_names, help="comma-separated (default: all six registered models)")
+    perf.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    perf.add_argument("--batch", type=int, default=200, help="images per step (default 200, the paper's)")
+    perf.add_argument("--steps", type=int, default=10, help="timed steps per repeat (default 10)")
+    perf.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is kept (default 3)")
+    perf.add_argument("--evaluators", type=_names, help="comma-separated, or none (default: all)")
+    perf.add_argument("--eval-samples", type=int, default=200, help="each evaluator's sample count (default 200)")
+    perf.add_argument("--reference", metavar="DIR",
+                      help="a checkout of github.com/thwjoy/ccvae_pytorch to time side by side (never copied here)")
+    perf.add_argument("--epoch-images", type=int, default=0,
+                      help="also time one CCVAE epoch over this many images (CelebA: 162770; default off)")
+    perf.add_argument("--epoch-f", type=float, default=1.0, help="supervision rate of that epoch (default 1)")
+    perf.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+    perf.add_argument("--out", default="results/perf.csv", help="CSV to write (default results/perf.csv)")
+    _add_step(perf)
+    perf.add_argument("--debug", action="store_true", help="show tracebacks")
+
     data = commands.add_parser("data", help="decode and cache a data set, and describe it")
     data.add_argument("--dataset", required=True)
     data.add_argument("--dataset-option", action="append", metavar="NAME=VALUE")
@@ -149,7 +169,22 @@ def _add_grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per cell (default 8)")
     parser.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
     parser.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
+    _add_step(parser)
     _add_common(parser)
+
+
+def _add_step(parser: argparse.ArgumentParser) -> None:
+    """How training steps run (bench.config.StepOptions; part of a run's identity)."""
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="keep NCHW memory format (default: channels-last)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's loss")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs, AMX CPUs)")
+
+
+def _step_options(args: argparse.Namespace):
+    from bench.config import StepOptions
+
+    return StepOptions(channels_last=args.channels_last, compile=args.compile, bf16=args.bf16)
 
 
 def _runs_root(args: argparse.Namespace) -> Path:
@@ -162,7 +197,7 @@ def command_train(args: argparse.Namespace) -> None:
     from bench.train import resolve_device, train
 
     config = make_config(args.model, args.dataset, args.f, args.seed, args.preset, args.epochs,
-                         _options(args.model_option), _options(args.dataset_option))
+                         _options(args.model_option), _options(args.dataset_option), _step_options(args))
     device = resolve_device(args.device)
     data = load(config.dataset, args.data_root, args.cache_dir, config.dataset_options)
     run_dir = config.run_dir(_runs_root(args))
@@ -178,6 +213,7 @@ def _grid(args: argparse.Namespace, datasets: tuple[str, ...] | None = None):
         datasets=tuple(args.datasets or datasets or sweep.default_datasets(args.data_root)),
         models=tuple(args.models or sweep.DEFAULT_MODELS), fs=tuple(args.fs or sweep.DEFAULT_FS),
         seeds=tuple(args.seeds or sweep.DEFAULT_SEEDS), preset=args.preset, epochs=args.epochs,
+        step=_step_options(args),
     )
     return grid, grid.cells()  # cells() validates every choice before any work starts
 
@@ -359,8 +395,54 @@ def command_data(args: argparse.Namespace) -> None:
     print(data.summary())
 
 
+def command_perf(args: argparse.Namespace) -> None:
+    from tabulate import tabulate
+
+    from bench import perf, sweep
+    from bench.data import check_rate
+    from bench.registry import entry
+    from bench.train import resolve_device
+    from evaluators import EVALUATORS
+
+    models = list(args.models or sweep.DEFAULT_MODELS)
+    for model in models:
+        entry(model)  # an unknown name is one line before any work
+    evaluators = [] if args.evaluators == ["none"] else list(args.evaluators or EVALUATORS)
+    unknown = sorted(set(evaluators) - set(EVALUATORS))
+    if unknown:
+        raise BenchError(f"unknown evaluator(s) {', '.join(unknown)}; choose from {', '.join(EVALUATORS)} or none")
+    for name, value in (("--batch", args.batch), ("--steps", args.steps), ("--repeats", args.repeats),
+                        ("--eval-samples", args.eval_samples)):
+        if value < 1:
+            raise BenchError(f"{name} {value} must be at least 1")
+    if args.epoch_images < 0:
+        raise BenchError(f"--epoch-images {args.epoch_images} must be 0 (off) or a number of images")
+    check_rate(args.epoch_f)
+    reference = Path(args.reference).expanduser() if args.reference else None
+    if reference is not None:
+        perf.check_reference(reference)
+    settings = perf.PerfSettings(batch=args.batch, steps=args.steps, repeats=args.repeats,
+                                 cached_images=max(4000, 2 * args.batch), eval_samples=args.eval_samples,
+                                 step=_step_options(args))
+    frame = perf.measure(models, resolve_device(args.device), settings, evaluators,
+                         reference, args.fid_weights,
+                         show_progress=sys.stderr.isatty(), epoch_images=args.epoch_images, epoch_f=args.epoch_f)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    from bench.files import atomic_write_text
+
+    atomic_write_text(out, frame.to_csv(index=False))
+    shown = [c for c in ("model", "mode", "implementation", "device", "batch", "images_per_s", "vs_authors",
+                         "share_of_step", "unit", "note") if c in frame]
+    print(tabulate(frame[shown].astype(object).fillna(""), headers="keys", tablefmt="github", showindex=False))
+    first = frame.iloc[0]
+    print(f"{first.machine}, {first.cpu_threads} threads, torch {first.torch}, allocator {first.allocator}; "
+          f"written to {out}")
+
+
 COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "check": command_check,
-            "reproduce": command_reproduce, "eval": command_eval, "oracle": command_oracle, "data": command_data}
+            "reproduce": command_reproduce, "eval": command_eval, "oracle": command_oracle, "data": command_data,
+            "perf": command_perf}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -369,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_request:
         return int(exit_request.code or 0)
+    tune_cpu_allocator()
     try:
         COMMANDS[args.command](args)
     except BenchError as error:

@@ -66,6 +66,21 @@ def preset(name: str) -> Preset:
 
 
 @dataclass(frozen=True)
+class StepOptions:
+    """How a training step is executed (issue 6). They may change numbers in the last float
+    digits (channels-last, compile) or more (bf16), so they are part of a run's identity.
+
+    channels_last  NHWC memory format for images and convolutions (oneDNN's and cuDNN's fast layout)
+    compile        torch.compile the model's loss (inductor; pays a compile time once per run)
+    bf16           bfloat16 autocast for the forward pass (fast on GPUs and AMX CPUs only)
+    """
+
+    channels_last: bool = True
+    compile: bool = False
+    bf16: bool = False
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Identifies a run: the same RunConfig never trains twice."""
 
@@ -81,6 +96,7 @@ class RunConfig:
     labelled_share: float | None
     model_options: dict[str, Any]
     dataset_options: dict[str, Any]
+    step: StepOptions = field(default_factory=StepOptions)
     suite_version: str = __version__
 
     def to_json(self) -> str:
@@ -94,6 +110,8 @@ class RunConfig:
         if unknown:
             raise BenchError(f"config.json has unknown fields {sorted(unknown)}; it was written by "
                              "another version of the suite, use a fresh --runs directory")
+        if "step" in fields:
+            fields["step"] = StepOptions(**fields["step"])
         return cls(**fields)
 
     def run_dir(self, runs_root: Path) -> Path:
@@ -103,7 +121,7 @@ class RunConfig:
 def make_config(
     model: str, dataset: str, f: float, seed: int, preset_name: str,
     epochs: int | None = None, model_options: dict[str, Any] | None = None,
-    dataset_overrides: dict[str, Any] | None = None,
+    dataset_overrides: dict[str, Any] | None = None, step: StepOptions | None = None,
 ) -> RunConfig:
     """A validated RunConfig from user choices and a preset."""
     chosen = preset(preset_name)
@@ -119,5 +137,5 @@ def make_config(
         model=model, dataset=dataset, f=check_rate(f), seed=seed, preset=chosen.name,
         epochs=epochs or chosen.model_epochs.get(model, chosen.epochs), batch_size=chosen.batch_size, lr=chosen.lr,
         train_limit=chosen.train_limit, labelled_share=chosen.labelled_share,
-        model_options=options, dataset_options=data_options,
+        model_options=options, dataset_options=data_options, step=step or StepOptions(),
     )

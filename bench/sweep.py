@@ -33,10 +33,11 @@ import torch
 from tqdm.auto import tqdm
 
 from bench import __version__
-from bench.config import RunConfig, make_config
+from bench.config import RunConfig, StepOptions, make_config
 from bench.data import load
 from bench.errors import BenchError
 from bench.files import atomic_write_text, exclusive
+from bench.runtime import tune_cpu_allocator
 
 DEFAULT_MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
@@ -61,10 +62,11 @@ class Grid:
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     preset: str = "quick"
     epochs: int | None = None  # None: the preset's
+    step: StepOptions = field(default_factory=StepOptions)
 
     def cells(self) -> list[RunConfig]:
         """Every combination, validated before any work starts."""
-        return [make_config(model, dataset, f, seed, self.preset, self.epochs)
+        return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step)
                 for dataset, model, f, seed in itertools.product(self.datasets, self.models, self.fs, self.seeds)]
 
 
@@ -173,6 +175,7 @@ def launch_inline(cells: list[RunConfig], runs_root: Path, settings: CellSetting
 
 
 def _local_worker_setup(devices: multiprocessing.Queue, threads: int) -> None:
+    tune_cpu_allocator()
     torch.set_num_threads(threads)
     device = devices.get()
     os.environ["BENCH_WORKER_DEVICE"] = device  # read by _local_task in this worker process only
@@ -226,6 +229,7 @@ def _slurm_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> O
     """One array task: link this task's Slurm log into the run directory, then run the cell."""
     import submitit
 
+    tune_cpu_allocator()
     run_dir = config.run_dir(runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
     paths = submitit.JobEnvironment().paths

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from bench import registry, scoring
 from bench.api import missing_members
-from bench.config import RunConfig
+from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
 from bench.files import atomic_torch_save, atomic_write_text
@@ -164,6 +164,61 @@ def evaluate(model, data: LabelledImages, split: str, device: torch.device) -> f
     return scoring.accuracy(probs, data.labels[indices], data.task)
 
 
+def float_batch(images: torch.Tensor, index: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The data pipeline: slice cached uint8 images by (device) indices, float in [0, 1] on the device."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    return to_float_images(images[index]).contiguous(memory_format=memory_format)
+
+
+class TrainingStep:
+    """The hot loop's one optimiser step on a batch sliced from the cached uint8 images.
+
+    Images and labels live on the training device; a step slices them with an index tensor
+    already there, converts to float on the device, and returns the loss as a tensor: nothing
+    waits for the device (the trainer reads losses every `log_every` steps). `StepOptions`
+    chooses channels-last memory format, torch.compile of the model's loss and bf16 autocast.
+    """
+
+    def __init__(self, model, optimizer, images: torch.Tensor, labels: torch.Tensor, options: StepOptions):
+        self.model, self.optimizer, self.options = model, optimizer, options
+        self.images, self.labels = images, labels
+        if options.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.loss = torch.compile(model.loss) if options.compile else model.loss
+        self.device_type = images.device.type
+
+    def __call__(self, index: torch.Tensor, labelled: bool) -> torch.Tensor:
+        x = float_batch(self.images, index, self.options.channels_last)
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.options.bf16):
+            loss, _ = self.loss(x, self.labels[index] if labelled else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+
+class EpochLosses:
+    """An epoch's losses, left on the device until `read` fetches them in one synchronisation."""
+
+    def __init__(self, diverged_message: str):
+        self.diverged_message = diverged_message  # formatted with {value} and {step}
+        self.pending: list[tuple[int, bool, torch.Tensor]] = []
+        self.values: dict[bool, list[float]] = {True: [], False: []}  # by labelled / unlabelled batch
+
+    def add(self, step: int, labelled: bool, loss: torch.Tensor) -> None:
+        self.pending.append((step, labelled, loss))
+
+    def read(self) -> float:
+        """Fetch the pending losses; TrainingDiverged on a non-finite one. Returns the last (nan if none)."""
+        values = torch.stack([loss for _, _, loss in self.pending]).tolist() if self.pending else []
+        for (step, labelled, _), value in zip(self.pending, values, strict=True):
+            if not math.isfinite(value):
+                raise TrainingDiverged(self.diverged_message.format(value=value, step=step + 1))
+            self.values[labelled].append(value)
+        self.pending.clear()
+        return values[-1] if values else math.nan
+
+
 def train(
     config: RunConfig,
     data: LabelledImages,
@@ -171,6 +226,7 @@ def train(
     device: torch.device,
     checkpoint_every: int = 200,
     show_progress: bool | None = None,
+    log_every: int = 50,
 ) -> dict:
     """Train (or resume, or skip if finished) the run of `config`; returns its metrics."""
     metrics_path = run_dir / "metrics.json"
@@ -184,19 +240,20 @@ def train(
     start_epoch, start_step, log = 0, 0, []
     if checkpoint_path.exists():
         start_epoch, start_step, log = _restore_checkpoint(checkpoint_path, model, optimizer)
-    images = data.images.to(device)
-    labels = data.labels.to(device)
+    step_once = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), config.step)
     interactive = sys.stderr.isatty() if show_progress is None else show_progress
     name = f"{config.model} {config.dataset} f={config.f:g} seed={config.seed}"
 
     def schedule_of(epoch: int) -> list[Batch]:
-        return epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, epoch, config.labelled_share)
+        batches = epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, epoch, config.labelled_share)
+        return [Batch(batch.indices.to(device), batch.labelled) for batch in batches]
 
     steps_per_epoch = len(schedule_of(0))  # the same for every epoch
     total_steps = steps_per_epoch * config.epochs
     for epoch in range(start_epoch, config.epochs):
         schedule = schedule_of(epoch)
-        losses: dict[bool, list[float]] = {True: [], False: []}
+        losses = EpochLosses(f"{name}: the loss became {{value}} at epoch {epoch + 1}, step {{step}}; training "
+                             f"stopped, the last good checkpoint is kept in {run_dir}; try a lower learning rate")
         started, seen = time.perf_counter(), 0
         bar = tqdm(total=len(schedule), initial=start_step, desc=f"{name} epoch {epoch + 1}/{config.epochs}",
                    disable=not interactive, leave=False, unit="batch")
@@ -205,30 +262,22 @@ def train(
             batch = schedule[step]
             if hasattr(model, "set_training_progress"):
                 model.set_training_progress((epoch * steps_per_epoch + step) / total_steps)
-            index = batch.indices.to(device)
-            x = to_float_images(images[index])
-            loss, _ = model.loss(x, labels[index] if batch.labelled else None)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"{name}: the loss became {value} at epoch {epoch + 1}, step {step + 1}; training stopped, "
-                    f"the last good checkpoint is kept in {run_dir}; try a lower learning rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[batch.labelled].append(value)
-            seen += len(index)
-            bar.set_postfix(loss=f"{value:.1f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
+            losses.add(step, batch.labelled, step_once(batch.indices, batch.labelled))
+            seen += len(batch.indices)
             bar.update()
+            if len(losses.pending) >= log_every:
+                bar.set_postfix(loss=f"{losses.read():.1f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
             if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < len(schedule):
+                losses.read()  # never checkpoint weights a non-finite loss has touched
                 _save_checkpoint(checkpoint_path, model, optimizer, epoch, step + 1, log)
+        losses.read()
         bar.close()
         start_step = 0
         seconds = time.perf_counter() - started
         row = {
             "epoch": epoch + 1,
-            "sup_loss": round(float(np.mean(losses[True])), 4) if losses[True] else "",
-            "unsup_loss": round(float(np.mean(losses[False])), 4) if losses[False] else "",
+            "sup_loss": round(float(np.mean(losses.values[True])), 4) if losses.values[True] else "",
+            "unsup_loss": round(float(np.mean(losses.values[False])), 4) if losses.values[False] else "",
             "valid_accuracy": round(evaluate(model, data, "valid", device), 4),
             "images_per_s": round(seen / seconds, 1) if seconds > 0 else "",
             "seconds": round(seconds, 2),

@@ -1,0 +1,319 @@
+"""`python -m bench perf`: images per second of training steps, the data pipeline and the evaluators.
+
+Every row of the CSV is one measurement (columns `model`, `mode`, `device`, `batch`,
+`images_per_s`, then how it was made and on what):
+
+- `sup` / `unsup`: one optimiser step (forward, backward, Adam) of `bench.train.TrainingStep`,
+  the trainer's own step, on a labelled / unlabelled batch of 64×64 RGB images with CelebA's
+  18 binary labels, sliced from a cached uint8 tensor on the device. The batch indices of
+  every step are drawn in advance, as the trainer's epoch schedule is.
+- `data`: the data pipeline alone, on the same tensor: slice a batch, convert it to float
+  on the device, in the step's memory format. `share_of_step` is its time over a CCVAE
+  supervised step's.
+- `eval:<name>`: one evaluator on a synthetic set (random images and labels; multi-class for
+  `mutual_info`) with an untrained CCVAE and an untrained oracle: throughput does not depend on
+  what was learnt. The count is the evaluator's own sample count (`unit` says which).
+  FID's Inception has random weights where the FID weights are not found (`note` says so).
+- `--reference DIR`: the authors' plain-PyTorch CCVAE (a checkout of
+  github.com/thwjoy/ccvae_pytorch; it never becomes part of this repository), eager, on the
+  same batches with the same Adam step: `implementation` "authors".
+
+A step is timed `repeats` times over `steps` steps after `warmup` steps; the median is kept
+(the device is synchronised before each clock read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from bench import __version__, registry
+from bench.api import DataSpec
+from bench.config import StepOptions
+from bench.data.base import LabelledImages
+from bench.errors import BenchError
+from bench.runtime import tune_cpu_allocator
+from bench.train import TrainingStep, float_batch
+
+CELEBA_LABELS = 18  # the paper's CelebA label subset (DESIGN.md)
+EVAL_UNITS = {"classification": ("n", "test images"), "swap": ("pairs", "pairs"),
+              "interventions": ("images_per_label", "intervened images"), "conditional": ("n", "generations"),
+              "fid": ("n", "generations"), "mutual_info": ("n", "generations"), "ground_truth": ("n", "test images")}
+
+
+@dataclass(frozen=True)
+class PerfSettings:
+    batch: int = 200
+    image_size: int = 64
+    steps: int = 10
+    warmup: int = 3
+    repeats: int = 3
+    cached_images: int = 4000  # the uint8 tensor batches are sliced from
+    eval_samples: int = 200  # each evaluator's sample count (the smoke preset's)
+    step: StepOptions = field(default_factory=StepOptions)
+    seed: int = 0
+
+
+def synthetic_images(n: int, image_size: int, num_labels: int, task: str, seed: int) -> LabelledImages:
+    """Random uint8 images with random labels (and factors): the shapes of a real set, none of its content."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
+    if task == "multilabel":
+        labels = (torch.rand(n, num_labels, generator=generator) < 0.3).float()
+    else:
+        classes = torch.randint(0, num_labels, (n,), generator=generator)
+        labels = torch.nn.functional.one_hot(classes, num_labels).float()
+    order = np.arange(n)
+    splits = {"train": order[: n // 2], "valid": order[n // 2: 3 * n // 4], "test": order[3 * n // 4:]}
+    factors = torch.rand(n, num_labels + 2, generator=generator)
+    names = tuple(f"label_{i}" for i in range(num_labels))
+    factor_names = (*names, "context_0", "context_1")
+    return LabelledImages("perf", images, labels, names, task, splits, factors, factor_names)  # type: ignore[arg-type]
+
+
+def spec_of(data: LabelledImages) -> DataSpec:
+    return data.spec(data.splits["train"], len(data.splits["train"]))
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(function: Callable[[int], object], settings: PerfSettings, device: torch.device) -> float:
+    """Median over `repeats` of the mean seconds of `steps` calls, after `warmup` calls."""
+    for call in range(settings.warmup):
+        function(call)
+    synchronise(device)
+    timings = []
+    for repeat in range(settings.repeats):
+        started = time.perf_counter()
+        for call in range(settings.steps):
+            function(settings.warmup + repeat * settings.steps + call)
+        synchronise(device)
+        timings.append((time.perf_counter() - started) / settings.steps)
+    return statistics.median(timings)
+
+
+def batch_indices(settings: PerfSettings, count: int, device: torch.device) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(settings.seed)
+    return [torch.randperm(settings.cached_images, generator=generator)[: settings.batch].to(device)
+            for _ in range(count)]
+
+
+def step_seconds(model_name: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                 labelled: bool) -> float:
+    """Seconds per training step of a registered model (the trainer's TrainingStep)."""
+    torch.manual_seed(settings.seed)
+    model = registry.resolve(model_name)(spec_of(data), **registry.entry(model_name).options).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    step = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), settings.step)
+    indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
+    return seconds_per_call(lambda call: step(indices[call], labelled), settings, device)
+
+
+def data_seconds(data: LabelledImages, settings: PerfSettings, device: torch.device) -> float:
+    """Seconds per batch of the pipeline alone: slice the cached uint8 tensor, float on the device."""
+    images = data.images.to(device)
+    indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
+    return seconds_per_call(lambda call: float_batch(images, indices[call], settings.step.channels_last),
+                            settings, device)
+
+
+def check_reference(checkout: Path) -> None:
+    if not (checkout / "models" / "ccvae.py").is_file():
+        raise BenchError(f"--reference {checkout} has no models/ccvae.py; give a checkout of "
+                         "https://github.com/thwjoy/ccvae_pytorch")
+
+
+def reference_seconds(checkout: Path, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                      labelled: bool) -> float:
+    """Seconds per step of the authors' CCVAE (`models/ccvae.py` of their plain-PyTorch code), eager."""
+    check_reference(checkout)
+    sys.path.insert(0, str(checkout))
+    try:
+        authors = importlib.import_module("models.ccvae")
+    finally:
+        sys.path.remove(str(checkout))
+    prior = data.labels[torch.as_tensor(data.splits["train"])].mean(0, keepdim=True)
+    torch.manual_seed(settings.seed)
+    model = authors.CCVAE(z_dim=45, num_classes=data.labels.shape[1], im_shape=data.image_shape,
+                          use_cuda=device.type == "cuda", prior_fn=lambda: prior.to(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+    images, labels = data.images.to(device), data.labels.to(device)
+    indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
+
+    def step(call: int) -> None:
+        x = images[indices[call]].float() / 255  # the authors' loader hands over float batches
+        loss = model.sup(x, labels[indices[call]]) if labelled else model.unsup(x)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return seconds_per_call(step, settings, device)
+
+
+def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[str],
+                    fid_weights: str | None = None) -> list[dict]:
+    """Images per second of each evaluator on synthetic sets, with an untrained CCVAE and oracle."""
+    from evaluators import EVALUATORS, fid
+    from evaluators.common import EvalSettings
+    from evaluators.mutual_info import GPConfig, gp_head_for
+    from evaluators.oracle import OracleNet
+
+    samples = settings.eval_samples
+    eval_settings = EvalSettings(pairs=samples, intervened=samples, generated=samples, fid_images=samples)
+    rows = []
+    for name in names:
+        task, labels = ("multiclass", 10) if name == "mutual_info" else ("multilabel", CELEBA_LABELS)
+        data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
+        torch.manual_seed(settings.seed)
+        model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
+        oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
+        extra: dict = {"fid_weights": fid_weights} if name == "fid" else {}
+        note, patch = "", contextlib.nullcontext()
+        if name == "mutual_info":
+            head = gp_head_for(oracle, data, None, GPConfig(epochs=1))  # fitted before the clock starts
+            patch = mock.patch("evaluators.mutual_info.gp_head_for", returning(head))
+        elif name == "fid" and not fid_weights_found(fid_weights, device):
+            note = "Inception with random weights (FID weights not found)"
+            random_inception = fid.fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+            patch = mock.patch.object(fid.fid_inception, "load_state_dict_from_url",
+                                      returning(random_inception.state_dict()))
+        with patch:
+            torch.manual_seed(settings.seed)
+            started = time.perf_counter()
+            result = EVALUATORS[name](model, data, oracle, torch.Generator().manual_seed(settings.seed),
+                                      eval_settings, **extra)
+            synchronise(device)
+            seconds = time.perf_counter() - started
+        key, unit = EVAL_UNITS[name]
+        count = result.get(key)
+        if count is None:
+            raise BenchError(f"evaluator {name} returned no '{key}' on the perf set: {result}")
+        count = sum(count) if isinstance(count, list) else count
+        rows.append({"model": "ccvae", "mode": f"eval:{name}", "batch": eval_settings.batch_size,
+                     "images_per_s": count / seconds, "unit": unit, "note": note})
+    return rows
+
+
+def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch.device,
+                  show_progress: bool = True) -> float:
+    """Seconds for one CCVAE training epoch over `n_images` random images (CelebA's training set is
+    162,770) at supervision rate f, with the trainer's schedule and step; losses read every 50 steps."""
+    from bench.data.split import labelled_indices, unlabelled_indices
+    from bench.train import epoch_schedule
+
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    images = torch.randint(0, 256, (n_images, 3, settings.image_size, settings.image_size), dtype=torch.uint8,
+                           device=device, generator=generator)
+    labels = (torch.rand(n_images, CELEBA_LABELS, device=device, generator=generator) < 0.3).float()
+    train = np.arange(n_images)
+    labelled = labelled_indices(train, f, settings.seed, settings.batch)
+    spec = DataSpec((3, settings.image_size, settings.image_size), tuple(f"label_{i}" for i in range(CELEBA_LABELS)),
+                    "multilabel", tuple(labels[torch.as_tensor(labelled, device=device)].mean(0).tolist()),
+                    n_images, len(labelled))
+    torch.manual_seed(settings.seed)
+    model = registry.resolve("ccvae")(spec).to(device).train()
+    step = TrainingStep(model, torch.optim.Adam(model.parameters(), lr=2e-4), images, labels, settings.step)
+    schedule = [(batch.indices.to(device), batch.labelled) for batch in
+                epoch_schedule(labelled, unlabelled_indices(train, labelled), settings.batch, settings.seed, 0)]
+    for index, labelled_batch in schedule[: settings.warmup]:  # compile and allocator warm-up, not timed
+        step(index, labelled_batch)
+    synchronise(device)
+    started, pending = time.perf_counter(), []
+    for index, labelled_batch in tqdm(schedule, desc=f"ccvae epoch of {n_images} images", unit="batch",
+                                      disable=not show_progress, leave=False):
+        pending.append(step(index, labelled_batch))
+        if len(pending) == 50:
+            torch.stack(pending).tolist()
+            pending.clear()
+    synchronise(device)
+    return time.perf_counter() - started
+
+
+def returning(value: object) -> Callable[..., object]:
+    """A stand-in for a loader that returns `value` whatever it is asked."""
+    return lambda *args, **kwargs: value
+
+
+def fid_weights_found(fid_weights: str | None, device: torch.device) -> bool:
+    from evaluators import fid
+
+    try:
+        fid.load_inception(fid_weights, device)
+    except fid.InceptionUnavailable:
+        return False
+    return True
+
+
+def environment(device: torch.device) -> dict:
+    import torchvision
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return {"machine": name, "allocator": tune_cpu_allocator(), "cpu_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__, "suite_version": __version__}
+
+
+def measure(models: list[str], device: torch.device, settings: PerfSettings, evaluators: list[str],
+            reference: Path | None = None, fid_weights: str | None = None, show_progress: bool = True,
+            epoch_images: int = 0, epoch_f: float = 1.0) -> pd.DataFrame:
+    """Every measurement as one DataFrame row (see the module docstring)."""
+    data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
+    options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
+               "bf16": settings.step.bf16}
+    plan: list[tuple[str, str, Callable[[], dict]]] = []
+    for model in models:
+        for mode in ("sup", "unsup"):
+            plan.append((model, mode, lambda model=model, mode=mode: {
+                "seconds": step_seconds(model, data, settings, device, mode == "sup")}))
+    if reference is not None:
+        eager = replace(settings, step=StepOptions(channels_last=False))
+        for mode in ("sup", "unsup"):
+            plan.append(("ccvae", mode, lambda mode=mode: {
+                "seconds": reference_seconds(reference, data, eager, device, mode == "sup"),
+                "implementation": "authors", "channels_last": False, "compile": False, "bf16": False}))
+    plan.append(("-", "data", lambda: {"seconds": data_seconds(data, settings, device)}))
+    if epoch_images:
+        plan.append(("ccvae", "epoch", lambda: {
+            "seconds": epoch_seconds(epoch_images, epoch_f, settings, device, show_progress)
+            * settings.batch / epoch_images,  # per batch, as every other row
+            "note": f"one epoch of {epoch_images} images at f={epoch_f:g}"}))
+    rows = []
+    for model, mode, run in tqdm(plan, desc="perf", unit="measurement", disable=not show_progress):
+        measured = run()
+        seconds = measured.pop("seconds")  # per batch
+        rows.append({"model": model, "mode": mode, "batch": settings.batch, "images_per_s": settings.batch / seconds,
+                     "implementation": "bench", "unit": "images", "note": "", **options, **measured})
+    if evaluators:
+        rows += [{"implementation": "bench", **options, **row}
+                 for row in evaluator_rates(device, settings, evaluators, fid_weights)]
+    frame = pd.DataFrame(rows)
+    frame.insert(2, "device", device.type)
+    ccvae_sup = frame[(frame.model == "ccvae") & (frame["mode"] == "sup") & (frame.implementation == "bench")]
+    if len(ccvae_sup):
+        pipeline = frame["mode"] == "data"
+        pipeline_rate = frame.loc[pipeline, "images_per_s"].iloc[0]
+        frame.loc[pipeline, "share_of_step"] = float(ccvae_sup.images_per_s.iloc[0] / pipeline_rate)
+    for key, value in {**environment(device), **{f"setting_{k}": v for k, v in asdict(settings).items()
+                                                  if k != "step"}}.items():
+        frame[key] = value
+    authors = frame[frame.implementation == "authors"].set_index("mode").images_per_s
+    ours = (frame.implementation == "bench") & (frame.model == "ccvae") & frame["mode"].isin(authors.index)
+    frame.loc[ours, "vs_authors"] = (frame.loc[ours, "images_per_s"] / frame.loc[ours, "mode"].map(authors)).round(2)
+    frame["images_per_s"] = frame.images_per_s.round(1)
+    return frame

@@ -1,0 +1,144 @@
+"""The fast path computes what the plain path computes, and `bench perf` measures it."""
+
+from __future__ import annotations
+
+import copy
+import os
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench import perf, registry
+from bench.cli import main
+from bench.config import StepOptions
+from bench.runtime import tune_cpu_allocator
+from bench.train import TrainingStep, float_batch
+
+MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
+PLAIN = StepOptions(channels_last=False)
+
+
+def two_steps(model_name: str, options: StepOptions, task: str = "multilabel") -> tuple[list[float], dict]:
+    """Losses of a labelled and an unlabelled step from the same start, noise and batches."""
+    data = perf.synthetic_images(64, 32, 4, task, seed=0)
+    torch.manual_seed(0)
+    model = registry.resolve(model_name)(perf.spec_of(data), **registry.entry(model_name).options)
+    optimizer = torch.optim.SGD(model.parameters(), 1e-4)  # updates proportional to the gradients (Adam's are not)
+    step = TrainingStep(model, optimizer, data.images, data.labels, options)
+    losses = []
+    for labelled in (True, False):
+        torch.manual_seed(1)
+        losses.append(step(torch.arange(16), labelled).item())
+    return losses, {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_channels_last_steps_compute_the_plain_losses_and_updates(model_name):
+    plain_losses, plain_state = two_steps(model_name, PLAIN)
+    fast_losses, fast_state = two_steps(model_name, StepOptions(channels_last=True))
+    np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-5)
+    for name, value in plain_state.items():
+        torch.testing.assert_close(fast_state[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_m2_exact_class_sum_is_unchanged_by_the_fast_path():
+    plain_losses, _ = two_steps("m2", PLAIN, task="multiclass")
+    fast_losses, _ = two_steps("m2", StepOptions(channels_last=True), task="multiclass")
+    np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-5)
+
+
+def test_compiled_ccvae_loss_equals_the_eager_loss(monkeypatch):
+    import torch._inductor.config as inductor
+
+    monkeypatch.setattr(inductor, "fallback_random", True)  # the compiled graph draws eager's random numbers
+    data = perf.synthetic_images(32, 32, 4, "multilabel", seed=0)
+    torch.manual_seed(0)
+    model = registry.resolve("ccvae")(perf.spec_of(data))
+    compiled = torch.compile(copy.deepcopy(model).loss)
+    x = float_batch(data.images, torch.arange(16), channels_last=False)
+    for labels in (data.labels[:16], None):
+        torch.manual_seed(2)
+        eager_loss, _ = model.loss(x, labels)
+        torch.manual_seed(2)
+        compiled_loss, _ = compiled(x, labels)
+        torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-3)
+
+
+def test_the_data_pipeline_slices_the_cache_into_floats_in_the_steps_memory_format():
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    index = torch.tensor([3, 7])
+    batch = float_batch(images, index, channels_last=True)
+    assert batch.dtype == torch.float32 and batch.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(batch, images[index].float() / 255)
+
+
+def test_allocator_tuning_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("BENCH_MALLOC", "default")
+    assert tune_cpu_allocator() == "default"
+    monkeypatch.delenv("BENCH_MALLOC")
+    expected = "tuned" if os.uname().sysname == "Linux" else "default"
+    assert tune_cpu_allocator() == expected
+
+
+def fake_authors_checkout(root):
+    """The layout `--reference` expects (models/ccvae.py with their constructor and sup/unsup), with a tiny
+    stand-in model: the authors' code itself never enters this repository."""
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "ccvae.py").write_text(textwrap.dedent("""
+        import torch
+
+        class CCVAE(torch.nn.Module):
+            def __init__(self, z_dim, num_classes, im_shape, use_cuda, prior_fn):
+                super().__init__()
+                self.net = torch.nn.Linear(im_shape[0] * im_shape[1] * im_shape[2], num_classes)
+                self.prior = prior_fn()
+
+            def sup(self, x, y):
+                return torch.nn.functional.binary_cross_entropy_with_logits(self.net(x.flatten(1)), y)
+
+            def unsup(self, x):
+                return self.net(x.flatten(1)).pow(2).mean()
+    """))
+    return root
+
+
+def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference(tmp_path, capsys):
+    out = tmp_path / "perf.csv"
+    reference = fake_authors_checkout(tmp_path / "ccvae_pytorch")
+    assert main(["perf", "--models", "ccvae,m2", "--batch", "8", "--steps", "1", "--repeats", "1",
+                 "--evaluators", "classification,fid", "--eval-samples", "16", "--reference", str(reference),
+                 "--epoch-images", "40",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    rows = list(zip(frame.model, frame["mode"], frame.implementation, strict=True))
+    assert rows == [("ccvae", "sup", "bench"), ("ccvae", "unsup", "bench"), ("m2", "sup", "bench"),
+                    ("m2", "unsup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "authors"),
+                    ("-", "data", "bench"), ("ccvae", "epoch", "bench"),
+                    ("ccvae", "eval:classification", "bench"), ("ccvae", "eval:fid", "bench")]
+    assert list(frame.columns[:5]) == ["model", "mode", "device", "batch", "images_per_s"]
+    assert (frame.images_per_s > 0).all() and (frame.device == "cpu").all()
+    assert {"machine", "torch", "torchvision", "python", "allocator", "channels_last"} <= set(frame.columns)
+    ours = frame[(frame.implementation == "bench") & (frame.model == "ccvae") & (frame["mode"] == "sup")]
+    authors = frame[(frame.implementation == "authors") & (frame["mode"] == "sup")]
+    assert ours.vs_authors.iloc[0] == pytest.approx(ours.images_per_s.iloc[0] / authors.images_per_s.iloc[0], abs=0.006)
+    assert 0 < frame.loc[frame["mode"] == "data", "share_of_step"].iloc[0]
+    if not perf.fid_weights_found(None, torch.device("cpu")):
+        assert "random weights" in frame.loc[frame["mode"] == "eval:fid", "note"].iloc[0]
+    assert "eval:classification" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--models", "nope"], "unknown model 'nope'"),
+    (["--evaluators", "bogus"], "unknown evaluator(s) bogus"),
+    (["--batch", "0"], "--batch 0 must be at least 1"),
+    (["--reference", "/nonexistent"], "has no models/ccvae.py"),
+])
+def test_bad_perf_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
+    assert main(["perf", "--models", "ccvae", "--steps", "1", "--repeats", "1", "--evaluators", "none",
+                 "--batch", "4", *args, "--out", str(tmp_path / "p.csv")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+    assert not (tmp_path / "p.csv").exists()
