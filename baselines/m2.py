@@ -82,10 +82,15 @@ class M2(nn.Module):
         return label_prior_log_prob(y, self.label_prior, self.multilabel).sum(-1)
 
     def elbo(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """ELBO(x, y) per image (eq. 6) with z = loc + scale·noise."""
-        loc, scale = self.encoder(x, y)
+        """ELBO(x, y) per image (eq. 6) with z = loc + scale·noise.
+
+        y and noise may carry a leading axis of S label values per image, (S, B, ·), giving (S, B):
+        the encoder's trunk then runs once for x and the decoder once on all S·B latents.
+        """
+        loc, scale = self.encoder.heads(self.encoder.features(x).expand(*y.shape[:-1], -1), y)
         z = loc + scale * noise
-        log_px = laplace_log_likelihood(x, self.decoder(torch.cat([z, y], -1)))
+        means = self.decoder(torch.cat([z, y], -1).reshape(-1, z.shape[-1] + y.shape[-1]))  # (S·B, C, H, W)
+        log_px = laplace_log_likelihood(x.repeat(len(means) // len(x), 1, 1, 1), means).view(y.shape[:-1])
         kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).sum(-1)
         return log_px + self.log_py(y) - kl
 
@@ -106,13 +111,14 @@ class M2(nn.Module):
         logits = self.classifier(x)
         if not self.multilabel:
             log_q = F.log_softmax(logits, -1)
-            eye = torch.eye(self.spec.num_labels, dtype=x.dtype, device=x.device)
-            elbos = torch.stack([self.elbo(x, eye[c].expand(len(x), -1), noise[0]) for c in range(len(eye))], -1)
+            classes = torch.eye(self.spec.num_labels, dtype=x.dtype, device=x.device)
+            every_class = classes.unsqueeze(1).expand(-1, len(x), -1)  # (C, B, C): each image with each class
+            elbos = self.elbo(x, every_class, noise[0].expand(len(classes), -1, -1)).transpose(0, 1)  # (B, C)
             value = (log_q.exp() * (elbos - log_q)).sum(-1)  # eq. (7), exact
             return value, value
         samples = (uniform < torch.sigmoid(logits)).to(x.dtype)  # (S, B, L), y ~ q(y|x)
         log_q = self.label_log_prob(logits, samples)  # (S, B)
-        rewards = torch.stack([self.elbo(x, samples[s], noise[s]) for s in range(len(samples))]) - log_q
+        rewards = self.elbo(x, samples, noise) - log_q  # (S, B)
         value = rewards.mean(0)
         detached = rewards.detach()
         baseline = (detached.sum(0, keepdim=True) - detached) / max(len(samples) - 1, 1)  # leave one out

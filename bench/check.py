@@ -34,11 +34,26 @@ CELL = ["dataset", "model", "f", "seed", "metric"]
 
 @dataclass(frozen=True)
 class Tolerance:
+    """|fresh − stored| ≤ max(absolute, relative·|stored|); or, with `factor`, a ratio within ×/÷ factor."""
+
     absolute: float
     relative: float = 0.0
+    factor: float | None = None
 
     def allowed(self, stored: float) -> float:
+        """The largest allowed |difference| (for a factor: upwards, the larger side)."""
+        if self.factor is not None:
+            return abs(stored) * (self.factor - 1)
         return max(self.absolute, self.relative * abs(stored))
+
+    def within(self, stored: float, fresh: float) -> bool:
+        if self.factor is not None:
+            return stored > 0 and fresh > 0 and max(fresh / stored, stored / fresh) <= self.factor
+        return abs(fresh - stored) <= self.allowed(stored)
+
+    def scaled(self, scale: float) -> Tolerance:
+        factor = None if self.factor is None else self.factor**scale
+        return Tolerance(self.absolute * scale, self.relative * scale, factor)
 
 
 TOLERANCES = {
@@ -49,10 +64,14 @@ TOLERANCES = {
     "majority_accuracy": Tolerance(1e-6),  # a property of the data: any change means the data changed
     "swap.score": Tolerance(0.05, 0.15),
     "fid.fid": Tolerance(1.0, 0.05),
-    "fid.oracle_frechet": Tolerance(1.0, 0.10),
+    # measured: a float-level change of the training arithmetic (channels-last convolutions, the
+    # same losses to 1e-5) moved the smoke grid's oracle Fréchet distances by up to 30 %
+    "fid.oracle_frechet": Tolerance(1.0, 0.35),
     "mutual_info.generated": Tolerance(0.01, 0.25),
     "mutual_info.real": Tolerance(0.01, 0.25),
-    "interventions.condition_number": Tolerance(1.0, 0.5),  # ill-conditioned matrices swing widely
+    # the smallest singular value of a briefly trained model's intervention matrix is noise: the same
+    # float-level change moved smoke condition numbers by factors up to 10.4, so only gross changes count
+    "interventions.condition_number": Tolerance(1.0, factor=15.0),
     "ground_truth.capture": Tolerance(0.05),
     "ground_truth.leakage_r2": Tolerance(0.05),
 }
@@ -60,7 +79,7 @@ TOLERANCES = {
 
 def tolerances_with(overrides: dict[str, float] | None = None, scale: float | None = None) -> dict[str, Tolerance]:
     """The defaults, all scaled by `scale`, then single metrics given absolute tolerances."""
-    chosen = {name: Tolerance(t.absolute * (scale or 1), t.relative * (scale or 1)) for name, t in TOLERANCES.items()}
+    chosen = {name: tolerance.scaled(scale or 1) for name, tolerance in TOLERANCES.items()}
     for name, absolute in (overrides or {}).items():
         if name not in TOLERANCES:
             raise BenchError(f"unknown metric '{name}' in --tolerance; choose from {', '.join(TOLERANCES)}")
@@ -85,7 +104,7 @@ def verdict(metric: str, stored: float, fresh: float, tolerance: Tolerance) -> s
     difference = fresh - stored
     if difference == 0:
         return "same"
-    if abs(difference) <= tolerance.allowed(stored):
+    if tolerance.within(stored, fresh):
         return "ok"
     direction = METRICS[metric].higher_is_better if metric in METRICS else None
     if direction is None:

@@ -433,11 +433,11 @@ def command_perf(args: argparse.Namespace) -> None:
 
     atomic_write_text(out, frame.to_csv(index=False))
     shown = [c for c in ("model", "mode", "implementation", "device", "batch", "images_per_s", "vs_authors",
-                         "share_of_step", "unit", "note") if c in frame]
+                         "gflop_per_s", "share_of_step", "unit", "note") if c in frame]
     print(tabulate(frame[shown].astype(object).fillna(""), headers="keys", tablefmt="github", showindex=False))
     first = frame.iloc[0]
-    print(f"{first.machine}, {first.cpu_threads} threads, torch {first.torch}, allocator {first.allocator}; "
-          f"written to {out}")
+    print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
+          f"torch {first.torch}, allocator {first.allocator}; written to {out}")
 
 
 COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "check": command_check,

@@ -52,7 +52,10 @@ class Encoder(nn.Module):
         self.scale = nn.Linear(HIDDEN + condition_dim, latent_dim)
 
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.features(x)
+        return self.heads(self.features(x), condition)
+
+    def heads(self, hidden: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loc, scale) from the trunk's features (..., 256), so that one trunk pass serves many conditions."""
         if condition is not None:
             hidden = torch.cat([hidden, condition], -1)
         return self.loc(hidden), F.softplus(self.scale(hidden)).clamp(min=MIN_SCALE)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import platform
 import statistics
 import sys
@@ -38,6 +39,7 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from bench import __version__, registry
@@ -80,7 +82,7 @@ def synthetic_images(n: int, image_size: int, num_labels: int, task: str, seed: 
     splits = {"train": order[: n // 2], "valid": order[n // 2: 3 * n // 4], "test": order[3 * n // 4:]}
     factors = torch.rand(n, num_labels + 2, generator=generator)
     names = tuple(f"label_{i}" for i in range(num_labels))
-    factor_names = (*names, "context_0", "context_1")
+    factor_names = (*names, "background_0", "face_0")  # ground_truth's context factors
     return LabelledImages("perf", images, labels, names, task, splits, factors, factor_names)  # type: ignore[arg-type]
 
 
@@ -93,10 +95,19 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(function: Callable[[int], object], settings: PerfSettings, device: torch.device) -> float:
-    """Median over `repeats` of the mean seconds of `steps` calls, after `warmup` calls."""
+def seconds_per_call(function: Callable[[int], object], settings: PerfSettings, device: torch.device,
+                     flops: dict | None = None) -> float:
+    """Median over `repeats` of the mean seconds of `steps` calls, after `warmup` calls.
+
+    With `flops`, the first warm-up call is counted by torch's FlopCounterMode into flops["total"].
+    """
     for call in range(settings.warmup):
-        function(call)
+        if flops is not None and call == 0:
+            with FlopCounterMode(display=False) as counter:
+                function(call)
+            flops["total"] = counter.get_total_flops()
+        else:
+            function(call)
     synchronise(device)
     timings = []
     for repeat in range(settings.repeats):
@@ -115,14 +126,14 @@ def batch_indices(settings: PerfSettings, count: int, device: torch.device) -> l
 
 
 def step_seconds(model_name: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                 labelled: bool) -> float:
-    """Seconds per training step of a registered model (the trainer's TrainingStep)."""
+                 labelled: bool, flops: dict | None = None) -> float:
+    """Seconds per training step of a registered model (the trainer's TrainingStep); its FLOPs into `flops`."""
     torch.manual_seed(settings.seed)
     model = registry.resolve(model_name)(spec_of(data), **registry.entry(model_name).options).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     step = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), settings.step)
     indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
-    return seconds_per_call(lambda call: step(indices[call], labelled), settings, device)
+    return seconds_per_call(lambda call: step(indices[call], labelled), settings, device, flops)
 
 
 def data_seconds(data: LabelledImages, settings: PerfSettings, device: torch.device) -> float:
@@ -140,7 +151,7 @@ def check_reference(checkout: Path) -> None:
 
 
 def reference_seconds(checkout: Path, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                      labelled: bool) -> float:
+                      labelled: bool, flops: dict | None = None) -> float:
     """Seconds per step of the authors' CCVAE (`models/ccvae.py` of their plain-PyTorch code), eager."""
     check_reference(checkout)
     sys.path.insert(0, str(checkout))
@@ -163,7 +174,7 @@ def reference_seconds(checkout: Path, data: LabelledImages, settings: PerfSettin
         optimizer.step()
         optimizer.zero_grad()
 
-    return seconds_per_call(step, settings, device)
+    return seconds_per_call(step, settings, device, flops)
 
 
 def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[str],
@@ -260,12 +271,25 @@ def fid_weights_found(fid_weights: str | None, device: torch.device) -> bool:
     return True
 
 
+def matmul_gflop_per_s(device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """The device's float32 matrix-multiply rate: a practical peak to read the steps' GFLOP/s against."""
+    first, second = torch.rand(size, size, device=device), torch.rand(size, size, device=device)
+    for _ in range(3):
+        first @ second
+    synchronise(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        first @ second
+    synchronise(device)
+    return round(repeats * 2 * size**3 / (time.perf_counter() - started) / 1e9, 1)
+
+
 def environment(device: torch.device) -> dict:
     import torchvision
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {"machine": name, "allocator": tune_cpu_allocator(), "cpu_threads": torch.get_num_threads(),
-            "python": platform.python_version(),
+            "matmul_gflop_per_s": matmul_gflop_per_s(device), "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "suite_version": __version__}
 
 
@@ -277,16 +301,23 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
     options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
                "bf16": settings.step.bf16}
     plan: list[tuple[str, str, Callable[[], dict]]] = []
+    def counted(seconds_of: Callable[[dict | None], float], **extra: object) -> dict:
+        flops: dict | None = None if settings.step.compile else {}  # counted on an eager step only
+        seconds = seconds_of(flops)
+        gflop = flops["total"] / 1e9 if flops else math.nan
+        return {"seconds": seconds, "gflop_per_step": round(gflop, 2), "gflop_per_s": round(gflop / seconds, 1),
+                **extra}
+
     for model in models:
         for mode in ("sup", "unsup"):
-            plan.append((model, mode, lambda model=model, mode=mode: {
-                "seconds": step_seconds(model, data, settings, device, mode == "sup")}))
+            plan.append((model, mode, lambda model=model, mode=mode: counted(
+                lambda flops: step_seconds(model, data, settings, device, mode == "sup", flops))))
     if reference is not None:
         eager = replace(settings, step=StepOptions(channels_last=False))
         for mode in ("sup", "unsup"):
-            plan.append(("ccvae", mode, lambda mode=mode: {
-                "seconds": reference_seconds(reference, data, eager, device, mode == "sup"),
-                "implementation": "authors", "channels_last": False, "compile": False, "bf16": False}))
+            plan.append(("ccvae", mode, lambda mode=mode: counted(
+                lambda flops: reference_seconds(reference, data, eager, device, mode == "sup", flops),
+                implementation="authors", channels_last=False, compile=False, bf16=False)))
     plan.append(("-", "data", lambda: {"seconds": data_seconds(data, settings, device)}))
     if epoch_images:
         plan.append(("ccvae", "epoch", lambda: {

@@ -69,6 +69,9 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
         coordinate = characteristic_coordinate(latents[:, i], labels[:, i])
         capture[label] = within_class_spearman(coordinate, factors[:, i], labels[:, i])
     context = [j for j, name in enumerate(names) if name.startswith(CONTEXT_PREFIX)]
+    if not context:
+        raise ValueError(f"{data.name} has factors but none is a context factor (names starting with "
+                         f"{' or '.join(CONTEXT_PREFIX)}); leakage cannot be measured")
     leakage = ridge_r2(latents.reshape(len(latents), -1), factors[:, context])
     return {"capture": float(np.mean(list(capture.values()))), "capture_per_label": capture,
             "leakage_r2": float(leakage.mean()),

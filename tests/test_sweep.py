@@ -12,7 +12,7 @@ import submitit
 import torch
 
 from bench import sweep
-from bench.check import TOLERANCES, compare, read_stored, regressions
+from bench.check import TOLERANCES, Tolerance, compare, read_stored, regressions, verdict
 from bench.cli import main
 from bench.config import make_config
 from bench.data import mnist
@@ -84,6 +84,15 @@ def test_compare_flags_moves_beyond_tolerance_in_the_worse_direction_and_missing
                         "majority_accuracy": "WORSE", "ground_truth.capture": "missing"}
     assert len(regressions(compare(stored, fresh, TOLERANCES))) == 3
     assert set(compare(stored, stored, TOLERANCES).verdict) == {"same"}
+
+
+def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
+    tolerance = Tolerance(1.0, factor=15.0)
+    assert tolerance.within(100, 1400) and tolerance.within(100, 7) and tolerance.within(100, 100)
+    assert not tolerance.within(100, 1600) and not tolerance.within(100, 6) and not tolerance.within(100, -5)
+    assert tolerance.scaled(2).factor == 225 and not tolerance.scaled(0.5).within(100, 400)
+    assert verdict("interventions.condition_number", 100, 1600, tolerance) == "WORSE"
+    assert verdict("interventions.condition_number", 100, 6, tolerance) == "better"
 
 
 # --- the smoke grid: what CI checks ------------------------------------------------------------------------------
