@@ -10,6 +10,8 @@ Every row of the CSV is one measurement (columns `model`, `mode`, `device`, `bat
 - `data`: the data pipeline alone, on the same tensor: slice a batch, convert it to float
   on the device, in the step's memory format. `share_of_step` is its time over a CCVAE
   supervised step's.
+- `epoch` (with `--epoch-images N`): one CCVAE epoch over N random images at rate f with the
+  trainer's schedule and step (CelebA's training set is 162,770 images).
 - `eval:<name>`: one evaluator on a synthetic set (random images and labels; multi-class for
   `mutual_info`) with an untrained CCVAE and an untrained oracle: throughput does not depend on
   what was learnt. The count is the evaluator's own sample count (`unit` says which).
@@ -301,6 +303,7 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
     options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
                "bf16": settings.step.bf16}
     plan: list[tuple[str, str, Callable[[], dict]]] = []
+
     def counted(seconds_of: Callable[[dict | None], float], **extra: object) -> dict:
         flops: dict | None = None if settings.step.compile else {}  # counted on an eager step only
         seconds = seconds_of(flops)
