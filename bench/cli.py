@@ -400,17 +400,14 @@ def command_perf(args: argparse.Namespace) -> None:
 
     from bench import perf, sweep
     from bench.data import check_rate
+    from bench.evaluate import check_names
     from bench.registry import entry
     from bench.train import resolve_device
-    from evaluators import EVALUATORS
 
     models = list(args.models or sweep.DEFAULT_MODELS)
     for model in models:
         entry(model)  # an unknown name is one line before any work
-    evaluators = [] if args.evaluators == ["none"] else list(args.evaluators or EVALUATORS)
-    unknown = sorted(set(evaluators) - set(EVALUATORS))
-    if unknown:
-        raise BenchError(f"unknown evaluator(s) {', '.join(unknown)}; choose from {', '.join(EVALUATORS)} or none")
+    evaluators = [] if args.evaluators == ["none"] else check_names(args.evaluators)
     for name, value in (("--batch", args.batch), ("--steps", args.steps), ("--repeats", args.repeats),
                         ("--eval-samples", args.eval_samples)):
         if value < 1:

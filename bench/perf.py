@@ -50,7 +50,7 @@ from bench.config import StepOptions
 from bench.data.base import LabelledImages
 from bench.errors import BenchError
 from bench.runtime import tune_cpu_allocator
-from bench.train import TrainingStep, float_batch
+from bench.train import LOSS_READ_EVERY, EpochLosses, TrainingStep, float_batch
 
 CELEBA_LABELS = 18  # the paper's CelebA label subset (DESIGN.md)
 EVAL_UNITS = {"classification": ("n", "test images"), "swap": ("pairs", "pairs"),
@@ -226,7 +226,7 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
 def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch.device,
                   show_progress: bool = True) -> float:
     """Seconds for one CCVAE training epoch over `n_images` random images (CelebA's training set is
-    162,770) at supervision rate f, with the trainer's schedule and step; losses read every 50 steps."""
+    162,770) at supervision rate f, with the trainer's schedule and step; losses read as the trainer reads them."""
     from bench.data.split import labelled_indices, unlabelled_indices
     from bench.train import epoch_schedule
 
@@ -247,13 +247,14 @@ def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch
     for index, labelled_batch in schedule[: settings.warmup]:  # compile and allocator warm-up, not timed
         step(index, labelled_batch)
     synchronise(device)
-    started, pending = time.perf_counter(), []
-    for index, labelled_batch in tqdm(schedule, desc=f"ccvae epoch of {n_images} images", unit="batch",
-                                      disable=not show_progress, leave=False):
-        pending.append(step(index, labelled_batch))
-        if len(pending) == 50:
-            torch.stack(pending).tolist()
-            pending.clear()
+    losses = EpochLosses("perf epoch: the loss became {value} at step {step}")
+    started = time.perf_counter()
+    for step_number, (index, labelled_batch) in enumerate(tqdm(
+            schedule, desc=f"ccvae epoch of {n_images} images", unit="batch", disable=not show_progress, leave=False)):
+        losses.add(step_number, labelled_batch, step(index, labelled_batch))
+        if len(losses.pending) >= LOSS_READ_EVERY:  # as the trainer reads them
+            losses.read()
+    losses.read()
     synchronise(device)
     return time.perf_counter() - started
 

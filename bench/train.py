@@ -33,6 +33,7 @@ from bench.nets import to_float_images
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
 EPOCH_SEED_OFFSET = 104729
+LOSS_READ_EVERY = 50  # steps between the trainer's reads of the losses from the device
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,7 @@ def train(
     device: torch.device,
     checkpoint_every: int = 200,
     show_progress: bool | None = None,
-    log_every: int = 50,
+    log_every: int = LOSS_READ_EVERY,
 ) -> dict:
     """Train (or resume, or skip if finished) the run of `config`; returns its metrics."""
     metrics_path = run_dir / "metrics.json"
