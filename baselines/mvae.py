@@ -119,18 +119,15 @@ class MVAE(nn.Module):
             return -F.binary_cross_entropy_with_logits(logits, y, reduction="none")
         return (y * F.log_softmax(logits, -1)).sum(-1, keepdim=True)
 
-    def _elbo(self, posterior, noise, x=None, y=None, label_index=None) -> torch.Tensor:
-        """ELBO_S for the modalities given: the image x, all labels y, or only label `label_index`."""
+    def _elbo(self, posterior, noise, x=None, y=None) -> torch.Tensor:
+        """ELBO_S for the modalities given: the image x and/or all labels y."""
         loc, scale = posterior
         z = loc + scale * noise
         value = -self.beta * gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).sum(-1)
         if x is not None:
             value = value + laplace_log_likelihood(x, self.decoder(z))
         if y is not None:
-            label_terms = self.label_log_likelihood(z, y)
-            if label_index is not None:
-                label_terms = label_terms[:, label_index : label_index + 1]
-            value = value + self.label_weight * label_terms.sum(-1)
+            value = value + self.label_weight * self.label_log_likelihood(z, y).sum(-1)
         return value
 
     def _single_label_experts(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -144,10 +141,19 @@ class MVAE(nn.Module):
         labels = self.label_experts(y)
         total = self._elbo(self.posterior(image, labels), noise[0], x=x, y=y)
         total = total + self._elbo(self.posterior(image, None), noise[1], x=x)
-        for i, expert in enumerate(self._single_label_experts(y)):
-            total = total + self._elbo(self.posterior(None, expert), noise[2 + i], y=y,
-                                       label_index=i if self.multilabel else None)
-        return total
+        return total + self._single_label_elbos(y, labels, noise[2:]).sum(0)
+
+    def _single_label_elbos(self, y: torch.Tensor, labels: tuple, noise: torch.Tensor) -> torch.Tensor:
+        """ELBO_{y_i} for every label expert i at once, (E, B): q(z|y_i) = PoE(prior, expert i),
+        and only label i's term log p(y_i|z) (multi-class: the one expert and log p(y|z))."""
+        expert_locs, expert_scales = labels  # (E, B, D) each
+        loc, scale = product_of_experts(torch.stack([torch.zeros_like(expert_locs), expert_locs]),
+                                        torch.stack([torch.ones_like(expert_scales), expert_scales]))
+        z = loc + scale * noise
+        kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).sum(-1)
+        label_terms = self.label_log_likelihood(z, y.expand(len(z), *y.shape))  # (E, B, L) or (E, B, 1)
+        own_terms = label_terms.diagonal(dim1=0, dim2=2).T if self.multilabel else label_terms[..., 0]
+        return -self.beta * kl + self.label_weight * own_terms
 
     def unsupervised_objective(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """ELBO_x per image; noise (B, D)."""

@@ -91,3 +91,24 @@ def test_unsupervised_objective_and_annealing():
     posterior = numpy_poe(*zip((np.zeros_like(image[0]), np.ones_like(image[1])), image, strict=True))
     np.testing.assert_allclose(objective.detach().numpy(), reference_elbo(model, posterior, noise.numpy(), x=x),
                                rtol=1e-10)
+
+
+def test_multiclass_supervised_objective_has_one_label_expert_for_the_one_hot_class():
+    model = tiny(task="multiclass", labels=4)
+    model.set_training_progress(0.1)  # β = 0.5
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 1, 32, 32, generator=generator, dtype=torch.float64)
+    y = torch.nn.functional.one_hot(torch.tensor([2, 0, 3]), 4).double()
+    noise = torch.randn(3, 3, model.latent_dim, generator=generator, dtype=torch.float64)  # joint, image, class
+    objective = model.supervised_objective(x, y, noise)
+
+    with torch.no_grad():
+        image = [t.numpy() for t in model.image_expert(x)]
+        class_loc, class_scale = (t.numpy()[0] for t in model.label_experts(y))
+    prior = (np.zeros_like(image[0]), np.ones_like(image[1]))
+    joint = numpy_poe(*zip(prior, image, (class_loc, class_scale), strict=True))
+    expected = reference_elbo(model, joint, noise[0].numpy(), x=x, y=y.numpy(), beta=0.5)
+    expected += reference_elbo(model, numpy_poe(*zip(prior, image, strict=True)), noise[1].numpy(), x=x, beta=0.5)
+    expected += reference_elbo(model, numpy_poe(*zip(prior, (class_loc, class_scale), strict=True)),
+                               noise[2].numpy(), y=y.numpy(), beta=0.5)
+    np.testing.assert_allclose(objective.detach().numpy(), expected, rtol=1e-10)

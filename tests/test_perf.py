@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
-from bench import perf, registry
+from bench import nets, perf, registry
 from bench.cli import main
 from bench.config import StepOptions
 from bench.runtime import tune_cpu_allocator
@@ -21,11 +22,27 @@ MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
 PLAIN = StepOptions(channels_last=False)
 
 
-def two_steps(model_name: str, options: StepOptions, task: str = "multilabel") -> tuple[list[float], dict]:
+def with_library_layers(model: nn.Module) -> nn.Module:
+    """The model with torch's own Conv2d / ConvTranspose2d in place of bench.nets' faster equivalents."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if type(child) in (nn.Conv2d, nn.ConvTranspose2d) or not isinstance(child, nn.Conv2d | nn.ConvTranspose2d):
+                continue
+            library = nn.ConvTranspose2d if isinstance(child, nn.ConvTranspose2d) else nn.Conv2d
+            plain = library(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding)
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain)
+    return model
+
+
+def two_steps(model_name: str, options: StepOptions, task: str = "multilabel",
+              library_layers: bool = False) -> tuple[list[float], dict]:
     """Losses of a labelled and an unlabelled step from the same start, noise and batches."""
     data = perf.synthetic_images(64, 32, 4, task, seed=0)
     torch.manual_seed(0)
     model = registry.resolve(model_name)(perf.spec_of(data), **registry.entry(model_name).options)
+    if library_layers:
+        model = with_library_layers(model)
     optimizer = torch.optim.SGD(model.parameters(), 1e-4)  # updates proportional to the gradients (Adam's are not)
     step = TrainingStep(model, optimizer, data.images, data.labels, options)
     losses = []
@@ -42,6 +59,47 @@ def test_channels_last_steps_compute_the_plain_losses_and_updates(model_name):
     np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-5)
     for name, value in plain_state.items():
         torch.testing.assert_close(fast_state[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+def test_fast_layers_compute_the_library_layers_losses_and_updates(model_name):
+    library_losses, library_state = two_steps(model_name, PLAIN, library_layers=True)
+    fast_losses, fast_state = two_steps(model_name, StepOptions(channels_last=True))
+    np.testing.assert_allclose(fast_losses, library_losses, rtol=1e-5)
+    for name, value in library_state.items():
+        torch.testing.assert_close(fast_state[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+LAYERS = [  # (bench.nets layer, torch's layer it replaces, input shape)
+    (nets.StridedConv2d(3, 5, 4, 2, 1), nn.Conv2d(3, 5, 4, 2, 1), (4, 3, 8, 8)),
+    (nets.StridedConvTranspose2d(5, 3, 4, 2, 1), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 4, 4)),
+    (nets.WholeInputConv2d(6, 7, 4, 1), nn.Conv2d(6, 7, 4, 1), (4, 6, 4, 4)),
+    (nets.WholeOutputConvTranspose2d(7, 6, 4), nn.ConvTranspose2d(7, 6, 4), (4, 7, 1, 1)),
+]
+
+
+@pytest.mark.parametrize(("fast", "library", "shape"), LAYERS, ids=lambda layer: type(layer).__name__)
+def test_fast_layers_are_the_library_layers_in_float64(fast, library, shape):
+    assert fast.state_dict().keys() == library.state_dict().keys()
+    fast, library = fast.double(), library.double()
+    library.load_state_dict(fast.state_dict())
+    x = torch.randn(shape, dtype=torch.float64)
+    weights = torch.randn(library(x).shape, dtype=torch.float64)  # a loss Σ weights · output with known gradients
+    results = []
+    for layer in (fast, library):
+        inputs = x.clone().requires_grad_()
+        output = layer(inputs)
+        (weights * output).sum().backward()
+        results.append((output, inputs.grad, layer.weight.grad, layer.bias.grad))
+    for fast_value, library_value in zip(*results, strict=True):
+        torch.testing.assert_close(fast_value, library_value, rtol=1e-12, atol=1e-12)
+
+
+def test_whole_image_layers_refuse_inputs_they_do_not_cover():
+    with pytest.raises(ValueError, match="needs a"):
+        nets.WholeInputConv2d(6, 7, 4, 1)(torch.zeros(2, 6, 5, 5))
+    with pytest.raises(ValueError, match="needs a"):
+        nets.WholeOutputConvTranspose2d(7, 6, 4)(torch.zeros(2, 7, 2, 2))
 
 
 def test_m2_exact_class_sum_is_unchanged_by_the_fast_path():
