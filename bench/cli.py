@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     perf.add_argument("--batch", type=int, default=200, help="images per step (default 200, the paper's)")
     perf.add_argument("--steps", type=int, default=10, help="timed steps per repeat (default 10)")
-    perf.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is kept (default 3)")
+    perf.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is kept (default 5)")
     perf.add_argument("--evaluators", type=_names, help="comma-separated, or none (default: all)")
     perf.add_argument("--eval-samples", type=int, default=200, help="each evaluator's sample count (default 200)")
     perf.add_argument("--reference", metavar="DIR",

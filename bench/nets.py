@@ -15,6 +15,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.layers import (
+    PhasedConvTranspose2d,
+    StridedConv2d,
+    StridedConvTranspose2d,
+    WholeInputConv2d,
+    WholeOutputConvTranspose2d,
+)
+
 HIDDEN = 256
 MIN_SCALE = 1e-3
 SUPPORTED_SIZES = (32, 64)
@@ -25,74 +33,6 @@ def _check_shape(image_shape: tuple[int, int, int]) -> tuple[int, int]:
     if height != width or height not in SUPPORTED_SIZES:
         raise ValueError(f"images must be square with side in {SUPPORTED_SIZES}, got {image_shape}")
     return channels, height
-
-
-class _ConvolutionSummingBias(torch.autograd.Function):
-    """conv2d / conv_transpose2d whose backward takes the bias gradient as the sum it is, Σ_{b,h,w} grad.
-
-    oneDNN folds the bias gradient into its weight-gradient kernel, which on a CPU costs more than
-    a separate sum: 9.5 of the 35 ms backward of the 32→32 transposed convolution at batch 200.
-    Forward values are the library's; gradients equal autograd's to float rounding (tests/test_perf.py).
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, transposed):  # type: ignore[override]
-        ctx.save_for_backward(x, weight)
-        ctx.geometry = stride, padding, transposed
-        convolution = F.conv_transpose2d if transposed else F.conv2d
-        return convolution(x, weight, bias, stride, padding)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        stride, padding, transposed = ctx.geometry
-        grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad, x, weight, None, stride, padding, (1, 1), transposed, (0, 0), 1,
-            (ctx.needs_input_grad[0], ctx.needs_input_grad[1], False))
-        grad_bias = grad.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias, None, None, None
-
-
-class StridedConv2d(nn.Conv2d):
-    """nn.Conv2d (same parameters and state_dict) whose backward sums the bias gradient itself."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ConvolutionSummingBias.apply(x, self.weight, self.bias, self.stride, self.padding, False)
-
-
-class StridedConvTranspose2d(nn.ConvTranspose2d):
-    """nn.ConvTranspose2d (same parameters and state_dict) whose backward sums the bias gradient itself."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return _ConvolutionSummingBias.apply(x, self.weight, self.bias, self.stride, self.padding, True)
-
-
-class WholeInputConv2d(nn.Conv2d):
-    """A Conv2d whose kernel covers its whole input, (B, C, k, k) -> (B, out, 1, 1), computed as the
-    matrix product it is: Σ_{c,h,w} weight[o, c, h, w] · x[b, c, h, w] + bias[o].
-
-    Same parameters, initialisation and state_dict as nn.Conv2d; on a CPU, oneDNN runs the matrix
-    product 3–4× faster than the convolution (forward and backward, bench perf's layer rows).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != self.kernel_size:
-            raise ValueError(f"{type(self).__name__} needs a {self.kernel_size} input, got {tuple(x.shape)}")
-        return F.linear(x.flatten(1), self.weight.flatten(1), self.bias)[:, :, None, None]
-
-
-class WholeOutputConvTranspose2d(nn.ConvTranspose2d):
-    """A ConvTranspose2d from a 1×1 input, (B, C, 1, 1) -> (B, out, k, k), computed as the matrix
-    product it is: out[b, o, h, w] = Σ_c x[b, c] · weight[c, o, h, w] + bias[o].
-
-    Same parameters, initialisation and state_dict as nn.ConvTranspose2d (stride 1, no padding).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        if x.shape[-2:] != (1, 1):
-            raise ValueError(f"{type(self).__name__} needs a 1×1 input, got {tuple(x.shape)}")
-        out = (x.flatten(1) @ self.weight.flatten(1)).view(-1, self.out_channels, *self.kernel_size)
-        return out + self.bias[:, None, None]
 
 
 def conv_features(image_shape: tuple[int, int, int]) -> nn.Sequential:
@@ -153,9 +93,9 @@ class Decoder(nn.Module):
             nn.Linear(latent_dim, HIDDEN), nn.Unflatten(1, (HIDDEN, 1, 1)), nn.ReLU(),
             WholeOutputConvTranspose2d(HIDDEN, widths[0], 4), nn.ReLU(),
         ]
-        for width_in, width_out in pairwise(widths):
+        for width_in, width_out in pairwise(widths[:-1]):
             layers += [StridedConvTranspose2d(width_in, width_out, 4, 2, 1), nn.ReLU()]
-        layers[-1] = nn.Sigmoid()
+        layers += [PhasedConvTranspose2d(widths[-2], widths[-1], 4, 2, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -168,7 +108,7 @@ LOG_TWO = math.log(2.0)
 def laplace_log_likelihood(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """log Laplace(x | mean, 1) summed over pixels: Σ_p −|x_p − mean_p| − log 2. Shape (B,)."""
     per_pixel = -(x - mean).abs() - LOG_TWO
-    return per_pixel.flatten(1).sum(1)
+    return per_pixel.sum(tuple(range(1, per_pixel.dim())))  # no flatten: that copies a channels-last batch
 
 
 def normal_log_prob(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,12 @@ Every row of the CSV is one measurement (columns `model`, `mode`, `device`, `bat
   FID's Inception has random weights where the FID weights are not found (`note` says so).
 - `--reference DIR`: the authors' plain-PyTorch CCVAE (a checkout of
   github.com/thwjoy/ccvae_pytorch; it never becomes part of this repository), eager, on the
-  same batches with the same Adam step: `implementation` "authors".
+  same batches with the same Adam step: `implementation` "authors", timed interleaved with
+  this suite's CCVAE step (below), and `vs_authors` is the ratio of the two.
 
 A step is timed `repeats` times over `steps` steps after `warmup` steps; the median is kept
-(the device is synchronised before each clock read).
+(the device is synchronised before each clock read). Steps compared side by side take turns
+repeat by repeat, so that the machine's drift falls on both alike.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class PerfSettings:
     image_size: int = 64
     steps: int = 10
     warmup: int = 3
-    repeats: int = 3
+    repeats: int = 5
     cached_images: int = 4000  # the uint8 tensor batches are sliced from
     eval_samples: int = 200  # each evaluator's sample count (the smoke preset's)
     step: StepOptions = field(default_factory=StepOptions)
@@ -97,28 +99,40 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def interleaved_seconds(functions: list[Callable[[int], object]], settings: PerfSettings, device: torch.device,
+                        flops: list[dict | None] | None = None) -> list[float]:
+    """Per function, the median over `repeats` of the mean seconds of `steps` calls, after `warmup` calls.
+
+    Each repeat times every function in turn, so that a machine's drift (clock, other load) over the
+    measurement falls on all of them alike: side-by-side ratios are taken from the same minutes.
+    With `flops`, each function's first warm-up call is counted by torch's FlopCounterMode into
+    flops[i]["total"] (where flops[i] is a dict).
+    """
+    flops = flops or [None] * len(functions)
+    for function, counts in zip(functions, flops, strict=True):
+        for call in range(settings.warmup):
+            if counts is not None and call == 0:
+                with FlopCounterMode(display=False) as counter:
+                    function(call)
+                counts["total"] = counter.get_total_flops()
+            else:
+                function(call)
+    synchronise(device)
+    timings: list[list[float]] = [[] for _ in functions]
+    for repeat in range(settings.repeats):
+        for function, seconds in zip(functions, timings, strict=True):
+            started = time.perf_counter()
+            for call in range(settings.steps):
+                function(settings.warmup + repeat * settings.steps + call)
+            synchronise(device)
+            seconds.append((time.perf_counter() - started) / settings.steps)
+    return [statistics.median(seconds) for seconds in timings]
+
+
 def seconds_per_call(function: Callable[[int], object], settings: PerfSettings, device: torch.device,
                      flops: dict | None = None) -> float:
-    """Median over `repeats` of the mean seconds of `steps` calls, after `warmup` calls.
-
-    With `flops`, the first warm-up call is counted by torch's FlopCounterMode into flops["total"].
-    """
-    for call in range(settings.warmup):
-        if flops is not None and call == 0:
-            with FlopCounterMode(display=False) as counter:
-                function(call)
-            flops["total"] = counter.get_total_flops()
-        else:
-            function(call)
-    synchronise(device)
-    timings = []
-    for repeat in range(settings.repeats):
-        started = time.perf_counter()
-        for call in range(settings.steps):
-            function(settings.warmup + repeat * settings.steps + call)
-        synchronise(device)
-        timings.append((time.perf_counter() - started) / settings.steps)
-    return statistics.median(timings)
+    """`interleaved_seconds` of one function."""
+    return interleaved_seconds([function], settings, device, [flops])[0]
 
 
 def batch_indices(settings: PerfSettings, count: int, device: torch.device) -> list[torch.Tensor]:
@@ -127,15 +141,15 @@ def batch_indices(settings: PerfSettings, count: int, device: torch.device) -> l
             for _ in range(count)]
 
 
-def step_seconds(model_name: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                 labelled: bool, flops: dict | None = None) -> float:
-    """Seconds per training step of a registered model (the trainer's TrainingStep); its FLOPs into `flops`."""
+def training_step(model_name: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                  labelled: bool) -> Callable[[int], object]:
+    """call -> one training step of a registered model (the trainer's TrainingStep) on batch `call`."""
     torch.manual_seed(settings.seed)
     model = registry.resolve(model_name)(spec_of(data), **registry.entry(model_name).options).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     step = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), settings.step)
     indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
-    return seconds_per_call(lambda call: step(indices[call], labelled), settings, device, flops)
+    return lambda call: step(indices[call], labelled)
 
 
 def data_seconds(data: LabelledImages, settings: PerfSettings, device: torch.device) -> float:
@@ -152,9 +166,9 @@ def check_reference(checkout: Path) -> None:
                          "https://github.com/thwjoy/ccvae_pytorch")
 
 
-def reference_seconds(checkout: Path, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                      labelled: bool, flops: dict | None = None) -> float:
-    """Seconds per step of the authors' CCVAE (`models/ccvae.py` of their plain-PyTorch code), eager."""
+def reference_step(checkout: Path, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                   labelled: bool) -> Callable[[int], object]:
+    """call -> one step of the authors' CCVAE (`models/ccvae.py` of their plain-PyTorch code), eager."""
     check_reference(checkout)
     sys.path.insert(0, str(checkout))
     try:
@@ -176,7 +190,7 @@ def reference_seconds(checkout: Path, data: LabelledImages, settings: PerfSettin
         optimizer.step()
         optimizer.zero_grad()
 
-    return seconds_per_call(step, settings, device, flops)
+    return step
 
 
 def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[str],
@@ -303,25 +317,34 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
     data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
     options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
                "bf16": settings.step.bf16}
-    plan: list[tuple[str, str, Callable[[], dict]]] = []
+    plan: list[tuple[str, str, Callable[[], dict | list[dict]]]] = []
 
-    def counted(seconds_of: Callable[[dict | None], float], **extra: object) -> dict:
-        flops: dict | None = None if settings.step.compile else {}  # counted on an eager step only
-        seconds = seconds_of(flops)
+    def with_flops(seconds: float, flops: dict | None, **extra: object) -> dict:
         gflop = flops["total"] / 1e9 if flops else math.nan
         return {"seconds": seconds, "gflop_per_step": round(gflop, 2), "gflop_per_s": round(gflop / seconds, 1),
                 **extra}
 
+    def steps_side_by_side(model: str, mode: str) -> list[dict]:
+        """The model's step and, for CCVAE with a reference, the authors' step timed interleaved."""
+        labelled = mode == "sup"
+        steps = [training_step(model, data, settings, device, labelled)]
+        if reference is not None and model == "ccvae":
+            eager = replace(settings, step=StepOptions(channels_last=False))
+            steps.append(reference_step(reference, data, eager, device, labelled))
+        flops = [None if settings.step.compile else {} for _ in steps]  # counted on an eager step only
+        seconds = interleaved_seconds(steps, settings, device, flops)
+        rows = [with_flops(seconds[0], flops[0], model=model, mode=mode)]
+        if len(steps) == 2:
+            rows.append(with_flops(seconds[1], flops[1], model=model, mode=mode, implementation="authors",
+                                   channels_last=False, compile=False, bf16=False))
+        return rows
+
+    if reference is not None:
+        check_reference(reference)
+        models = models if "ccvae" in models else ["ccvae", *models]  # the authors' step is timed beside CCVAE's
     for model in models:
         for mode in ("sup", "unsup"):
-            plan.append((model, mode, lambda model=model, mode=mode: counted(
-                lambda flops: step_seconds(model, data, settings, device, mode == "sup", flops))))
-    if reference is not None:
-        eager = replace(settings, step=StepOptions(channels_last=False))
-        for mode in ("sup", "unsup"):
-            plan.append(("ccvae", mode, lambda mode=mode: counted(
-                lambda flops: reference_seconds(reference, data, eager, device, mode == "sup", flops),
-                implementation="authors", channels_last=False, compile=False, bf16=False)))
+            plan.append((model, mode, lambda model=model, mode=mode: steps_side_by_side(model, mode)))
     plan.append(("-", "data", lambda: {"seconds": data_seconds(data, settings, device)}))
     if epoch_images:
         plan.append(("ccvae", "epoch", lambda: {
@@ -331,9 +354,11 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
     rows = []
     for model, mode, run in tqdm(plan, desc="perf", unit="measurement", disable=not show_progress):
         measured = run()
-        seconds = measured.pop("seconds")  # per batch
-        rows.append({"model": model, "mode": mode, "batch": settings.batch, "images_per_s": settings.batch / seconds,
-                     "implementation": "bench", "unit": "images", "note": "", **options, **measured})
+        for row in measured if isinstance(measured, list) else [measured]:
+            seconds = row.pop("seconds")  # per batch
+            rows.append({"model": model, "mode": mode, "batch": settings.batch,
+                         "images_per_s": settings.batch / seconds, "implementation": "bench", "unit": "images",
+                         "note": "", **options, **row})
     if evaluators:
         rows += [{"implementation": "bench", **options, **row}
                  for row in evaluator_rates(device, settings, evaluators, fid_weights)]

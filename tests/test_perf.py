@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import nets, perf, registry
+from bench import layers, perf, registry
 from bench.cli import main
 from bench.config import StepOptions
 from bench.runtime import tune_cpu_allocator
@@ -70,11 +71,13 @@ def test_fast_layers_compute_the_library_layers_losses_and_updates(model_name):
         torch.testing.assert_close(fast_state[name], value, rtol=1e-4, atol=1e-5, msg=name)
 
 
-LAYERS = [  # (bench.nets layer, torch's layer it replaces, input shape)
-    (nets.StridedConv2d(3, 5, 4, 2, 1), nn.Conv2d(3, 5, 4, 2, 1), (4, 3, 8, 8)),
-    (nets.StridedConvTranspose2d(5, 3, 4, 2, 1), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 4, 4)),
-    (nets.WholeInputConv2d(6, 7, 4, 1), nn.Conv2d(6, 7, 4, 1), (4, 6, 4, 4)),
-    (nets.WholeOutputConvTranspose2d(7, 6, 4), nn.ConvTranspose2d(7, 6, 4), (4, 7, 1, 1)),
+LAYERS = [  # (bench.layers layer, torch's layer it replaces, input shape)
+    (layers.StridedConv2d(3, 5, 4, 2, 1), nn.Conv2d(3, 5, 4, 2, 1), (4, 3, 8, 8)),
+    (layers.StridedConvTranspose2d(5, 3, 4, 2, 1), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 4, 4)),
+    (layers.PhasedConvTranspose2d(5, 3), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 6, 6)),
+    (layers.PhasedConvTranspose2d(4, 1), nn.ConvTranspose2d(4, 1, 4, 2, 1), (3, 4, 5, 7)),
+    (layers.WholeInputConv2d(6, 7, 4, 1), nn.Conv2d(6, 7, 4, 1), (4, 6, 4, 4)),
+    (layers.WholeOutputConvTranspose2d(7, 6, 4), nn.ConvTranspose2d(7, 6, 4), (4, 7, 1, 1)),
 ]
 
 
@@ -97,9 +100,11 @@ def test_fast_layers_are_the_library_layers_in_float64(fast, library, shape):
 
 def test_whole_image_layers_refuse_inputs_they_do_not_cover():
     with pytest.raises(ValueError, match="needs a"):
-        nets.WholeInputConv2d(6, 7, 4, 1)(torch.zeros(2, 6, 5, 5))
+        layers.WholeInputConv2d(6, 7, 4, 1)(torch.zeros(2, 6, 5, 5))
     with pytest.raises(ValueError, match="needs a"):
-        nets.WholeOutputConvTranspose2d(7, 6, 4)(torch.zeros(2, 7, 2, 2))
+        layers.WholeOutputConvTranspose2d(7, 6, 4)(torch.zeros(2, 7, 2, 2))
+    with pytest.raises(ValueError, match="4×4, stride-2"):
+        layers.PhasedConvTranspose2d(4, 1, 3, 1, 1)
 
 
 def test_m2_exact_class_sum_is_unchanged_by_the_fast_path():
@@ -172,8 +177,8 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
                  "--device", "cpu", "--out", str(out)]) == 0
     frame = pd.read_csv(out)
     rows = list(zip(frame.model, frame["mode"], frame.implementation, strict=True))
-    assert rows == [("ccvae", "sup", "bench"), ("ccvae", "unsup", "bench"), ("m2", "sup", "bench"),
-                    ("m2", "unsup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "authors"),
+    assert rows == [("ccvae", "sup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "bench"),
+                    ("ccvae", "unsup", "authors"), ("m2", "sup", "bench"), ("m2", "unsup", "bench"),
                     ("-", "data", "bench"), ("ccvae", "epoch", "bench"),
                     ("ccvae", "eval:classification", "bench"), ("ccvae", "eval:fid", "bench")]
     assert list(frame.columns[:5]) == ["model", "mode", "device", "batch", "images_per_s"]
@@ -186,6 +191,23 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     if not perf.fid_weights_found(None, torch.device("cpu")):
         assert "random weights" in frame.loc[frame["mode"] == "eval:fid", "note"].iloc[0]
     assert "eval:classification" in capsys.readouterr().out
+
+
+def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
+    calls = []
+    settings = perf.PerfSettings(steps=2, repeats=2, warmup=1)
+
+    def step(name, pause):
+        def call(index):
+            calls.append((name, index))
+            time.sleep(pause)
+        return call
+
+    fast, slow = perf.interleaved_seconds([step("ours", 0.0), step("authors", 0.02)], settings, torch.device("cpu"))
+    assert calls == [("ours", 0), ("authors", 0),  # warm-up, then each repeat times both in turn
+                     ("ours", 1), ("ours", 2), ("authors", 1), ("authors", 2),
+                     ("ours", 3), ("ours", 4), ("authors", 3), ("authors", 4)]
+    assert slow >= 0.02 > fast
 
 
 @pytest.mark.parametrize(("args", "message"), [
