@@ -4,6 +4,8 @@
 (the CCVAE paper, Table 3). 32×32 images (MNIST and Fashion-MNIST, padded from 28×28) use
 the same family with the first stride-2 block removed. Every model uses the same networks
 and the same Laplace(mean, 1) likelihood so that comparisons are about latent structure.
+The convolutions are `bench.layers`' drop-in equivalents of torch's (same parameters, faster
+on a CPU).
 """
 
 from __future__ import annotations
