@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="also time one CCVAE epoch over this many images (CelebA: 162770; default off)")
     perf.add_argument("--epoch-f", type=float, default=1.0, help="supervision rate of that epoch (default 1)")
     perf.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
+    perf.add_argument("--no-layers", dest="layers", action="store_false",
+                      help="skip timing bench.layers' layers beside torch's")
     perf.add_argument("--out", default="results/perf.csv", help="CSV to write (default results/perf.csv)")
     _add_step(perf)
     perf.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -423,14 +425,15 @@ def command_perf(args: argparse.Namespace) -> None:
                                  step=_step_options(args))
     frame = perf.measure(models, resolve_device(args.device), settings, evaluators,
                          reference, args.fid_weights,
-                         show_progress=sys.stderr.isatty(), epoch_images=args.epoch_images, epoch_f=args.epoch_f)
+                         show_progress=sys.stderr.isatty(), epoch_images=args.epoch_images, epoch_f=args.epoch_f,
+                         with_layers=args.layers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     from bench.files import atomic_write_text
 
     atomic_write_text(out, frame.to_csv(index=False))
     shown = [c for c in ("model", "mode", "implementation", "device", "batch", "images_per_s", "vs_authors",
-                         "gflop_per_s", "share_of_step", "unit", "note") if c in frame]
+                         "vs_torch", "gflop_per_s", "share_of_step", "unit", "note") if c in frame]
     print(tabulate(frame[shown].astype(object).fillna(""), headers="keys", tablefmt="github", showindex=False))
     first = frame.iloc[0]
     print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "

@@ -1,20 +1,18 @@
-"""Convolution layers that compute exactly what torch's layers compute, faster on a CPU.
+"""Convolution layers that compute what torch's layers compute, faster on a CPU.
 
 Each is a drop-in subclass of nn.Conv2d / nn.ConvTranspose2d: same parameters, initialisation
 and state_dict (checkpoints of either load into the other), same values to float rounding
-(tests/test_perf.py checks each against torch's layer in float64 and every model's step).
-Times below are forward + backward at batch 200 on 64×64 images, on this project's 2-core CPU
-(torch 2.14.1, oneDNN), as `bench perf` measures the whole step.
+(tests/test_perf.py checks each against torch's layer in float64, and every model's step
+against the same model built from torch's layers). `bench perf` times each beside torch's
+layer (the `layer` rows of results/perf.csv, with `vs_torch`).
 
-- `StridedConv2d`, `StridedConvTranspose2d`: oneDNN folds the bias gradient into its
-  weight-gradient kernel, which costs more than the sum it is (9.5 of the 35 ms backward of the
-  32→32 transposed convolution); here the backward sums it.
 - `WholeInputConv2d`, `WholeOutputConvTranspose2d`: a 4×4 convolution of a 4×4 map and a 4×4
-  transposed convolution of a 1×1 map are matrix products, which run 4× faster as such
-  (18 → 4.7 ms and 19 → 4.5 ms).
+  transposed convolution of a 1×1 map are matrix products, and oneDNN runs them faster as such.
+- `StridedConvTranspose2d`: oneDNN folds a transposed convolution's bias gradient into its
+  weight-gradient kernel, which costs more than the sum it is; here the backward sums it.
 - `PhasedConvTranspose2d`: the image-producing transposed convolution (3 or 1 output
-  channels) is oneDNN's slowest layer (19.7 ms forward); its four output phases are one
-  stride-1 2×2 convolution with 4× the channels, interleaved (10.8 ms). CPU only.
+  channels) is oneDNN's slowest layer for its work; on CPUs its forward runs as one stride-1
+  2×2 convolution giving the four output phases as channels, interleaved.
 """
 
 from __future__ import annotations
@@ -53,44 +51,36 @@ def transposed_convolution_by_phases(x: torch.Tensor, weight: torch.Tensor, bias
     return y.view(batch, 2 * height, 2 * width, out_channels).permute(0, 3, 1, 2)  # channels-last
 
 
-class _Convolution(torch.autograd.Function):
-    """conv2d / conv_transpose2d with torch's backward, except the bias gradient: Σ_{b,h,w} grad.
+class _ConvTranspose(torch.autograd.Function):
+    """conv_transpose2d with torch's backward, except the bias gradient: Σ_{b,h,w} grad.
 
-    `by_phases` computes a transposed convolution's forward with `transposed_convolution_by_phases`.
+    `by_phases` computes the forward with `transposed_convolution_by_phases`.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, transposed, by_phases=False):  # type: ignore[override]
+    def forward(ctx, x, weight, bias, stride, padding, by_phases=False):  # type: ignore[override]
         ctx.save_for_backward(x, weight)
-        ctx.geometry = stride, padding, transposed
+        ctx.geometry = stride, padding
         if by_phases:
             return transposed_convolution_by_phases(x, weight, bias)
-        convolution = F.conv_transpose2d if transposed else F.conv2d
-        return convolution(x, weight, bias, stride, padding)
+        return F.conv_transpose2d(x, weight, bias, stride, padding)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        stride, padding, transposed = ctx.geometry
+        stride, padding = ctx.geometry
         grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
-            grad, x, weight, None, stride, padding, (1, 1), transposed, (0, 0), 1,
+            grad, x, weight, None, stride, padding, (1, 1), True, (0, 0), 1,
             (ctx.needs_input_grad[0], ctx.needs_input_grad[1], False))
         grad_bias = grad.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias, None, None, None, None
-
-
-class StridedConv2d(nn.Conv2d):
-    """nn.Conv2d whose backward sums the bias gradient itself."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, False)
+        return grad_x, grad_weight, grad_bias, None, None, None
 
 
 class StridedConvTranspose2d(nn.ConvTranspose2d):
     """nn.ConvTranspose2d whose backward sums the bias gradient itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, True)
+        return _ConvTranspose.apply(x, self.weight, self.bias, self.stride, self.padding)
 
 
 class PhasedConvTranspose2d(nn.ConvTranspose2d):
@@ -103,7 +93,7 @@ class PhasedConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         by_phases = x.device.type == "cpu"  # measured on CPUs only; cuDNN keeps its own
-        return _Convolution.apply(x, self.weight, self.bias, self.stride, self.padding, True, by_phases)
+        return _ConvTranspose.apply(x, self.weight, self.bias, self.stride, self.padding, by_phases)
 class WholeInputConv2d(nn.Conv2d):
     """A Conv2d whose kernel covers its whole input, (B, C, k, k) -> (B, out, 1, 1), computed as the
     matrix product it is: Σ_{c,h,w} weight[o, c, h, w] · x[b, c, h, w] + bias[o]."""
@@ -125,3 +115,9 @@ class WholeOutputConvTranspose2d(nn.ConvTranspose2d):
         return out + self.bias[:, None, None]
 
 
+def torch_equivalent(layer: nn.Conv2d | nn.ConvTranspose2d) -> nn.Module:
+    """torch's own nn.Conv2d / nn.ConvTranspose2d with the layer's geometry and parameters."""
+    library = nn.ConvTranspose2d if isinstance(layer, nn.ConvTranspose2d) else nn.Conv2d
+    plain = library(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding)
+    plain.load_state_dict(layer.state_dict())
+    return plain.to(layer.weight.device, layer.weight.dtype)

@@ -10,6 +10,8 @@ Every row of the CSV is one measurement (columns `model`, `mode`, `device`, `bat
 - `data`: the data pipeline alone, on the same tensor: slice a batch, convert it to float
   on the device, in the step's memory format. `share_of_step` is its time over a CCVAE
   supervised step's.
+- `layer`: each of `bench.layers`' layers (forward + backward at the batch size, on the 64×64
+  networks' shapes) beside the torch layer it replaces (`implementation` "torch"); `vs_torch`.
 - `epoch` (with `--epoch-images N`): one CCVAE epoch over N random images at rate f with the
   trainer's schedule and step (CelebA's training set is 162,770 images).
 - `eval:<name>`: one evaluator on a synthetic set (random images and labels; multi-class for
@@ -46,7 +48,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from bench import __version__, registry
+from bench import __version__, layers, registry
 from bench.api import DataSpec
 from bench.config import StepOptions
 from bench.data.base import LabelledImages
@@ -158,6 +160,41 @@ def data_seconds(data: LabelledImages, settings: PerfSettings, device: torch.dev
     indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
     return seconds_per_call(lambda call: float_batch(images, indices[call], settings.step.channels_last),
                             settings, device)
+
+
+# bench.layers' layers, each timed beside the torch layer it replaces, at the 64×64 networks' shapes
+LAYER_CASES: tuple[tuple[Callable[[], torch.nn.Module], tuple[int, int, int]], ...] = (  # (layer, input C×H×W)
+    (lambda: layers.StridedConvTranspose2d(32, 32, 4, 2, 1), (32, 16, 16)),
+    (lambda: layers.PhasedConvTranspose2d(32, 3), (32, 32, 32)),
+    (lambda: layers.WholeInputConv2d(128, 256, 4, 1), (128, 4, 4)),
+    (lambda: layers.WholeOutputConvTranspose2d(256, 128, 4), (256, 1, 1)),
+)
+
+
+def forward_backward(layer: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> Callable[[int], object]:
+    """call -> the layer's forward on x and its backward from `grad` (gradients returned, not accumulated)."""
+    return lambda call: torch.autograd.grad(layer(x), [x, *layer.parameters()], grad)
+
+
+def layer_rows(settings: PerfSettings, device: torch.device) -> list[dict]:
+    """Forward + backward (input and parameter gradients) of each `LAYER_CASES` layer and of torch's
+    equivalent, interleaved, on a batch; `vs_torch` is how many times faster the suite's layer is."""
+    memory_format = torch.channels_last if settings.step.channels_last else torch.contiguous_format
+    rows = []
+    for make, shape in LAYER_CASES:
+        torch.manual_seed(settings.seed)
+        fast = make().to(device, memory_format=memory_format)
+        plain = layers.torch_equivalent(fast).to(memory_format=memory_format)
+        x = torch.randn(settings.batch, *shape, device=device).contiguous(memory_format=memory_format)
+        x.requires_grad_()
+        grad = torch.randn_like(plain(x))
+        fast_seconds, torch_seconds = interleaved_seconds(
+            [forward_backward(fast, x, grad), forward_backward(plain, x, grad)], settings, device)
+        name, note = type(fast).__name__, f"forward + backward on {settings.batch}×{shape[0]}×{shape[1]}×{shape[2]}"
+        rows += [{"model": name, "seconds": fast_seconds, "note": note,
+                  "vs_torch": round(torch_seconds / fast_seconds, 2)},
+                 {"model": name, "seconds": torch_seconds, "note": note, "implementation": "torch"}]
+    return rows
 
 
 def check_reference(checkout: Path) -> None:
@@ -312,7 +349,7 @@ def environment(device: torch.device) -> dict:
 
 def measure(models: list[str], device: torch.device, settings: PerfSettings, evaluators: list[str],
             reference: Path | None = None, fid_weights: str | None = None, show_progress: bool = True,
-            epoch_images: int = 0, epoch_f: float = 1.0) -> pd.DataFrame:
+            epoch_images: int = 0, epoch_f: float = 1.0, with_layers: bool = True) -> pd.DataFrame:
     """Every measurement as one DataFrame row (see the module docstring)."""
     data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
     options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
@@ -346,6 +383,8 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
         for mode in ("sup", "unsup"):
             plan.append((model, mode, lambda model=model, mode=mode: steps_side_by_side(model, mode)))
     plan.append(("-", "data", lambda: {"seconds": data_seconds(data, settings, device)}))
+    if with_layers:
+        plan.append(("-", "layer", lambda: layer_rows(settings, device)))
     if epoch_images:
         plan.append(("ccvae", "epoch", lambda: {
             "seconds": epoch_seconds(epoch_images, epoch_f, settings, device, show_progress)

@@ -24,15 +24,11 @@ PLAIN = StepOptions(channels_last=False)
 
 
 def with_library_layers(model: nn.Module) -> nn.Module:
-    """The model with torch's own Conv2d / ConvTranspose2d in place of bench.nets' faster equivalents."""
+    """The model with torch's own Conv2d / ConvTranspose2d in place of bench.layers' faster equivalents."""
     for module in list(model.modules()):
         for name, child in module.named_children():
-            if type(child) in (nn.Conv2d, nn.ConvTranspose2d) or not isinstance(child, nn.Conv2d | nn.ConvTranspose2d):
-                continue
-            library = nn.ConvTranspose2d if isinstance(child, nn.ConvTranspose2d) else nn.Conv2d
-            plain = library(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding)
-            plain.load_state_dict(child.state_dict())
-            setattr(module, name, plain)
+            if isinstance(child, nn.Conv2d | nn.ConvTranspose2d) and type(child) not in (nn.Conv2d, nn.ConvTranspose2d):
+                setattr(module, name, layers.torch_equivalent(child))
     return model
 
 
@@ -72,7 +68,6 @@ def test_fast_layers_compute_the_library_layers_losses_and_updates(model_name):
 
 
 LAYERS = [  # (bench.layers layer, torch's layer it replaces, input shape)
-    (layers.StridedConv2d(3, 5, 4, 2, 1), nn.Conv2d(3, 5, 4, 2, 1), (4, 3, 8, 8)),
     (layers.StridedConvTranspose2d(5, 3, 4, 2, 1), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 4, 4)),
     (layers.PhasedConvTranspose2d(5, 3), nn.ConvTranspose2d(5, 3, 4, 2, 1), (4, 5, 6, 6)),
     (layers.PhasedConvTranspose2d(4, 1), nn.ConvTranspose2d(4, 1, 4, 2, 1), (3, 4, 5, 7)),
@@ -168,6 +163,10 @@ def fake_authors_checkout(root):
     return root
 
 
+LAYER_NAMES = ("StridedConvTranspose2d", "PhasedConvTranspose2d", "WholeInputConv2d",
+               "WholeOutputConvTranspose2d")
+
+
 def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference(tmp_path, capsys):
     out = tmp_path / "perf.csv"
     reference = fake_authors_checkout(tmp_path / "ccvae_pytorch")
@@ -179,7 +178,9 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     rows = list(zip(frame.model, frame["mode"], frame.implementation, strict=True))
     assert rows == [("ccvae", "sup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "bench"),
                     ("ccvae", "unsup", "authors"), ("m2", "sup", "bench"), ("m2", "unsup", "bench"),
-                    ("-", "data", "bench"), ("ccvae", "epoch", "bench"),
+                    ("-", "data", "bench"),
+                    *[(name, "layer", implementation) for name in LAYER_NAMES for implementation in ("bench", "torch")],
+                    ("ccvae", "epoch", "bench"),
                     ("ccvae", "eval:classification", "bench"), ("ccvae", "eval:fid", "bench")]
     assert list(frame.columns[:5]) == ["model", "mode", "device", "batch", "images_per_s"]
     assert (frame.images_per_s > 0).all() and (frame.device == "cpu").all()
@@ -188,6 +189,9 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     authors = frame[(frame.implementation == "authors") & (frame["mode"] == "sup")]
     assert ours.vs_authors.iloc[0] == pytest.approx(ours.images_per_s.iloc[0] / authors.images_per_s.iloc[0], abs=0.006)
     assert 0 < frame.loc[frame["mode"] == "data", "share_of_step"].iloc[0]
+    fast_layers = frame[(frame["mode"] == "layer") & (frame.implementation == "bench")].set_index("model")
+    torch_layers = frame[(frame["mode"] == "layer") & (frame.implementation == "torch")].set_index("model")
+    np.testing.assert_allclose(fast_layers.vs_torch, fast_layers.images_per_s / torch_layers.images_per_s, atol=0.006)
     if not perf.fid_weights_found(None, torch.device("cpu")):
         assert "random weights" in frame.loc[frame["mode"] == "eval:fid", "note"].iloc[0]
     assert "eval:classification" in capsys.readouterr().out
