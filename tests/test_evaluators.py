@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.error
 from pathlib import Path
 
@@ -140,10 +141,10 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
 
 
 @pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory):
-    cache = tmp_path_factory.mktemp("cache")
-    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
-    return load("synthfaces", cache_dir=cache, options=config.dataset_options), config.dataset_options, cache
+def smoke_data(smoke_cache):
+    """synthfaces at the smoke preset, in the session's cache (so its oracle is trained once per session)."""
+    options = make_config("ccvae", "synthfaces", 1.0, 0, "smoke").dataset_options
+    return load("synthfaces", cache_dir=smoke_cache, options=options), options, smoke_cache
 
 
 def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_data):
@@ -178,12 +179,11 @@ def test_the_oracle_is_accurate_on_the_smoke_data_and_cached(smoke_data):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
 
 
-def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_data, tmp_path, capsys, monkeypatch):
-    _, _, cache = smoke_data
-    monkeypatch.setenv("BENCH_CACHE", str(cache))
-    assert main(["run", "--models", "ccvae", "--fs", "1", "--preset", "smoke", "--epochs", "2",
-                 "--runs", str(tmp_path)]) == 0
-    run_dir = tmp_path / "synthfaces" / "ccvae" / "f=1" / "seed=0"
+def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_runs, smoke_cache, tmp_path, capsys):
+    run_dir = tmp_path / "ccvae"  # a copy of the smoke grid's CCVAE run, its evaluations removed
+    shutil.copytree(smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0", run_dir)
+    shutil.rmtree(run_dir / "eval")
+    assert main(["eval", str(run_dir), "--cache-dir", str(smoke_cache)]) == 0
     written = {path.stem for path in (run_dir / "eval").glob("*.json")}
     assert written == {"classification", "swap", "interventions", "conditional", "fid", "ground_truth", "mutual_info"}
     assert "unavailable" in json.loads((run_dir / "eval" / "mutual_info.json").read_text())  # multi-label data
@@ -192,12 +192,15 @@ def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_data, tmp_path, c
             "intervention_variance.png"} <= figures
     matrix = np.array(json.loads((run_dir / "eval" / "interventions.json").read_text())["matrix"])
     assert matrix.shape == (7, 7) and np.all(matrix >= 0)
+    evaluated_by_run = json.loads((smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "eval" / "swap.json")
+                                  .read_text())
     before = json.loads((run_dir / "eval" / "swap.json").read_text())
+    assert before["score"] == evaluated_by_run["score"]  # `bench run` and `bench eval` evaluate alike
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--only", "swap"]) == 0  # same seeds: the same number
+    assert main(["eval", str(run_dir), "--only", "swap", "--cache-dir", str(smoke_cache)]) == 0  # same seeds
     after = json.loads((run_dir / "eval" / "swap.json").read_text())
     assert after["score"] == before["score"] and "swap: score" in capsys.readouterr().out
-    assert main(["oracle", "--dataset", "synthfaces", "--preset", "smoke"]) == 0
+    assert main(["oracle", "--dataset", "synthfaces", "--preset", "smoke", "--cache-dir", str(smoke_cache)]) == 0
     assert "test accuracy" in capsys.readouterr().out
 
 
