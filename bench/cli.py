@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--no-layers", dest="layers", action="store_false",
                       help="skip timing bench.layers' layers beside torch's")
     perf.add_argument("--out", default="results/perf.csv", help="CSV to write (default results/perf.csv)")
+    perf.add_argument("--profile", action="store_true",
+                      help="also profile every timed step by operator (torch.profiler) into <out>-profile.csv")
     _add_step(perf)
     perf.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -438,6 +440,15 @@ def command_perf(args: argparse.Namespace) -> None:
     first = frame.iloc[0]
     print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
           f"torch {first.torch}, allocator {first.allocator}; written to {out}")
+    if args.profile:
+        operators = perf.profile_steps(models, resolve_device(args.device), settings, reference)
+        profile_out = out.with_name(f"{out.stem}-profile.csv")
+        atomic_write_text(profile_out, operators.to_csv(index=False))
+        for (model, mode, implementation), step in operators.groupby(["model", "mode", "implementation"], sort=False):
+            slowest = ", ".join(f"{row.operator} {row.share:.0%}" for row in step.head(3).itertuples())
+            print(f"{model} {mode} ({implementation}): {step.ms_per_step.sum():.0f} ms of operators per step, "
+                  f"convolutions {perf.convolution_share(step):.0%}; slowest: {slowest}")
+        print(f"operators per step written to {profile_out}")
 
 
 COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "check": command_check,

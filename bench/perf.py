@@ -18,6 +18,9 @@ Every row of the CSV is one measurement (columns `model`, `mode`, `device`, `bat
   `mutual_info`) with an untrained CCVAE and an untrained oracle: throughput does not depend on
   what was learnt. The count is the evaluator's own sample count (`unit` says which).
   FID's Inception has random weights where the FID weights are not found (`note` says so).
+- `--profile` (a second CSV, `<out>-profile.csv`): where each step's time goes, one row per
+  operator (torch.profiler's self time per step, `share` of all operators' time), for every
+  step that is timed above (the authors' too), and the share spent in convolutions.
 - `--reference DIR`: the authors' plain-PyTorch CCVAE (a checkout of
   github.com/thwjoy/ccvae_pytorch; it never becomes part of this repository), eager, on the
   same batches with the same Adam step: `implementation` "authors", timed interleaved with
@@ -45,6 +48,7 @@ from unittest import mock
 import numpy as np
 import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
@@ -195,6 +199,54 @@ def layer_rows(settings: PerfSettings, device: torch.device) -> list[dict]:
                   "vs_torch": round(torch_seconds / fast_seconds, 2)},
                  {"model": name, "seconds": torch_seconds, "note": note, "implementation": "torch"}]
     return rows
+
+
+def operator_profile(step: Callable[[int], object], settings: PerfSettings, device: torch.device) -> pd.DataFrame:
+    """Per operator, its own (self) time per step over `steps` calls after `warmup`, from torch.profiler.
+
+    Columns: operator, calls_per_step, ms_per_step, share (of all operators' time), slowest first.
+    On a GPU the device's time is what counts.
+    """
+    for call in range(settings.warmup):
+        step(call)
+    synchronise(device)
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if device.type == "cuda" else [])]
+    with profile(activities=activities) as profiler:
+        for call in range(settings.steps):
+            step(settings.warmup + call)
+        synchronise(device)
+    self_time = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    frame = pd.DataFrame([{"operator": event.key, "calls_per_step": event.count / settings.steps,
+                           "ms_per_step": getattr(event, self_time) / 1e3 / settings.steps}
+                          for event in profiler.key_averages()])
+    frame = frame[frame.ms_per_step > 0].sort_values("ms_per_step", ascending=False, ignore_index=True)
+    frame["share"] = frame.ms_per_step / frame.ms_per_step.sum()
+    return frame
+
+
+def convolution_share(operators: pd.DataFrame) -> float:
+    """The share of operator time in convolutions, forward and backward (operators named *conv*)."""
+    return float(operators.loc[operators.operator.str.contains("conv", case=False), "share"].sum())
+
+
+def profile_steps(models: list[str], device: torch.device, settings: PerfSettings,
+                  reference: Path | None = None) -> pd.DataFrame:
+    """`operator_profile` of every model's sup and unsup step (and the authors' beside CCVAE's), stacked."""
+    data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
+    frames = []
+    for model in models:
+        for mode in ("sup", "unsup"):
+            steps = {"bench": training_step(model, data, settings, device, mode == "sup")}
+            if reference is not None and model == "ccvae":
+                eager = replace(settings, step=StepOptions(channels_last=False))
+                steps["authors"] = reference_step(reference, data, eager, device, mode == "sup")
+            for implementation, step in steps.items():
+                operators = operator_profile(step, settings, device)
+                operators.insert(0, "implementation", implementation)
+                operators.insert(0, "mode", mode)
+                operators.insert(0, "model", model)
+                frames.append(operators)
+    return pd.concat(frames, ignore_index=True)
 
 
 def check_reference(checkout: Path) -> None:

@@ -172,7 +172,7 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     reference = fake_authors_checkout(tmp_path / "ccvae_pytorch")
     assert main(["perf", "--models", "ccvae,m2", "--batch", "8", "--steps", "1", "--repeats", "1",
                  "--evaluators", "classification,fid", "--eval-samples", "16", "--reference", str(reference),
-                 "--epoch-images", "40",
+                 "--epoch-images", "40", "--profile",
                  "--device", "cpu", "--out", str(out)]) == 0
     frame = pd.read_csv(out)
     rows = list(zip(frame.model, frame["mode"], frame.implementation, strict=True))
@@ -194,7 +194,28 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     np.testing.assert_allclose(fast_layers.vs_torch, fast_layers.images_per_s / torch_layers.images_per_s, atol=0.006)
     if not perf.fid_weights_found(None, torch.device("cpu")):
         assert "random weights" in frame.loc[frame["mode"] == "eval:fid", "note"].iloc[0]
-    assert "eval:classification" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "eval:classification" in printed
+    operators = pd.read_csv(tmp_path / "perf-profile.csv")
+    steps = operators.groupby(["model", "mode", "implementation"], sort=False)
+    assert list(steps.groups) == [("ccvae", "sup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "bench"),
+                                  ("ccvae", "unsup", "authors"), ("m2", "sup", "bench"), ("m2", "unsup", "bench")]
+    np.testing.assert_allclose(steps.share.sum(), 1.0)
+    shares = {key: perf.convolution_share(step) for key, step in steps}
+    assert all(share > 0.1 for (_, _, implementation), share in shares.items() if implementation == "bench")
+    assert shares[("ccvae", "sup", "authors")] == 0  # the stand-in is one linear layer
+    assert "ccvae unsup (authors):" in printed and "convolutions" in printed
+
+
+def test_operator_profile_attributes_a_convolution_to_convolutions_and_a_matrix_product_to_none():
+    settings = perf.PerfSettings(steps=3, warmup=1)
+    images, kernels = torch.randn(16, 8, 32, 32), torch.randn(16, 8, 3, 3)
+    matrix = torch.randn(256, 256)
+    convolution = perf.operator_profile(lambda call: torch.conv2d(images, kernels), settings, torch.device("cpu"))
+    product = perf.operator_profile(lambda call: matrix @ matrix, settings, torch.device("cpu"))
+    assert perf.convolution_share(convolution) > 0.9 and perf.convolution_share(product) == 0
+    assert convolution.calls_per_step[convolution.operator == "aten::mkldnn_convolution"].item() == 1
+    assert convolution.share.sum() == pytest.approx(1.0)
 
 
 def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
