@@ -229,18 +229,30 @@ def convolution_share(operators: pd.DataFrame) -> float:
     return float(operators.loc[operators.operator.str.contains("conv", case=False), "share"].sum())
 
 
+def models_to_time(models: list[str], reference: Path | None) -> list[str]:
+    """The models whose steps are timed: with a reference, CCVAE's always (the authors' is timed beside it)."""
+    return models if reference is None or "ccvae" in models else ["ccvae", *models]
+
+
+def steps_to_compare(model: str, mode: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                     reference: Path | None) -> dict[str, Callable[[int], object]]:
+    """The model's training step ("bench") and, for CCVAE with a reference, the authors' step ("authors", eager)."""
+    labelled = mode == "sup"
+    steps = {"bench": training_step(model, data, settings, device, labelled)}
+    if reference is not None and model == "ccvae":
+        eager = replace(settings, step=StepOptions(channels_last=False))
+        steps["authors"] = reference_step(reference, data, eager, device, labelled)
+    return steps
+
+
 def profile_steps(models: list[str], device: torch.device, settings: PerfSettings,
                   reference: Path | None = None) -> pd.DataFrame:
     """`operator_profile` of every model's sup and unsup step (and the authors' beside CCVAE's), stacked."""
     data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
     frames = []
-    for model in models:
+    for model in models_to_time(models, reference):
         for mode in ("sup", "unsup"):
-            steps = {"bench": training_step(model, data, settings, device, mode == "sup")}
-            if reference is not None and model == "ccvae":
-                eager = replace(settings, step=StepOptions(channels_last=False))
-                steps["authors"] = reference_step(reference, data, eager, device, mode == "sup")
-            for implementation, step in steps.items():
+            for implementation, step in steps_to_compare(model, mode, data, settings, device, reference).items():
                 operators = operator_profile(step, settings, device)
                 operators.insert(0, "implementation", implementation)
                 operators.insert(0, "mode", mode)
@@ -419,11 +431,7 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
 
     def steps_side_by_side(model: str, mode: str) -> list[dict]:
         """The model's step and, for CCVAE with a reference, the authors' step timed interleaved."""
-        labelled = mode == "sup"
-        steps = [training_step(model, data, settings, device, labelled)]
-        if reference is not None and model == "ccvae":
-            eager = replace(settings, step=StepOptions(channels_last=False))
-            steps.append(reference_step(reference, data, eager, device, labelled))
+        steps = list(steps_to_compare(model, mode, data, settings, device, reference).values())
         flops = [None if settings.step.compile else {} for _ in steps]  # counted on an eager step only
         seconds = interleaved_seconds(steps, settings, device, flops)
         rows = [with_flops(seconds[0], flops[0], model=model, mode=mode)]
@@ -434,8 +442,7 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
 
     if reference is not None:
         check_reference(reference)
-        models = models if "ccvae" in models else ["ccvae", *models]  # the authors' step is timed beside CCVAE's
-    for model in models:
+    for model in models_to_time(models, reference):
         for mode in ("sup", "unsup"):
             plan.append((model, mode, lambda model=model, mode=mode: steps_side_by_side(model, mode)))
     plan.append(("-", "data", lambda: {"seconds": data_seconds(data, settings, device)}))
