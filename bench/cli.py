@@ -425,7 +425,8 @@ def command_perf(args: argparse.Namespace) -> None:
     settings = perf.PerfSettings(batch=args.batch, steps=args.steps, repeats=args.repeats,
                                  cached_images=max(4000, 2 * args.batch), eval_samples=args.eval_samples,
                                  step=_step_options(args))
-    frame = perf.measure(models, resolve_device(args.device), settings, evaluators,
+    device = resolve_device(args.device)
+    frame = perf.measure(models, device, settings, evaluators,
                          reference, args.fid_weights,
                          show_progress=sys.stderr.isatty(), epoch_images=args.epoch_images, epoch_f=args.epoch_f,
                          with_layers=args.layers)
@@ -441,7 +442,7 @@ def command_perf(args: argparse.Namespace) -> None:
     print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
           f"torch {first.torch}, allocator {first.allocator}; written to {out}")
     if args.profile:
-        operators = perf.profile_steps(models, resolve_device(args.device), settings, reference)
+        operators = perf.profile_steps(models, device, settings, reference)
         profile_out = out.with_name(f"{out.stem}-profile.csv")
         atomic_write_text(profile_out, operators.to_csv(index=False))
         for (model, mode, implementation), step in operators.groupby(["model", "mode", "implementation"], sort=False):

@@ -418,7 +418,7 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
             reference: Path | None = None, fid_weights: str | None = None, show_progress: bool = True,
             epoch_images: int = 0, epoch_f: float = 1.0, with_layers: bool = True) -> pd.DataFrame:
     """Every measurement as one DataFrame row (see the module docstring)."""
-    machine = environment(device)  # the matmul rate before any measurement, on a fresh process
+    machine = environment(device)  # the matmul rate is read before any other measurement
     data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
     options = {"channels_last": settings.step.channels_last, "compile": settings.step.compile,
                "bf16": settings.step.bf16}
