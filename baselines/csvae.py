@@ -54,7 +54,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
-from bench.labels import clipped_label_prior, hard_labels, label_prior_log_prob
+from bench.labels import clipped_label_prior, hard_labels, label_log_terms, label_prior_log_prob, label_probs
 from bench.nets import Decoder, Encoder, ImageClassifier, gaussian_kl, laplace_log_likelihood
 
 ADVERSARY_HIDDEN = 64
@@ -116,9 +116,7 @@ class CSVAE(nn.Module):
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """−log q(y|·) per image."""
-        if self.multilabel:
-            return F.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(-1)
-        return -(y * F.log_softmax(logits, -1)).sum(-1)
+        return -label_log_terms(logits, y, self.multilabel).sum(-1)
 
     def _hard_labels(self, x: torch.Tensor) -> torch.Tensor:
         return hard_labels(self.auxiliary(x), self.multilabel)
@@ -169,8 +167,7 @@ class CSVAE(nn.Module):
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.auxiliary(x)
-        return torch.sigmoid(logits) if self.multilabel else F.softmax(logits, -1)
+        return label_probs(self.auxiliary(x), self.multilabel)
 
     @torch.no_grad()
     def represent(self, x: torch.Tensor) -> torch.Tensor:

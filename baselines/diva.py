@@ -84,8 +84,7 @@ class DIVA(CharacteristicVAE):
                 expectation = expectation + (log_q.exp() * (log_pzc_y + self.label_prior_log_prob(y) - log_q)).sum(-1)
         else:
             log_q = F.log_softmax(logits, -1)
-            log_pzc_c = normal_log_prob(z_c.unsqueeze(1), self.prior_loc, self.prior_scale()).sum(-1)  # (B, C)
-            expectation = (log_q.exp() * (log_pzc_c + self.label_prior.log() - log_q)).sum(-1)
+            expectation = self.expectation_over_classes(z_c, log_q.exp(), log_q)
         return log_px_z - self.beta * kl_style + self.beta * (expectation - log_qzc_x)  # L_UDIVA (C.4)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -47,7 +47,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
-from bench.labels import clipped_label_prior, hard_labels, label_prior_log_prob
+from bench.labels import (
+    clipped_label_prior,
+    hard_labels,
+    label_log_terms,
+    label_prior_log_prob,
+    label_probs,
+    score_function_term,
+)
 from bench.nets import Decoder, Encoder, ImageClassifier, gaussian_kl, laplace_log_likelihood
 
 LABEL_SAMPLES = 2
@@ -73,10 +80,8 @@ class M2(nn.Module):
 
     # ----------------------------------------------------------------- components
     def label_log_prob(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """log q(y|x) (or log p(y) from prior logits), summed over labels."""
-        if self.multilabel:
-            return -F.binary_cross_entropy_with_logits(logits.expand_as(y), y, reduction="none").sum(-1)
-        return (y * F.log_softmax(logits, -1)).sum(-1)
+        """log q(y|x), summed over labels; y may carry a leading axis of samples."""
+        return label_log_terms(logits.expand_as(y), y, self.multilabel).sum(-1)
 
     def log_py(self, y: torch.Tensor) -> torch.Tensor:
         return label_prior_log_prob(y, self.label_prior, self.multilabel).sum(-1)
@@ -120,9 +125,7 @@ class M2(nn.Module):
         log_q = self.label_log_prob(logits, samples)  # (S, B)
         rewards = self.elbo(x, samples, noise) - log_q  # (S, B)
         value = rewards.mean(0)
-        detached = rewards.detach()
-        baseline = (detached.sum(0, keepdim=True) - detached) / max(len(samples) - 1, 1)  # leave one out
-        score = ((log_q - log_q.detach()) * (detached - baseline)).mean(0)  # value 0
+        score = score_function_term(log_q, rewards).mean(0)  # value 0; leave-one-out across the samples
         return value, value + score
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -146,8 +149,7 @@ class M2(nn.Module):
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.classifier(x)
-        return torch.sigmoid(logits) if self.multilabel else F.softmax(logits, -1)
+        return label_probs(self.classifier(x), self.multilabel)
 
     @torch.no_grad()
     def represent(self, x: torch.Tensor) -> torch.Tensor:

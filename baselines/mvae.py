@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
-from bench.labels import hard_labels
+from bench.labels import hard_labels, label_log_terms, label_probs
 from bench.nets import MIN_SCALE, Decoder, Encoder, gaussian_kl, laplace_log_likelihood
 
 EXPERT_HIDDEN = 64
@@ -114,10 +114,8 @@ class MVAE(nn.Module):
 
     def label_log_likelihood(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p(y_i|z) per label (B, L) for multi-label data; log p(y|z) as (B, 1) for multi-class."""
-        logits = self.label_decoder(z)
-        if self.multilabel:
-            return -F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        return (y * F.log_softmax(logits, -1)).sum(-1, keepdim=True)
+        terms = label_log_terms(self.label_decoder(z), y, self.multilabel)
+        return terms if self.multilabel else terms.sum(-1, keepdim=True)
 
     def _elbo(self, posterior, noise, x=None, y=None) -> torch.Tensor:
         """ELBO_S for the modalities given: the image x and/or all labels y."""
@@ -178,8 +176,7 @@ class MVAE(nn.Module):
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.label_decoder(self._image_posterior_mean(x))
-        return torch.sigmoid(logits) if self.multilabel else F.softmax(logits, -1)
+        return label_probs(self.label_decoder(self._image_posterior_mean(x)), self.multilabel)
 
     @torch.no_grad()
     def represent(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The model interface every evaluator relies on (DESIGN.md, "The model interface").
+"""The model interface the trainer and every evaluator rely on (ARCHITECTURE.md, "The model interface").
 
 A model is an `nn.Module` built as ``Model(spec: DataSpec, **options)`` with the members of
 `LabelVAE`. Evaluators use nothing else; an operation a model cannot perform is marked

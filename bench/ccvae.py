@@ -30,6 +30,7 @@ from torch.nn import functional as F
 
 from bench.api import DataSpec
 from bench.characteristic import CharacteristicVAE
+from bench.labels import score_function_term
 from bench.nets import normal_log_prob
 
 
@@ -82,7 +83,6 @@ class CCVAE(CharacteristicVAE):
         """
         _, _, z_c, log_qz_x, log_px_z, log_pz_style = self._latent_terms(x, noise)
         logits = self.label_logits(z_c.detach())
-        scale = self.prior_scale()
         if self.multilabel:
             y = (uniform < torch.sigmoid(logits)).float()  # y ~ q(y | z̄_c)
             log_qy = -F.binary_cross_entropy_with_logits(logits, y, reduction="none")  # (B, L)
@@ -90,16 +90,10 @@ class CCVAE(CharacteristicVAE):
             log_pzc_y = self.blocks(normal_log_prob(z_c, prior_loc, prior_scale)).sum(-1)  # (B, L)
             label_terms = log_pzc_y + self.label_prior_log_prob(y) - log_qy  # each depends on y_i only
             objective = log_px_z + log_pz_style - log_qz_x + label_terms.sum(-1)  # eq. (5)
-            reward = label_terms.detach()
-            batch = reward.shape[0]
-            baseline = (reward.sum(0, keepdim=True) - reward) / max(batch - 1, 1)
-            score = ((log_qy - log_qy.detach()) * (reward - baseline)).sum(-1)  # value 0
+            score = score_function_term(log_qy, label_terms).sum(-1)  # value 0; baseline across the batch
             return objective, objective + score, {"log_px_z": log_px_z}
-        q_y = F.softmax(logits, -1)  # (B, C)
-        log_q_y = F.log_softmax(logits, -1)
-        log_pzc_c = normal_log_prob(z_c.unsqueeze(1), self.prior_loc, scale).sum(-1)  # (B, C)
-        label_terms = (q_y * (log_pzc_c + self.label_prior.log() - log_q_y)).sum(-1)  # Σ_c exact
-        objective = log_px_z + log_pz_style - log_qz_x + label_terms  # eq. (5)
+        label_terms = self.expectation_over_classes(z_c, F.softmax(logits, -1), F.log_softmax(logits, -1))
+        objective = log_px_z + log_pz_style - log_qz_x + label_terms  # eq. (5), Σ_c exact
         return objective, objective, {"log_px_z": log_px_z}
 
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.api import Capabilities, DataSpec
-from bench.labels import clipped_label_prior, label_prior_log_prob
+from bench.labels import clipped_label_prior, label_log_terms, label_prior_log_prob, label_probs
 from bench.nets import MIN_SCALE, Decoder, Encoder, laplace_log_likelihood, normal_log_prob
 
 
@@ -100,9 +100,7 @@ class CharacteristicVAE(nn.Module):
     def label_log_prob(self, z_c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log q(y | z_c), summed over labels: shape z_c.shape[:-1]."""
         logits = self.label_logits(z_c)
-        if self.multilabel:
-            return -F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none").sum(-1)
-        return (y * F.log_softmax(logits, -1)).sum(-1)
+        return label_log_terms(logits, y.expand_as(logits), self.multilabel).sum(-1)
 
     def prior_scale(self) -> torch.Tensor:
         return F.softplus(self.prior_scale_raw).clamp(min=MIN_SCALE)
@@ -119,6 +117,14 @@ class CharacteristicVAE(nn.Module):
     def label_prior_log_prob(self, y: torch.Tensor) -> torch.Tensor:
         """log p(y) per label (B, L) for multi-label; per class weight for multi-class."""
         return label_prior_log_prob(y, self.label_prior, self.multilabel)
+
+    def expectation_over_classes(self, z_c: torch.Tensor, q: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+        """Σ_c q(c|z_c) [log p(z_c|c) + log p(c) − log q(c|z_c)], exactly, per image (multi-class data).
+
+        `q` and `log_q` (B, C) are passed as each objective computes them (CCVAE: softmax and
+        log_softmax of the logits; DIVA: log_softmax and its exp), which keeps each objective's arithmetic."""
+        log_pzc_c = normal_log_prob(z_c.unsqueeze(1), self.prior_loc, self.prior_scale()).sum(-1)  # (B, C)
+        return (q * (log_pzc_c + self.label_prior.log() - log_q)).sum(-1)
 
     # ----------------------------------------------------------------- objectives
     def _latent_terms(self, x: torch.Tensor, noise: torch.Tensor):
@@ -140,8 +146,7 @@ class CharacteristicVAE(nn.Module):
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.label_logits(self.split(self._posterior_mean(x))[0])
-        return torch.sigmoid(logits) if self.multilabel else F.softmax(logits, -1)
+        return label_probs(self.label_logits(self.split(self._posterior_mean(x))[0]), self.multilabel)
 
     @torch.no_grad()
     def represent(self, x: torch.Tensor) -> torch.Tensor:

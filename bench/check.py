@@ -10,8 +10,9 @@ regression; a missing fresh number is one too; better by more than the tolerance
 
 Why the tolerances are not zero: on one machine a config and seed reproduce every number
 exactly, but another CPU, BLAS build, thread count or torch version changes the last bits of
-the arithmetic, and a short training run amplifies them. The defaults below allow for that
-and no more; they are stated per metric.
+the arithmetic, and a short training run amplifies them. Each metric's declaration
+(`bench.metrics.Metric`, in its evaluator's module) states the tolerance that allows for that,
+and the reason.
 """
 
 from __future__ import annotations
@@ -25,66 +26,45 @@ import pandas as pd
 import torch
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
-from bench.tables import METRICS, RESULT_COLUMNS
+from bench.metrics import Tolerance
+from bench.tables import RESULT_COLUMNS, gather, run_directories
+from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
 
 
-@dataclass(frozen=True)
-class Tolerance:
-    """|fresh − stored| ≤ max(absolute, relative·|stored|); or, with `factor`, a ratio within ×/÷ factor."""
-
-    absolute: float
-    relative: float = 0.0
-    factor: float | None = None
-
-    def allowed(self, stored: float) -> float:
-        """The largest allowed |difference| (for a factor: upwards, the larger side)."""
-        if self.factor is not None:
-            return abs(stored) * (self.factor - 1)
-        return max(self.absolute, self.relative * abs(stored))
-
-    def within(self, stored: float, fresh: float) -> bool:
-        if self.factor is not None:
-            return stored > 0 and fresh > 0 and max(fresh / stored, stored / fresh) <= self.factor
-        return abs(fresh - stored) <= self.allowed(stored)
-
-    def scaled(self, scale: float) -> Tolerance:
-        factor = None if self.factor is None else self.factor**scale
-        return Tolerance(self.absolute * scale, self.relative * scale, factor)
-
-
-TOLERANCES = {
-    # accuracies on 1,000–2,000 test images: a few images' worth of noise in a short run
-    "test_accuracy": Tolerance(0.03),
-    "classification.accuracy": Tolerance(0.03),
-    "conditional.accuracy": Tolerance(0.05),  # judged on generated images, noisier
-    "majority_accuracy": Tolerance(1e-6),  # a property of the data: any change means the data changed
-    "swap.score": Tolerance(0.05, 0.15),
-    "fid.fid": Tolerance(1.0, 0.05),
-    # measured: a float-level change of the training arithmetic (channels-last convolutions, the
-    # same losses to 1e-5) moved the smoke grid's oracle Fréchet distances by up to 30 %
-    "fid.oracle_frechet": Tolerance(1.0, 0.35),
-    "mutual_info.generated": Tolerance(0.01, 0.25),
-    "mutual_info.real": Tolerance(0.01, 0.25),
-    # the smallest singular value of a briefly trained model's intervention matrix is noise: the same
-    # float-level change moved smoke condition numbers by factors up to 10.4, so only gross changes count
-    "interventions.condition_number": Tolerance(1.0, factor=15.0),
-    "ground_truth.capture": Tolerance(0.05),
-    "ground_truth.leakage_r2": Tolerance(0.05),
-}
+def default_tolerances() -> dict[str, Tolerance]:
+    """Each declared metric's tolerance (`bench.metrics.Metric.tolerance`, with its reason beside it)."""
+    return {name: metric.tolerance for name, metric in all_metrics().items()}
 
 
 def tolerances_with(overrides: dict[str, float] | None = None, scale: float | None = None) -> dict[str, Tolerance]:
     """The defaults, all scaled by `scale`, then single metrics given absolute tolerances."""
-    chosen = {name: tolerance.scaled(scale or 1) for name, tolerance in TOLERANCES.items()}
+    defaults = default_tolerances()
+    chosen = {name: tolerance.scaled(scale or 1) for name, tolerance in defaults.items()}
     for name, absolute in (overrides or {}).items():
-        if name not in TOLERANCES:
-            raise BenchError(f"unknown metric '{name}' in --tolerance; choose from {', '.join(TOLERANCES)}")
+        if name not in defaults:
+            raise BenchError(f"unknown metric '{name}' in --tolerance; choose from {', '.join(defaults)}")
         chosen[name] = Tolerance(absolute)
     return chosen
+
+
+def parse_tolerances(values: list[str] | None) -> dict[str, Tolerance]:
+    """`--tolerance` values: a bare number scales every default, METRIC=NUMBER sets one absolute tolerance."""
+    scale, overrides = None, {}
+    for value in values or []:
+        name, sep, number = value.rpartition("=") if "=" in value else ("", "", value)
+        try:
+            parsed = float(number)
+        except ValueError:
+            raise BenchError(f"--tolerance '{value}' must be a number or METRIC=NUMBER") from None
+        if sep:
+            overrides[name] = parsed
+        else:
+            scale = parsed
+    return tolerances_with(overrides, scale)
 
 
 def read_stored(stored: Path) -> pd.DataFrame:
@@ -106,7 +86,8 @@ def verdict(metric: str, stored: float, fresh: float, tolerance: Tolerance) -> s
         return "same"
     if tolerance.within(stored, fresh):
         return "ok"
-    direction = METRICS[metric].higher_is_better if metric in METRICS else None
+    metrics = all_metrics()
+    direction = metrics[metric].higher_is_better if metric in metrics else None
     if direction is None:
         return "WORSE"  # a reference number moved: the setup changed
     return "better" if (difference > 0) == direction else "WORSE"
@@ -148,10 +129,39 @@ def regressions(comparison: pd.DataFrame) -> pd.DataFrame:
     return comparison[comparison.verdict.isin(["WORSE", "missing"])]
 
 
+def cells_not_run(stored: pd.DataFrame, fresh: pd.DataFrame) -> int:
+    """How many stored cells (data set, model, f, seed) have no fresh run."""
+    cells = ["dataset", "model", "f", "seed"]
+    merged = stored[cells].drop_duplicates().merge(fresh[cells].drop_duplicates(), how="left", indicator=True)
+    return int((merged["_merge"] == "left_only").sum())
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `check` found: the printed report and the regressions' names."""
+
+    report: str
+    regressions: tuple[str, ...]
+
+    def raise_for_regressions(self) -> None:
+        if self.regressions:
+            raise Regression(f"{len(self.regressions)} regression(s) beyond tolerance: {', '.join(self.regressions)}")
+
+
+def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
+          metrics: tuple[str, ...] | None = None) -> Checked:
+    """Compare the finished runs under `runs_root` with the stored set `stored_dir` (only `metrics`, if given)."""
+    fresh, stored = gather(runs_root), read_stored(stored_dir)
+    if metrics:
+        fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
+    comparison = compare(stored, fresh, tolerances)
+    text = f"{runs_root} against {stored_dir}:\n{report(comparison, cells_not_run(stored, fresh))}"
+    failing = regressions(comparison).itertuples()
+    return Checked(text, tuple(f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" for row in failing))
+
+
 def store(fresh: pd.DataFrame, runs_root: Path, stored: Path) -> None:
     """Write `fresh` as the stored result set with the configs of its runs (atomically, file by file)."""
-    from bench.tables import run_directories
-
     finished = [path for path in run_directories(runs_root) if (path / "metrics.json").is_file()]
     configs = [json.loads((path / "config.json").read_text()) for path in finished]
     provenance = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs)}
@@ -161,3 +171,13 @@ def store(fresh: pd.DataFrame, runs_root: Path, stored: Path) -> None:
               "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
               "cpu_threads": torch.get_num_threads()}
     atomic_write_text(stored / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")
+
+
+def update(runs_root: Path, stored: Path, paper_csv: Path) -> str:
+    """Store the finished runs under `runs_root` as the result set `stored`, with its tables to read."""
+    from bench.tables import write_tables
+
+    fresh = gather(runs_root)
+    store(fresh, runs_root, stored)
+    write_tables(fresh, runs_root, stored, paper_csv, figures=False)
+    return f"stored {len(fresh)} numbers and their tables in {stored}"

@@ -20,11 +20,12 @@ from bench.data import load
 from bench.data.cache import cache_dir
 from bench.errors import BenchError
 from bench.files import atomic_write_text
+from bench.presets import preset
 from bench.train import build_model
 from evaluators import EVALUATORS
-from evaluators.common import EvalSettings
+from evaluators.common import Evaluator, Resources
 from evaluators.figures import draw_all, intervention_heatmap
-from evaluators.oracle import OracleConfig, load_or_train_oracle, oracle_paths
+from evaluators.oracle import load_or_train_oracle, oracle_paths
 
 
 def check_names(names: list[str] | None) -> list[str]:
@@ -32,6 +33,11 @@ def check_names(names: list[str] | None) -> list[str]:
     if unknown:
         raise BenchError(f"unknown evaluator(s) {', '.join(unknown)}; choose from {', '.join(EVALUATORS)}")
     return list(names) if names else list(EVALUATORS)
+
+
+def evaluator_selection(names: list[str] | None) -> tuple[str, ...]:
+    """Evaluators chosen on a command line: the given names, all when None, none for ["none"]."""
+    return () if names == ["none"] else tuple(check_names(names))
 
 
 def read_run(run_dir: Path) -> RunConfig:
@@ -67,19 +73,20 @@ def evaluate_run(
     if not names:
         return {}
     data = data if data is not None else load(config.dataset, data_root, cache, config.dataset_options)
+    budget = preset(config.preset)
     model = load_trained_model(config, data, run_dir, device)
-    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache,
-                                                 OracleConfig.for_preset(config.preset), show_progress)
-    settings = EvalSettings.for_preset(config.preset)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle,
+                                                 show_progress)
+    settings = budget.evaluation
+    resources = Resources(fid_weights=fid_weights, gp_cache=gp_cache_path(config, data, cache))
     out.mkdir(exist_ok=True)
     results = {}
     for name in names:
         torch.manual_seed(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         started = time.perf_counter()
-        extra = {"fid": {"fid_weights": fid_weights},
-                 "mutual_info": {"gp_cache": gp_cache_path(config, data, cache)}}.get(name, {})
-        result = EVALUATORS[name](model, data, oracle, generator, settings, **extra)
+        result = checked(EVALUATORS[name], EVALUATORS[name].evaluate(model, data, oracle, generator, settings,
+                                                                      resources))
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
@@ -94,9 +101,18 @@ def evaluate_run(
     return results
 
 
+def checked(evaluator: Evaluator, result: dict) -> dict:
+    """`result`, unless it holds keys its evaluator does not declare (they would be dropped from every table)."""
+    undeclared = evaluator.undeclared(result)
+    if undeclared:
+        raise BenchError(f"evaluator {evaluator.name} returned undeclared key(s) {', '.join(undeclared)}; declare "
+                         f"each in its EVALUATOR's metrics or details (evaluators/{evaluator.name}.py)")
+    return result
+
+
 def gp_cache_path(config: RunConfig, data, cache: str | None) -> Path:
     """Where the GP head of this run's oracle is cached (mutual_info adds the GPConfig to the name)."""
-    weights, _ = oracle_paths(data, config.dataset_options, OracleConfig.for_preset(config.preset), cache_dir(cache))
+    weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
     return weights.with_suffix(".gp.pt")
 
 
@@ -104,8 +120,7 @@ def prepare(config: RunConfig, data, device: torch.device, cache: str | None, on
     """Build what every run of this data set shares (the oracle; the GP head for multi-class data) once,
     before parallel workers would each wait for it."""
     names = check_names(only)
-    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache,
-                                     OracleConfig.for_preset(config.preset))
+    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, preset(config.preset).oracle)
     if data.task == "multiclass" and "mutual_info" in names:
         from evaluators.mutual_info import GPConfig, gp_head_for
 

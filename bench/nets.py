@@ -1,7 +1,7 @@
 """Encoder and decoder families shared by every model, and the image likelihood.
 
-64×64 images use the architecture of Higgins et al. (2016) exactly as DESIGN.md gives it
-(the CCVAE paper, Table 3). 32×32 images (MNIST and Fashion-MNIST, padded from 28×28) use
+64×64 images use the architecture of Higgins et al. (2016) as the CCVAE paper's Table 3 gives
+it. 32×32 images (MNIST and Fashion-MNIST, padded from 28×28) use
 the same family with the first stride-2 block removed. Every model uses the same networks
 and the same Laplace(mean, 1) likelihood so that comparisons are about latent structure.
 Where torch's layers are slow on a CPU, `bench.layers`' drop-in equivalents (same parameters,

@@ -33,17 +33,16 @@ repeat by repeat, so that the machine's drift falls on both alike.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -55,15 +54,13 @@ from tqdm.auto import tqdm
 from bench import __version__, layers, registry
 from bench.api import DataSpec
 from bench.config import StepOptions
+from bench.data import celeba
 from bench.data.base import LabelledImages
 from bench.errors import BenchError
 from bench.runtime import tune_cpu_allocator
 from bench.train import LOSS_READ_EVERY, EpochLosses, TrainingStep, float_batch
 
-CELEBA_LABELS = 18  # the paper's CelebA label subset (DESIGN.md)
-EVAL_UNITS = {"classification": ("n", "test images"), "swap": ("pairs", "pairs"),
-              "interventions": ("images_per_label", "intervened images"), "conditional": ("n", "generations"),
-              "fid": ("n", "generations"), "mutual_info": ("n", "generations"), "ground_truth": ("n", "test images")}
+CELEBA_LABELS = len(celeba.LABELS)  # the paper's CelebA label subset
 
 
 @dataclass(frozen=True)
@@ -229,13 +226,13 @@ def convolution_share(operators: pd.DataFrame) -> float:
     return float(operators.loc[operators.operator.str.contains("conv", case=False), "share"].sum())
 
 
-def models_to_time(models: list[str], reference: Path | None) -> list[str]:
+def models_to_time(models: list[str], reference: type | None) -> list[str]:
     """The models whose steps are timed: with a reference, CCVAE's always (the authors' is timed beside it)."""
     return models if reference is None or "ccvae" in models else ["ccvae", *models]
 
 
 def steps_to_compare(model: str, mode: str, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                     reference: Path | None) -> dict[str, Callable[[int], object]]:
+                     reference: type | None) -> dict[str, Callable[[int], object]]:
     """The model's training step ("bench") and, for CCVAE with a reference, the authors' step ("authors", eager)."""
     labelled = mode == "sup"
     steps = {"bench": training_step(model, data, settings, device, labelled)}
@@ -246,7 +243,7 @@ def steps_to_compare(model: str, mode: str, data: LabelledImages, settings: Perf
 
 
 def profile_steps(models: list[str], device: torch.device, settings: PerfSettings,
-                  reference: Path | None = None) -> pd.DataFrame:
+                  reference: type | None = None) -> pd.DataFrame:
     """`operator_profile` of every model's sup and unsup step (and the authors' beside CCVAE's), stacked."""
     data = synthetic_images(settings.cached_images, settings.image_size, CELEBA_LABELS, "multilabel", settings.seed)
     frames = []
@@ -267,18 +264,25 @@ def check_reference(checkout: Path) -> None:
                          "https://github.com/thwjoy/ccvae_pytorch")
 
 
-def reference_step(checkout: Path, data: LabelledImages, settings: PerfSettings, device: torch.device,
-                   labelled: bool) -> Callable[[int], object]:
-    """call -> one step of the authors' CCVAE (`models/ccvae.py` of their plain-PyTorch code), eager."""
+def import_authors_ccvae(checkout: Path) -> type:
+    """The CCVAE class of a checkout of the authors' plain-PyTorch code (`models/ccvae.py`).
+
+    Their modules import each other from the checkout's root (`from models.networks import ...`),
+    so the root is on sys.path while they are imported, and only then."""
     check_reference(checkout)
     sys.path.insert(0, str(checkout))
     try:
-        authors = importlib.import_module("models.ccvae")
+        return importlib.import_module("models.ccvae").CCVAE
     finally:
         sys.path.remove(str(checkout))
+
+
+def reference_step(authors_ccvae: type, data: LabelledImages, settings: PerfSettings, device: torch.device,
+                   labelled: bool) -> Callable[[int], object]:
+    """call -> one step of the authors' CCVAE class (their constructor, `sup` and `unsup`), eager."""
     prior = data.labels[torch.as_tensor(data.splits["train"])].mean(0, keepdim=True)
     torch.manual_seed(settings.seed)
-    model = authors.CCVAE(z_dim=45, num_classes=data.labels.shape[1], im_shape=data.image_shape,
+    model = authors_ccvae(z_dim=45, num_classes=data.labels.shape[1], im_shape=data.image_shape,
                           use_cuda=device.type == "cuda", prior_fn=lambda: prior.to(device))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     images, labels = data.images.to(device), data.labels.to(device)
@@ -296,45 +300,48 @@ def reference_step(checkout: Path, data: LabelledImages, settings: PerfSettings,
 
 def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[str],
                     fid_weights: str | None = None) -> list[dict]:
-    """Images per second of each evaluator on synthetic sets, with an untrained CCVAE and oracle."""
+    """Images per second of each evaluator on synthetic sets, with an untrained CCVAE and oracle.
+
+    What an evaluator needs beyond them is passed in, as any caller passes it: FID's Inception weights
+    (random ones where the FID weights are not found) and mutual_info's GP head (fitted before the clock
+    starts, with one epoch, and read from a cache during the timing)."""
     from evaluators import EVALUATORS, fid
-    from evaluators.common import EvalSettings
+    from evaluators.common import EvalSettings, Resources
     from evaluators.mutual_info import GPConfig, gp_head_for
     from evaluators.oracle import OracleNet
 
     samples = settings.eval_samples
     eval_settings = EvalSettings(pairs=samples, intervened=samples, generated=samples, fid_images=samples)
     rows = []
-    for name in names:
-        task, labels = ("multiclass", 10) if name == "mutual_info" else ("multilabel", CELEBA_LABELS)
-        data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
-        torch.manual_seed(settings.seed)
-        model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
-        oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
-        extra: dict = {"fid_weights": fid_weights} if name == "fid" else {}
-        note, patch = "", contextlib.nullcontext()
-        if name == "mutual_info":
-            head = gp_head_for(oracle, data, None, GPConfig(epochs=1))  # fitted before the clock starts
-            patch = mock.patch("evaluators.mutual_info.gp_head_for", returning(head))
-        elif name == "fid" and not fid_weights_found(fid_weights, device):
+    with tempfile.TemporaryDirectory() as scratch:
+        note, weights = "", fid_weights
+        if "fid" in names and not fid_weights_found(fid_weights, device):
             note = "Inception with random weights (FID weights not found)"
-            random_inception = fid.fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-            patch = mock.patch.object(fid.fid_inception, "load_state_dict_from_url",
-                                      returning(random_inception.state_dict()))
-        with patch:
+            weights = fid.save_random_weights(Path(scratch) / fid.WEIGHTS_NAME)
+        for name in names:
+            task, labels = ("multiclass", 10) if name == "mutual_info" else ("multilabel", CELEBA_LABELS)
+            data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
+            torch.manual_seed(settings.seed)
+            model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
+            oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
+            resources = Resources(fid_weights=weights, gp_cache=Path(scratch) / "perf.gp.pt",
+                                  gp_config=GPConfig(epochs=1))
+            if name == "mutual_info":
+                gp_head_for(oracle, data, resources.gp_cache, resources.gp_config)  # fitted before the clock starts
+            evaluator = EVALUATORS[name]
             torch.manual_seed(settings.seed)
             started = time.perf_counter()
-            result = EVALUATORS[name](model, data, oracle, torch.Generator().manual_seed(settings.seed),
-                                      eval_settings, **extra)
+            result = evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(settings.seed),
+                                        eval_settings, resources)
             synchronise(device)
             seconds = time.perf_counter() - started
-        key, unit = EVAL_UNITS[name]
-        count = result.get(key)
-        if count is None:
-            raise BenchError(f"evaluator {name} returned no '{key}' on the perf set: {result}")
-        count = sum(count) if isinstance(count, list) else count
-        rows.append({"model": "ccvae", "mode": f"eval:{name}", "batch": eval_settings.batch_size,
-                     "images_per_s": count / seconds, "unit": unit, "note": note})
+            key, unit = evaluator.count
+            count = result.get(key)
+            if count is None:
+                raise BenchError(f"evaluator {name} returned no '{key}' on the perf set: {result}")
+            count = sum(count) if isinstance(count, list) else count
+            rows.append({"model": "ccvae", "mode": f"eval:{name}", "batch": eval_settings.batch_size,
+                         "images_per_s": count / seconds, "unit": unit, "note": note if name == "fid" else ""})
     return rows
 
 
@@ -374,11 +381,6 @@ def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch
     return time.perf_counter() - started
 
 
-def returning(value: object) -> Callable[..., object]:
-    """A stand-in for a loader that returns `value` whatever it is asked."""
-    return lambda *args, **kwargs: value
-
-
 def fid_weights_found(fid_weights: str | None, device: torch.device) -> bool:
     from evaluators import fid
 
@@ -415,7 +417,7 @@ def environment(device: torch.device) -> dict:
 
 
 def measure(models: list[str], device: torch.device, settings: PerfSettings, evaluators: list[str],
-            reference: Path | None = None, fid_weights: str | None = None, show_progress: bool = True,
+            reference: type | None = None, fid_weights: str | None = None, show_progress: bool = True,
             epoch_images: int = 0, epoch_f: float = 1.0, with_layers: bool = True) -> pd.DataFrame:
     """Every measurement as one DataFrame row (see the module docstring)."""
     machine = environment(device)  # the matmul rate is read before any other measurement
@@ -440,8 +442,6 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
                                    channels_last=False, compile=False, bf16=False))
         return rows
 
-    if reference is not None:
-        check_reference(reference)
     for model in models_to_time(models, reference):
         for mode in ("sup", "unsup"):
             plan.append((model, mode, lambda model=model, mode=mode: steps_side_by_side(model, mode)))
@@ -478,4 +478,68 @@ def measure(models: list[str], device: torch.device, settings: PerfSettings, eva
     ours = (frame.implementation == "bench") & (frame.model == "ccvae") & frame["mode"].isin(authors.index)
     frame.loc[ours, "vs_authors"] = (frame.loc[ours, "images_per_s"] / frame.loc[ours, "mode"].map(authors)).round(2)
     frame["images_per_s"] = frame.images_per_s.round(1)
+    return frame
+
+
+@dataclass(frozen=True)
+class PerfRequest:
+    """What `python -m bench perf` was asked to measure (see the module docstring)."""
+
+    models: tuple[str, ...]
+    evaluators: tuple[str, ...]
+    settings: PerfSettings
+    out: Path
+    reference: Path | None = None
+    fid_weights: str | None = None
+    epoch_images: int = 0
+    epoch_f: float = 1.0
+    layers: bool = True
+    profile: bool = False
+
+    def validate(self) -> None:
+        """One BenchError naming the first bad choice, before any work starts."""
+        from bench.data import check_rate
+        from bench.evaluate import check_names
+
+        for model in self.models:
+            registry.entry(model)
+        check_names(list(self.evaluators) or None)
+        for name, value in (("--batch", self.settings.batch), ("--steps", self.settings.steps),
+                            ("--repeats", self.settings.repeats), ("--eval-samples", self.settings.eval_samples)):
+            if value < 1:
+                raise BenchError(f"{name} {value} must be at least 1")
+        if self.epoch_images < 0:
+            raise BenchError(f"--epoch-images {self.epoch_images} must be 0 (off) or a number of images")
+        check_rate(self.epoch_f)
+        if self.reference is not None:
+            check_reference(self.reference)
+
+
+def run(request: PerfRequest, device: torch.device, show_progress: bool) -> pd.DataFrame:
+    """Validate, measure, write `request.out` (and the operator profile with `profile`), print a summary."""
+    from tabulate import tabulate
+
+    from bench.files import atomic_write_text
+
+    request.validate()
+    authors = import_authors_ccvae(request.reference) if request.reference is not None else None
+    frame = measure(list(request.models), device, request.settings, list(request.evaluators), authors,
+                    request.fid_weights, show_progress=show_progress, epoch_images=request.epoch_images,
+                    epoch_f=request.epoch_f, with_layers=request.layers)
+    atomic_write_text(request.out, frame.to_csv(index=False))
+    shown = [c for c in ("model", "mode", "implementation", "device", "batch", "images_per_s", "vs_authors",
+                         "vs_torch", "gflop_per_s", "share_of_step", "unit", "note") if c in frame]
+    print(tabulate(frame[shown].astype(object).fillna(""), headers="keys", tablefmt="github", showindex=False))
+    first = frame.iloc[0]
+    print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
+          f"torch {first.torch}, allocator {first.allocator}; written to {request.out}")
+    if request.profile:
+        operators = profile_steps(list(request.models), device, request.settings, authors)
+        profile_out = request.out.with_name(f"{request.out.stem}-profile.csv")
+        atomic_write_text(profile_out, operators.to_csv(index=False))
+        for (model, mode, implementation), step in operators.groupby(["model", "mode", "implementation"], sort=False):
+            slowest = ", ".join(f"{row.operator} {row.share:.0%}" for row in step.head(3).itertuples())
+            print(f"{model} {mode} ({implementation}): {step.ms_per_step.sum():.0f} ms of operators per step, "
+                  f"convolutions {convolution_share(step):.0%}; slowest: {slowest}")
+        print(f"operators per step written to {profile_out}")
     return frame

@@ -34,40 +34,38 @@ from tqdm.auto import tqdm
 
 from bench import __version__
 from bench.config import RunConfig, StepOptions, make_config
-from bench.data import load
-from bench.errors import BenchError
+from bench.data import default_datasets, load
+from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text, exclusive
+from bench.registry import MODELS
 from bench.runtime import tune_cpu_allocator
 
-DEFAULT_MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
 DEFAULT_SEEDS = (0,)
-LAUNCHERS = ("inline", "local", "slurm")
+LAUNCHERS = ("local", "inline", "slurm")  # the first is the default
 RUNS_FORMAT = 1  # the layout of a runs directory; bump when it changes incompatibly
-
-
-def default_datasets(data_root: str | None = None) -> tuple[str, ...]:
-    """The embedded synthetic data set, and Fashion-MNIST where its files are found."""
-    from bench.data.mnist import find_files
-
-    root = Path(data_root).expanduser() if data_root else None
-    return ("synthfaces", "fashion-mnist") if find_files("fashion-mnist", root) else ("synthfaces",)
 
 
 @dataclass(frozen=True)
 class Grid:
-    datasets: tuple[str, ...] = ("synthfaces",)
-    models: tuple[str, ...] = DEFAULT_MODELS
-    fs: tuple[float, ...] = DEFAULT_FS
-    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    """Data sets × models × f × seeds at one preset. Left empty, a dimension is the default: the data sets
+    of the default grid whose files are here (`bench.data`), every registered model (`bench.registry`),
+    the paper's four rates, seed 0."""
+
+    datasets: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    fs: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
     preset: str = "quick"
     epochs: int | None = None  # None: the preset's
     step: StepOptions = field(default_factory=StepOptions)
 
-    def cells(self) -> list[RunConfig]:
+    def cells(self, data_root: str | None = None) -> list[RunConfig]:
         """Every combination, validated before any work starts."""
+        datasets = self.datasets or default_datasets(data_root)
+        models, fs, seeds = self.models or tuple(MODELS), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
         return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step)
-                for dataset, model, f, seed in itertools.product(self.datasets, self.models, self.fs, self.seeds)]
+                for dataset, model, f, seed in itertools.product(datasets, models, fs, seeds)]
 
 
 @dataclass(frozen=True)
@@ -281,6 +279,33 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     return [outcomes[index] for index in range(count)]
 
 
+def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, launcher: str, jobs: int,
+           slurm: SlurmSettings | None = None) -> list[Outcome]:
+    """Run the cells with the chosen launcher (the runs directory marked as this suite's first); their outcomes."""
+    prepare_runs_root(runs_root)
+    if launcher == "slurm":
+        executor = slurm_executor(runs_root, slurm or SlurmSettings(parallel=jobs))
+        return launch_slurm(cells, runs_root, settings, executor)
+    if launcher == "local":
+        prepare_shared(cells, settings)
+        return launch_local(cells, runs_root, settings, jobs)
+    if launcher == "inline":
+        return launch_inline(cells, runs_root, settings)
+    raise BenchError(f"unknown launcher '{launcher}'; choose one of {', '.join(LAUNCHERS)}")
+
+
+def prepare_shared(cells: list[RunConfig], settings: CellSettings) -> None:
+    """Load each data set once (a missing one fails here, before any worker starts) and build what its runs
+    share (the oracle, the GP head), so that parallel workers do not all wait for the first to build it."""
+    from bench.evaluate import prepare
+    from bench.train import resolve_device
+
+    for config in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)): c for c in cells}.values():
+        data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
+        if settings.evaluators != ():
+            prepare(config, data, resolve_device(settings.device), settings.cache_dir, settings.evaluators)
+
+
 def report(outcome: Outcome, write=None) -> None:
     write = write or (lambda text: print(text, file=sys.stderr))
     if outcome.state == "failed":
@@ -296,6 +321,12 @@ def dry_run(cells: list[RunConfig], runs_root: Path, evaluators: tuple[str, ...]
     counts = ", ".join(f"{states.count(state)} {state}" for state in ("done", "evaluate", "resume", "todo")
                        if states.count(state))
     return "\n".join([*lines, f"{len(cells)} cells: {counts} (runs directory {runs_root})"])
+
+
+def raise_for_failures(outcomes: list[Outcome]) -> None:
+    """`Regression` (exit code 1) naming the failed cells, if any failed."""
+    if any(outcome.state == "failed" for outcome in outcomes):
+        raise Regression(summarise(outcomes))
 
 
 def summarise(outcomes: list[Outcome]) -> str:

@@ -21,79 +21,69 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.config import RunConfig
-from bench.data import TASKS
+from bench.data import entry
 from bench.errors import BenchError
 from bench.files import atomic_write_text
+from bench.metrics import TRAINER_METRICS
+from bench.registry import MODELS
+from evaluators import EVALUATORS, all_metrics
 
 RESULT_COLUMNS = ["dataset", "model", "f", "seed", "preset", "metric", "value"]
 PAPER_COLUMNS = ["table", "dataset", "model", "f", "metric", "value", "source"]
-MODEL_ORDER = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str  # "<evaluator>.<key>", or a key of metrics.json
-    label: str
-    higher_is_better: bool | None  # None: a reference number, never bold
-    digits: str = ".3f"
-
-
-METRICS = {metric.name: metric for metric in (
-    Metric("test_accuracy", "test accuracy (trainer)", True),
-    Metric("majority_accuracy", "majority baseline", None),
-    Metric("classification.accuracy", "accuracy", True),
-    Metric("swap.score", "|Δ log p|", False),
-    Metric("fid.fid", "FID", False, ".1f"),
-    Metric("fid.oracle_frechet", "oracle Fréchet (not FID)", False, ".1f"),
-    Metric("conditional.accuracy", "oracle accuracy", True),
-    Metric("mutual_info.generated", "MI, generated", False, ".4f"),
-    Metric("mutual_info.real", "MI, real test images", None, ".4f"),
-    Metric("interventions.condition_number", "condition number", False, ".3g"),
-    Metric("ground_truth.capture", "capture (Spearman)", True),
-    Metric("ground_truth.leakage_r2", "leakage (R²)", False),
-)}
 
 
 @dataclass(frozen=True)
 class TableSpec:
+    """One table. Its metrics are every metric its evaluators declare (read from the registry when the
+    table is written), unless `only` names some; a table of the trainer's numbers has no evaluators."""
+
     key: str
     title: str
-    metrics: tuple[str, ...]
     evaluators: tuple[str, ...]
     task: str | None = None  # only data sets of this task
     default_datasets: tuple[str, ...] = ("synthfaces",)
     reference_row: str | None = None  # a metric shown as an extra row (the majority baseline)
     caption: str = ""
+    only: tuple[str, ...] = ()
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        if self.only:
+            return self.only
+        return tuple(name for evaluator in self.evaluators for name in EVALUATORS[evaluator].qualified())
 
 
 TABLES = {spec.key: spec for spec in (
-    TableSpec("1", "Classification accuracy, multi-label (paper Table 1)", ("classification.accuracy",),
-              ("classification",), "multilabel", reference_row="majority_accuracy",
+    TableSpec("1", "Classification accuracy, multi-label (paper Table 1)", ("classification",), "multilabel",
+              reference_row="majority_accuracy",
               caption="Mean over labels of per-label test accuracy at threshold 0.5."),
     TableSpec("2", "Characteristic swaps: oracle log-probability difference (paper Table 2; lower is better)",
-              ("swap.score",), ("swap",),
+              ("swap",),
               caption="Mean |log p_oracle(y_a | swap(a, b)) − log p_oracle(y_a | a)| over fixed random test pairs."),
-    TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid.fid", "fid.oracle_frechet"), ("fid",),
+    TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid",),
               caption="FID: pytorch-fid's Inception (2048 features), generated vs test images. The second block is "
                       "the Fréchet distance in the oracle's feature space, a different number."),
     TableSpec("5", "Conditional generation: oracle accuracy on the requested labels (paper Table 5)",
-              ("conditional.accuracy",), ("conditional",)),
-    TableSpec("6", "Classification accuracy, multi-class (paper Table 6)", ("classification.accuracy",),
-              ("classification",), "multiclass", ("fashion-mnist",), reference_row="majority_accuracy",
-              caption="Top-1 test accuracy."),
+              ("conditional",)),
+    TableSpec("6", "Classification accuracy, multi-class (paper Table 6)", ("classification",), "multiclass",
+              ("fashion-mnist",), reference_row="majority_accuracy", caption="Top-1 test accuracy."),
     TableSpec("7", "Mutual information I(y; ω | x) of conditional generations (paper Table 7; lower is better)",
-              ("mutual_info.generated", "mutual_info.real"), ("mutual_info",), "multiclass", ("fashion-mnist",),
+              ("mutual_info",), "multiclass", ("fashion-mnist",),
               caption="The oracle's last layer replaced by a sparse variational GP (200 inducing points); real test "
                       "images are the reference."),
     TableSpec("C", "Intervention confusion matrices: condition numbers (appendix figures 10–16; lower is better)",
-              ("interventions.condition_number",), ("interventions",),
+              ("interventions",),
               caption="Condition number of the L×L matrix of |Δ log p_oracle(y_j)| under interventions on label i."),
-    TableSpec("G", "Ground-truth characteristic capture on synthfaces (not in the paper)",
-              ("ground_truth.capture", "ground_truth.leakage_r2"), ("ground_truth",),
+    TableSpec("G", "Ground-truth characteristic capture on synthfaces (not in the paper)", ("ground_truth",),
               caption="Capture: within-class Spearman correlation of each label's characteristic coordinate with the "
                       "true continuous characteristic. Leakage: ridge R² of the context factors from the "
                       "characteristic latents."),
 )}
+
+
+TRAINER_ACCURACY = TableSpec("A", "Test accuracy beside the majority-class baseline", (),
+                             reference_row="majority_accuracy", only=("test_accuracy",))
+"""What `run` prints when it finishes: the trainer's own test accuracy (not a paper table)."""
 
 
 def table_spec(key: str) -> TableSpec:
@@ -114,12 +104,14 @@ def run_rows(run_dir: Path) -> list[dict]:
     cell = {"dataset": config.dataset, "model": config.model, "f": config.f, "seed": config.seed,
             "preset": config.preset}
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    values = {name: metrics[name] for name in ("test_accuracy", "majority_accuracy") if name in metrics}
+    values = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}
     for path in sorted((run_dir / "eval").glob("*.json")):
+        if path.stem not in EVALUATORS:
+            continue  # an evaluator that is no longer registered
         result = json.loads(path.read_text())
-        for key, value in result.items():
-            if f"{path.stem}.{key}" in METRICS and isinstance(value, (int, float)):
-                values[f"{path.stem}.{key}"] = float(value)
+        for metric in EVALUATORS[path.stem].metrics:
+            if isinstance(result.get(metric.key), (int, float)):
+                values[f"{path.stem}.{metric.key}"] = float(result[metric.key])
     return [{**cell, "metric": name, "value": float(value)} for name, value in values.items()]
 
 
@@ -154,8 +146,9 @@ def read_paper(path: Path) -> pd.DataFrame:
 
 
 def ordered_models(models) -> list[str]:
-    known = [model for model in MODEL_ORDER if model in set(models)]
-    return known + sorted(set(models) - set(MODEL_ORDER))
+    """The registry's order, then any other names (user models, reference rows) alphabetically."""
+    known = [model for model in MODELS if model in set(models)]
+    return known + sorted(set(models) - set(MODELS))
 
 
 def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.DataFrame:
@@ -172,7 +165,7 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
         return summary
     summary["best"] = False
     for (metric, _), group in summary.groupby(["metric", "f"]):
-        direction = METRICS[metric].higher_is_better
+        direction = all_metrics()[metric].higher_is_better
         if direction is None or len(group) < 2:
             continue
         best = group["mean"].max() if direction else group["mean"].min()
@@ -219,17 +212,18 @@ def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
 
 def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the wide form: one row per model (+ paper rows), one column per metric × f."""
+    metrics = all_metrics()
     columns = [(metric, f) for metric in spec.metrics for f in sorted(set(frame.f))]
-    headers = ["model"] + [f"{METRICS[metric].label}, f={f:g}" if len(spec.metrics) > 1 else f"f={f:g}"
+    headers = ["model"] + [f"{metrics[metric].label}, f={f:g}" if len(spec.metrics) > 1 else f"f={f:g}"
                            for metric, f in columns]
     rows = []
     for model in ordered_models(frame.model):
-        name = METRICS[model].label if model in METRICS else model  # the reference row
+        name = metrics[model].label if model in metrics else model  # the reference row
         ours = frame[frame.model == model].set_index(["metric", "f"])
-        rows.append([name] + [_cell(ours.loc[key], METRICS[key[0]].digits, markup) if key in ours.index else "—"
+        rows.append([name] + [_cell(ours.loc[key], metrics[key[0]].digits, markup) if key in ours.index else "—"
                                for key in columns])
         if "paper" in ours and ours["paper"].notna().any():
-            rows.append([f"{model} (paper)"] + [_number(ours.loc[key, "paper"], METRICS[key[0]].digits)
+            rows.append([f"{model} (paper)"] + [_number(ours.loc[key, "paper"], metrics[key[0]].digits)
                                                 if key in ours.index and not pd.isna(ours.loc[key, "paper"])
                                                 else "—" for key in columns])
     return headers, rows
@@ -262,7 +256,7 @@ def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
     """Every table (of `keys`, default all) that has numbers for `dataset`."""
     tables = {}
     for key in keys or list(TABLES):
-        if TABLES[key].task not in (None, TASKS.get(dataset)):
+        if TABLES[key].task not in (None, entry(dataset).task):
             continue
         frame = table_frame(results, dataset, TABLES[key], paper)
         if not frame.empty and frame[frame.model != TABLES[key].reference_row].shape[0]:
@@ -296,6 +290,16 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")
     return [*written, out / "results.csv", out / "REPORT.md"]
+
+
+def accuracy_report(results: pd.DataFrame, paper: pd.DataFrame) -> str:
+    """Per data set, the trainer's test accuracy beside the majority baseline, as Markdown."""
+    blocks = []
+    for dataset in sorted(set(results.dataset)):
+        frame = table_frame(results, dataset, TRAINER_ACCURACY, paper)
+        blocks.append(f"{dataset}: test accuracy beside the majority-class baseline\n"
+                      f"{to_markdown(frame, TRAINER_ACCURACY)}")
+    return "\n\n".join(blocks)
 
 
 FIGURES = {"swaps": "S", "traversals": "T", "conditional": "C", "intervention_variance": "V", "interventions": "I"}

@@ -10,10 +10,12 @@ import torch
 
 from bench import scoring
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, batched, float_images
+from bench.metrics import Metric, Tolerance
+from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, float_images
 
 
-def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     device = next(model.parameters()).device
     test = torch.as_tensor(data.splits["test"])
     probs = batched(lambda idx: model.classify(float_images(data, idx, device)).cpu(), test,
@@ -24,3 +26,12 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
         per_label = scoring.per_label_accuracy(probs, labels)
         result["per_label"] = dict(zip(data.label_names, per_label.tolist(), strict=True))
     return result
+
+
+EVALUATOR = Evaluator(
+    "classification", evaluate,
+    metrics=(Metric("accuracy", "accuracy", True, Tolerance(0.03),
+                    "accuracies on 1,000–2,000 test images: a few images' worth of noise in a short run"),),
+    details=("n", "per_label"),
+    count=("n", "test images"),
+)

@@ -1,19 +1,23 @@
-"""What every evaluator shares: its settings, batched model calls, and test-set sampling."""
+"""What every evaluator shares: its declaration, its settings and resources, batched model calls,
+and test-set sampling."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from bench.data.base import LabelledImages
+from bench.metrics import Metric
 from bench.nets import to_float_images
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Sample counts; the same for every model. `for_preset` scales them to the training budget."""
+    """Sample counts; the same for every model. Each preset (`bench.presets`) chooses its own."""
 
     pairs: int = 2000  # swap: random test pairs
     intervened: int = 1000  # interventions: test images per label
@@ -22,13 +26,50 @@ class EvalSettings:
     batch_size: int = 250
     seed: int = 0
 
-    @classmethod
-    def for_preset(cls, preset: str) -> EvalSettings:
-        if preset == "smoke":
-            return cls(pairs=200, intervened=100, generated=200, fid_images=200)
-        if preset == "quick":
-            return cls(pairs=1000, intervened=300, generated=1000, fid_images=1000)
-        return cls()
+
+@dataclass(frozen=True)
+class Resources:
+    """What some evaluators need beyond the model, the data and the oracle; every field is optional.
+
+    fid_weights  pytorch-fid's Inception weights file (None: torch's hub cache)
+    gp_cache     where mutual_info caches the GP head it fits on the oracle's features (None: no cache)
+    gp_config    how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
+    """
+
+    fid_weights: str | Path | None = None
+    gp_cache: Path | None = None
+    gp_config: Any = None
+
+
+NO_RESOURCES = Resources()
+
+Evaluate = Callable[..., dict]  # (model, data, oracle, generator, settings, resources) -> result
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """An evaluator's declaration: its function and everything it reports.
+
+    metrics  the numbers tables and `bench check` read, as `Metric`s (key in the result dict)
+    details  the other keys of its result (sample counts, per-label breakdowns, matrices)
+    count    (key, unit): the result key holding the sample count and what it counts, which
+             `bench perf` divides by the evaluator's time
+    """
+
+    name: str
+    evaluate: Evaluate
+    metrics: tuple[Metric, ...]
+    details: tuple[str, ...]
+    count: tuple[str, str]
+
+    def qualified(self) -> dict[str, Metric]:
+        """The metrics under their results.csv names, "<evaluator>.<key>"."""
+        return {f"{self.name}.{metric.key}": metric for metric in self.metrics}
+
+    def undeclared(self, result: dict) -> list[str]:
+        """Keys of `result` that are neither a metric, a detail nor a reason for a missing number."""
+        known = {metric.key for metric in self.metrics} | set(self.details) | {"unavailable"}
+        return sorted(key for key in result if key not in known and not key.endswith("_unavailable"))
 
 
 def batched(function: Callable[..., torch.Tensor], *tensors: torch.Tensor, batch_size: int) -> torch.Tensor:

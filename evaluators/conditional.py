@@ -12,10 +12,12 @@ import torch
 
 from bench import scoring
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, batched, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, sample_test_indices
 
 
-def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = next(model.parameters()).device
@@ -23,3 +25,12 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     probs = batched(lambda y: oracle.probs(model.generate(y.to(device), 1)[:, 0]).cpu(), requested,
                     batch_size=settings.batch_size)
     return {"accuracy": scoring.accuracy(probs, requested, data.task), "n": len(requested)}
+
+
+EVALUATOR = Evaluator(
+    "conditional", evaluate,
+    metrics=(Metric("accuracy", "oracle accuracy", True, Tolerance(0.05),
+                    "an accuracy judged on generated images, noisier than on test images"),),
+    details=("n",),
+    count=("n", "generations"),
+)

@@ -19,8 +19,10 @@ d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^{1/2}).
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import torch
@@ -28,7 +30,16 @@ from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import (
+    NO_RESOURCES,
+    EvalSettings,
+    Evaluator,
+    Resources,
+    batched,
+    float_images,
+    sample_test_indices,
+)
 
 WEIGHTS_NAME = Path(fid_inception.FID_WEIGHTS_URL).name
 
@@ -52,23 +63,46 @@ def hub_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
 
 
+@contextmanager
+def hub_holding(weights: Path) -> Iterator[None]:
+    """torch's hub directory, for the block, is a temporary one whose checkpoints/ holds `weights` under the
+    name pytorch-fid asks for: pytorch-fid reads its weights from the hub and takes no file of its own."""
+    previous = torch.hub.get_dir()
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "checkpoints").mkdir()
+        (Path(folder) / "checkpoints" / WEIGHTS_NAME).symlink_to(weights.resolve())
+        torch.hub.set_dir(folder)
+        try:
+            yield
+        finally:
+            torch.hub.set_dir(previous)
+
+
 def load_inception(weights: str | Path | None, device: torch.device) -> torch.nn.Module:
     """pytorch-fid's InceptionV3 (2048-d pool block) with the FID weights; InceptionUnavailable if none."""
+    block = [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise InceptionUnavailable(f"--fid-weights {path} does not exist")
-        with mock.patch.object(fid_inception, "load_state_dict_from_url",
-                               lambda *args, **kwargs: torch.load(path, map_location="cpu", weights_only=True)):
-            network = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
-        return network.to(device, memory_format=torch.channels_last).eval()  # 1.5× faster on CPU (oneDNN)
-    try:
-        network = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
-    except Exception as error:  # offline, proxy, corrupt file: all say the same to the user
-        raise InceptionUnavailable(
-            f"FID weights not in {hub_weights_path()} and not downloadable ({type(error).__name__}); "
-            f"download {fid_inception.FID_WEIGHTS_URL} there or pass --fid-weights FILE") from error
+        with hub_holding(path):
+            network = fid_inception.InceptionV3(block)
+    else:
+        try:
+            network = fid_inception.InceptionV3(block)
+        except Exception as error:  # offline, proxy, corrupt file: all say the same to the user
+            raise InceptionUnavailable(
+                f"FID weights not in {hub_weights_path()} and not downloadable ({type(error).__name__}); "
+                f"download {fid_inception.FID_WEIGHTS_URL} there or pass --fid-weights FILE") from error
     return network.to(device, memory_format=torch.channels_last).eval()  # 1.5× faster on CPU (oneDNN)
+
+
+def save_random_weights(path: Path) -> Path:
+    """A weights file with the FID Inception's parameter layout and random values (torchvision's trunk, 1008
+    classes): the network's shape and cost without its weights, for timing and tests where they are absent."""
+    network = fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    torch.save(network.state_dict(), path)
+    return path
 
 
 def inception_features(network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -78,10 +112,8 @@ def inception_features(network: torch.nn.Module, images: torch.Tensor) -> torch.
     return network(images.contiguous(memory_format=torch.channels_last))[0].flatten(1)
 
 
-def evaluate(
-    model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-    fid_weights: str | Path | None = None,
-) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = next(model.parameters()).device
@@ -98,9 +130,21 @@ def evaluate(
                     "oracle_frechet": frechet_distance(features(oracle.features, generated),
                                                        features(oracle.features, real))}
     try:
-        network = load_inception(fid_weights, device)
+        network = load_inception(resources.fid_weights, device)
     except InceptionUnavailable as missing:
         return {**result, "fid": None, "fid_unavailable": str(missing)}
     result["fid"] = frechet_distance(features(lambda x: inception_features(network, x), generated),
                                      features(lambda x: inception_features(network, x), real))
     return result
+
+
+EVALUATOR = Evaluator(
+    "fid", evaluate,
+    metrics=(Metric("fid", "FID", False, Tolerance(1.0, 0.05),
+                    "a Fréchet distance of fixed Inception features: moved by the generations only", ".1f"),
+             Metric("oracle_frechet", "oracle Fréchet (not FID)", False, Tolerance(1.0, 0.35),
+                    "a float-level change of the training arithmetic (channels-last convolutions, the same losses "
+                    "to 1e-5) moved the smoke grid's oracle Fréchet distances by up to 30 %", ".1f")),
+    details=("n",),
+    count=("n", "generations"),
+)

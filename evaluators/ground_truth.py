@@ -23,7 +23,16 @@ import torch
 from scipy.stats import spearmanr
 
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import (
+    NO_RESOURCES,
+    EvalSettings,
+    Evaluator,
+    Resources,
+    batched,
+    float_images,
+    sample_test_indices,
+)
 
 CONTEXT_PREFIX = ("background_", "face_")
 
@@ -52,7 +61,8 @@ def ridge_r2(inputs: np.ndarray, targets: np.ndarray, penalty: float = 1e-3) -> 
     return 1 - residual / total
 
 
-def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if data.factors is None:
         return {"unavailable": f"{data.name} has no ground-truth factors"}
     if not model.capabilities.characteristic:
@@ -77,3 +87,14 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             "leakage_r2": float(leakage.mean()),
             "leakage_per_factor": dict(zip([names[j] for j in context], leakage.tolist(), strict=True)),
             "n": len(chosen)}
+
+
+EVALUATOR = Evaluator(
+    "ground_truth", evaluate,
+    metrics=(Metric("capture", "capture (Spearman)", True, Tolerance(0.05),
+                    "rank correlations on 1,000 test images after a short run"),
+             Metric("leakage_r2", "leakage (R²)", False, Tolerance(0.05),
+                    "a held-out R² on 500 test images after a short run")),
+    details=("capture_per_label", "leakage_per_factor", "n"),
+    count=("n", "test images"),
+)

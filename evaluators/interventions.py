@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, float_images, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, float_images, sample_test_indices
 
 
 def condition_number(matrix: np.ndarray) -> float:
@@ -41,7 +42,8 @@ def oracle_log_probs(oracle, images: torch.Tensor, target: torch.Tensor, task: s
     return oracle.log_prob_of(images, target) if task == "multilabel" else oracle.label_log_probs(images)
 
 
-def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.intervene:
         return {"unavailable": "the model cannot intervene"}
     device = next(model.parameters()).device
@@ -68,3 +70,15 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             counts.append(int(keep.sum()))
     return {"matrix": matrix.tolist(), "condition_number": condition_number(matrix),
             "labels": list(data.label_names), "images_per_label": counts}
+
+
+EVALUATOR = Evaluator(
+    "interventions", evaluate,
+    metrics=(Metric("condition_number", "condition number", False, Tolerance(1.0, factor=15.0),
+                    "the smallest singular value of a briefly trained model's intervention matrix is noise: a "
+                    "float-level change of the training arithmetic (channels-last convolutions, the same losses to "
+                    "1e-5) moved smoke condition numbers by factors up to 10.4, so only gross changes count",
+                    ".3g"),),
+    details=("matrix", "labels", "images_per_label"),
+    count=("images_per_label", "intervened images"),
+)

@@ -28,7 +28,16 @@ with warnings.catch_warnings():  # linear_operator scripts functions at import; 
 
 from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, exclusive
-from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import (
+    NO_RESOURCES,
+    EvalSettings,
+    Evaluator,
+    Resources,
+    batched,
+    float_images,
+    sample_test_indices,
+)
 
 INDUCING_POINTS = 200
 POSTERIOR_SAMPLES = 64
@@ -136,16 +145,14 @@ def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) ->
     return fit_gp_head(features.float(), data.labels[train].argmax(1), data.labels.shape[1], config)
 
 
-def evaluate(
-    model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-    gp_cache: Path | None = None, gp_config: GPConfig | None = None,
-) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if data.task != "multiclass":
         return {"unavailable": "Table 7 is defined for multi-class data"}
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = next(model.parameters()).device
-    head = gp_head_for(oracle, data, gp_cache, gp_config or GPConfig())
+    head = gp_head_for(oracle, data, resources.gp_cache, resources.gp_config or GPConfig())
     requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
     real = sample_test_indices(data, settings.generated, generator)
 
@@ -157,3 +164,13 @@ def evaluate(
     reference = batched(lambda idx: information(float_images(data, idx, device)), real, batch_size=settings.batch_size)
     return {"generated": float(generated.mean()), "real": float(reference.mean()), "n": len(requested),
             "posterior_samples": POSTERIOR_SAMPLES, "inducing_points": INDUCING_POINTS}
+
+
+MI_TOLERANCE = "a mean of small GP mutual informations over 1,000 images, moved by the oracle's features"
+EVALUATOR = Evaluator(
+    "mutual_info", evaluate,
+    metrics=(Metric("generated", "MI, generated", False, Tolerance(0.01, 0.25), MI_TOLERANCE, ".4f"),
+             Metric("real", "MI, real test images", None, Tolerance(0.01, 0.25), MI_TOLERANCE, ".4f")),
+    details=("n", "posterior_samples", "inducing_points"),
+    count=("n", "generations"),
+)

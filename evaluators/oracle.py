@@ -26,6 +26,7 @@ from bench.api import Task
 from bench.data.base import LabelledImages
 from bench.data.cache import cache_dir, cache_key
 from bench.files import atomic_torch_save, atomic_write_text, exclusive
+from bench.labels import label_log_terms
 from bench.nets import to_float_images
 
 FEATURES = 128
@@ -33,18 +34,13 @@ FEATURES = 128
 
 @dataclass(frozen=True)
 class OracleConfig:
-    """How the oracle is trained; part of its cache key."""
+    """How the oracle is trained; part of its cache key. Each preset (`bench.presets`) sets the steps."""
 
     steps: int = 1000
     batch_size: int = 100
     lr: float = 1e-3
     shift_pixels: float = 3.0  # random translation at 64 px (scaled with the image size)
     seed: int = 12345  # not a VAE seed: the oracle is independent of every run
-
-    @classmethod
-    def for_preset(cls, preset: str) -> OracleConfig:
-        """smoke: 300 steps (≥ 0.95 on the smoke synthfaces); quick: 1,000; paper: 5,000."""
-        return cls(steps={"smoke": 300, "quick": 1000}.get(preset, 5000))
 
 
 class ResidualBlock(nn.Module):
@@ -99,10 +95,8 @@ class OracleNet(nn.Module):
 
     def log_prob_of(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """log p(y_i | x) of the given label values, per label (B, L); multi-class: (B, 1)."""
-        logits = self(x)
-        if self.task == "multilabel":
-            return -F.binary_cross_entropy_with_logits(logits, y, reduction="none")
-        return (y * F.log_softmax(logits, -1)).sum(-1, keepdim=True)
+        terms = label_log_terms(self(x), y, self.task == "multilabel")
+        return terms if self.task == "multilabel" else terms.sum(-1, keepdim=True)
 
 
 def random_shift(x: torch.Tensor, max_pixels: float, generator: torch.Generator) -> torch.Tensor:

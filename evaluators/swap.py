@@ -16,7 +16,16 @@ from __future__ import annotations
 import torch
 
 from bench.data.base import LabelledImages
-from evaluators.common import EvalSettings, batched, float_images, sample_test_indices
+from bench.metrics import Metric, Tolerance
+from evaluators.common import (
+    NO_RESOURCES,
+    EvalSettings,
+    Evaluator,
+    Resources,
+    batched,
+    float_images,
+    sample_test_indices,
+)
 
 
 def swap_score(swapped_log_probs: torch.Tensor, original_log_probs: torch.Tensor) -> float:
@@ -24,7 +33,8 @@ def swap_score(swapped_log_probs: torch.Tensor, original_log_probs: torch.Tensor
     return float((swapped_log_probs - original_log_probs).abs().mean())
 
 
-def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings) -> dict:
+def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
+             resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.swap:
         return {"unavailable": "the model cannot swap characteristics"}
     device = next(model.parameters()).device
@@ -40,3 +50,12 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     both = batched(lambda a_idx, b_idx: log_probs(a_idx, b_idx).transpose(0, 1), first, second,
                    batch_size=settings.batch_size)
     return {"score": swap_score(both[:, 0], both[:, 1]), "pairs": len(first)}
+
+
+EVALUATOR = Evaluator(
+    "swap", evaluate,
+    metrics=(Metric("score", "|Δ log p|", False, Tolerance(0.05, 0.15),
+                    "a mean of oracle log-probability differences on 1,000 pairs after a short run"),),
+    details=("pairs",),
+    count=("pairs", "pairs"),
+)

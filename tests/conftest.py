@@ -25,3 +25,10 @@ def smoke_runs(tmp_path_factory, smoke_cache) -> Path:
                  "--out", str(runs / "results")])
     assert code == 0
     return runs
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """A test that needs the trained smoke grid is slow by construction: mark it so, so that it cannot be forgotten."""
+    for item in items:
+        if "smoke_runs" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -137,6 +137,7 @@ def test_encoder_gets_no_gradient_through_the_importance_weights_z_c():
     assert any(g is not None and g.abs().sum() > 0 for g in through_qyx)
 
 
+@pytest.mark.slow
 def test_score_function_gradient_is_unbiased_for_the_classifier():
     """E[∇ surrogate] over sampled labels equals ∇ of the exact Σ_y q(y|z_c)(…) (2 labels)."""
     model = tiny_model(labels=2)

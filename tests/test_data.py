@@ -21,8 +21,8 @@ from bench.errors import BenchError
 
 
 def test_synthfaces_is_deterministic_and_seeded():
-    a, b = synthfaces.build(60, 10, 10, seed=3), synthfaces.build(60, 10, 10, seed=3)
-    c = synthfaces.build(60, 10, 10, seed=4)
+    a, b = synthfaces.build(None, 60, 10, 10, seed=3), synthfaces.build(None, 60, 10, 10, seed=3)
+    c = synthfaces.build(None, 60, 10, 10, seed=4)
     assert torch.equal(a.images, b.images) and torch.equal(a.factors, b.factors)
     assert not torch.equal(a.images, c.images)
     assert a.images.shape == (80, 3, 64, 64) and a.images.dtype == torch.uint8
@@ -30,7 +30,7 @@ def test_synthfaces_is_deterministic_and_seeded():
 
 
 def test_synthfaces_labels_are_thresholds_of_characteristics_that_vary_within_each_class():
-    data = synthfaces.build(3000, 10, 10, seed=0)
+    data = synthfaces.build(None, 3000, 10, 10, seed=0)
     factors, labels = data.factors.numpy(), data.labels.numpy()
     assert len(data.label_names) >= 6 and set(synthfaces.CONTEXT) <= set(data.factor_names)
     for j, threshold in enumerate(synthfaces.THRESHOLDS):

@@ -20,9 +20,10 @@ from bench.data import load
 from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save
 from bench.nets import to_float_images
+from bench.presets import preset
 from evaluators import fid, ground_truth, interventions, swap
-from evaluators.common import EvalSettings
-from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
+from evaluators.common import EvalSettings, Resources
+from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
 
 SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
 
@@ -119,6 +120,7 @@ def random_inception_state(*args, **kwargs) -> dict:
                                            init_weights=False).state_dict()
 
 
+@pytest.mark.slow
 def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp_path, monkeypatch):
     weights = tmp_path / fid.WEIGHTS_NAME
     torch.save(random_inception_state(), weights)
@@ -128,7 +130,8 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     oracle = OracleNet(1, 4, 2, "multilabel").eval()
     network = fid.load_inception(weights, torch.device("cpu"))
     assert fid.inception_features(network, torch.rand(2, 1, 32, 32)).shape == (2, 2048)
-    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, fid_weights=weights)
+    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
+                          Resources(fid_weights=weights))
     assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
 
     def offline(*args, **kwargs):
@@ -168,13 +171,14 @@ def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_d
     assert "unavailable" in ground_truth.evaluate(none, data, None, torch.Generator(), SETTINGS)
 
 
+@pytest.mark.slow
 def test_the_oracle_is_accurate_on_the_smoke_data_and_cached(smoke_data):
     data, options, cache = smoke_data
-    net, record = load_or_train_oracle(data, options, torch.device("cpu"), cache, OracleConfig.for_preset("smoke"))
+    net, record = load_or_train_oracle(data, options, torch.device("cpu"), cache, preset("smoke").oracle)
     assert record["test_accuracy"] >= 0.95 > record["majority_accuracy"]
     assert oracle_accuracy(net, data) == pytest.approx(record["test_accuracy"])
     again, record_again = load_or_train_oracle(data, options, torch.device("cpu"), cache,
-                                               OracleConfig.for_preset("smoke"))
+                                               preset("smoke").oracle)
     assert record_again == record
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
 
@@ -260,7 +264,8 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
     config = mutual_info.GPConfig(inducing_points=10, epochs=2, batch_size=30)
     cache = tmp_path / "head.gp.pt"
     torch.manual_seed(0)
-    first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache, config)
+    first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
+                                 Resources(gp_cache=cache, gp_config=config))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 1 and first["n"] == 50
     assert first["generated"] >= 0 and first["real"] >= 0
     fitted = mutual_info.fit_gp_on_oracle_features(oracle, data, mutual_info.GPConfig(10, 1, 30, seed=3))
@@ -273,6 +278,7 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
         return head.class_probability_samples(features, 16)
 
     assert torch.equal(samples(fitted), samples(loaded))  # read back from the cache, it predicts as fitted
-    mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cache,
-                         mutual_info.GPConfig(inducing_points=10, epochs=1, batch_size=30))
+    mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
+                         Resources(gp_cache=cache, gp_config=mutual_info.GPConfig(inducing_points=10, epochs=1,
+                                                                                  batch_size=30)))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 3  # each GPConfig has its own head

@@ -76,6 +76,7 @@ def test_unsupervised_multiclass_is_exact_over_classes():
     np.testing.assert_allclose(value.detach().numpy(), expected, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_leave_one_out_gradient_is_unbiased_for_the_classifier():
     model = tiny(labels=2)
     draws = 3000

@@ -19,7 +19,7 @@ from bench.config import StepOptions
 from bench.runtime import tune_cpu_allocator
 from bench.train import TrainingStep, float_batch
 
-MODELS = ("ccvae", "mccvae", "m2", "mvae", "diva", "csvae")
+MODELS = tuple(registry.MODELS)
 PLAIN = StepOptions(channels_last=False)
 
 
@@ -108,6 +108,7 @@ def test_m2_exact_class_sum_is_unchanged_by_the_fast_path():
     np.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_ccvae_loss_equals_the_eager_loss(monkeypatch):
     import torch._inductor.config as inductor
 
@@ -167,6 +168,7 @@ LAYER_NAMES = ("StridedConvTranspose2d", "PhasedConvTranspose2d", "WholeInputCon
                "WholeOutputConvTranspose2d")
 
 
+@pytest.mark.slow
 def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference(tmp_path, capsys):
     out = tmp_path / "perf.csv"
     reference = fake_authors_checkout(tmp_path / "ccvae_pytorch")

@@ -66,6 +66,7 @@ def test_schedule_spreads_labelled_batches_and_uses_every_image_once():
     assert all(b.labelled for b in epoch_schedule(np.arange(100), np.array([], int), 20, 0, 0))
 
 
+@pytest.mark.slow
 def test_train_writes_the_run_directory_and_never_retrains(tmp_path, cache):
     args = ("train", "--model", "ccvae", "--f", "0.06", "--preset", "smoke", "--runs", str(tmp_path))
     result = bench(*args, cache=cache)
@@ -84,6 +85,7 @@ def test_train_writes_the_run_directory_and_never_retrains(tmp_path, cache):
     assert clash.returncode == 2 and "different configuration" in clash.stderr
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_numbers(tmp_path, cache):
     args = ["train", "--model", "ccvae", "--f", "0.2", "--preset", "smoke", "--epochs", "3", "--checkpoint-every", "2"]
     bench(*args, "--runs", str(tmp_path / "straight"), cache=cache)
@@ -133,7 +135,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
     (["train", "--model", "ccvae", "--dataset", "cifar"], "unknown data set 'cifar'"),
     (["train", "--model", "vqvae"], "unknown model 'vqvae'"),
     (["train", "--model", "ccvae", "--f", "1.5"], "outside (0, 1]"),
-    (["train", "--model", "ccvae", "--preset", "huge"], "unknown preset 'huge'"),
+    (["train", "--model", "ccvae", "--preset", "huge"], "invalid choice: 'huge'"),
     (["train", "--model", "ccvae", "--dataset", "celeba"], "needs --data-root"),
     (["train", "--model", "ccvae", "--dataset", "celeba", "--data-root", "/nonexistent"], "does not exist"),
     (["run"], "say --all"),
@@ -145,6 +147,7 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     assert message in error and len(error.splitlines()) == 1 and "Traceback" not in error
 
 
+@pytest.mark.slow
 def test_run_all_prints_accuracies_beside_the_majority_baseline(tmp_path, cache):
     result = bench("run", "--all", "--models", "ccvae,mccvae", "--fs", "0.2,1", "--preset", "smoke", "--epochs", "2",
                    "--no-eval", "--runs", str(tmp_path), "--out", str(tmp_path / "results"), cache=cache)

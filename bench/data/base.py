@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +11,15 @@ import torch
 from bench.api import DataSpec, Task
 
 SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a data set's `build` finds its files: the user's `--data-root` (None when not given) and
+    a folder of the cache where it may download them."""
+
+    root: Path | None
+    downloads: Path
 
 
 @dataclass(frozen=True)

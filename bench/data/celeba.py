@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.data.base import LabelledImages
+from bench.data.base import DataSource, LabelledImages
 from bench.data.images import load_images
 from bench.errors import BenchError
 
@@ -85,8 +85,8 @@ def read_partition(path: Path) -> pd.Series:
         raise BenchError(f"celeba: cannot parse {path} ({error}); it needs image_id and partition columns") from error
 
 
-def build(root: Path) -> LabelledImages:
-    attribute_file, partition_file, image_dir = locate(root)
+def build(source: DataSource) -> LabelledImages:
+    attribute_file, partition_file, image_dir = locate(source.root)
     attributes = read_attributes(attribute_file)
     partition = read_partition(partition_file)
     names = [name for name in attributes.index if name in partition.index]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.data.base import LabelledImages
+from bench.data.base import DataSource, LabelledImages
 from bench.data.images import load_images
 from bench.errors import BenchError
 
@@ -64,8 +64,8 @@ def read_table(path: Path, uncertain: float, blank: float) -> pd.DataFrame:
     return table
 
 
-def build(root: Path, uncertain: str = "ones", blank: str = "zeros") -> LabelledImages:
-    base = locate(root)
+def build(source: DataSource, uncertain: str = "ones", blank: str = "zeros") -> LabelledImages:
+    base = locate(source.root)
     uncertain_value, blank_value = policy_value("uncertain", uncertain), policy_value("blank", blank)
     train = read_table(base / FOLDER / "train.csv", uncertain_value, blank_value)
     test = read_table(base / FOLDER / "valid.csv", uncertain_value, blank_value)

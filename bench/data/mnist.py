@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torchvision.datasets import MNIST, FashionMNIST
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from bench.data.base import LabelledImages
+from bench.data.base import DataSource, LabelledImages
 from bench.errors import BenchError
 
 FILES = {
@@ -96,6 +96,19 @@ def _download(name: str, directory: Path) -> dict[str, Path]:
         raise BenchError(f"{name}: no files found and the download failed ({type(error).__name__}); "
                          f"pass --data-root DIR holding the four IDX files{hint}") from error
     return find_files(name, directory)  # type: ignore[return-value]
+
+
+def build_mnist(source: DataSource) -> LabelledImages:
+    return build("mnist", source.root, source.downloads)
+
+
+def build_fashion_mnist(source: DataSource) -> LabelledImages:
+    return build("fashion-mnist", source.root, source.downloads)
+
+
+def fashion_mnist_found(root: Path | None) -> bool:
+    """Whether Fashion-MNIST's files are under `root` (or, with no root, in Debian's package)."""
+    return find_files("fashion-mnist", root) is not None
 
 
 def build(name: str, root: Path | None, download_dir: Path) -> LabelledImages:

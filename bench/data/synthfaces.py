@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.special import ndtr
 
-from bench.data.base import LabelledImages
+from bench.data.base import DataSource, LabelledImages
 from bench.errors import BenchError
 
 SIZE = 64
@@ -164,11 +164,12 @@ def downsample(images: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def build(
-    n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000, seed: int = 0, image_size: int = SIZE,
+    source: DataSource | None = None, n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000,
+    seed: int = 0, image_size: int = SIZE,
 ) -> LabelledImages:
-    """Render the data set; the same sizes and seed always give the same images.
+    """Render the data set; the same sizes and seed always give the same images (`source` is not read).
 
-    `image_size` 32 box-filters the 64×64 renderings (the smoke preset uses it for speed).
+    `image_size` 32 box-filters the 64×64 renderings (the smoke and quick presets use it for speed).
     """
     total = n_train + n_valid + n_test
     factors = sample_factors(total, np.random.default_rng(seed))

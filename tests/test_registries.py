@@ -1,0 +1,147 @@
+"""One home per concept: a metric, a model, a data set and a preset are each declared in one place, and
+everything else reads them from there; a forgotten step is an error, not a silent drop."""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import evaluators
+from bench import check, perf, tables
+from bench.cli import main
+from bench.data import DATASETS, dataset_options, default_datasets
+from bench.errors import BenchError
+from bench.evaluate import checked
+from bench.metrics import Metric, Tolerance
+from bench.nets import SUPPORTED_SIZES
+from bench.presets import PRESETS, preset
+from bench.registry import MODELS, ModelEntry
+from evaluators import swap
+
+NEW_METRIC = Metric("sharpness", "sharpness", True, Tolerance(0.5), "a made-up metric for this test")
+
+
+@pytest.fixture
+def swap_with_a_new_metric(monkeypatch):
+    """The swap evaluator's declaration with one more metric and another count unit: the only change made."""
+    declared = replace(swap.EVALUATOR, metrics=(*swap.EVALUATOR.metrics, NEW_METRIC), count=("pairs", "swapped pairs"))
+    monkeypatch.setitem(evaluators.EVALUATORS, "swap", declared)
+    return declared
+
+
+def test_a_metric_declared_in_its_evaluator_reaches_the_tables_the_check_and_perf(swap_with_a_new_metric, tmp_path):
+    assert "swap.sharpness" in evaluators.all_metrics()
+    assert "swap.sharpness" in tables.TABLES["2"].metrics  # Table 2 shows every metric of the swap evaluator
+    assert check.default_tolerances()["swap.sharpness"] == Tolerance(0.5)
+    run_dir = tmp_path / "runs" / "synthfaces" / "ccvae" / "f=0.06" / "seed=0"
+    (run_dir / "eval").mkdir(parents=True)
+    from bench.config import make_config
+
+    (run_dir / "config.json").write_text(make_config("ccvae", "synthfaces", 0.06, 0, "smoke").to_json())
+    (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": 0.8, "majority_accuracy": 0.6}))
+    (run_dir / "eval" / "swap.json").write_text(json.dumps({"score": 0.1, "sharpness": 0.7, "pairs": 10}))
+    results = tables.gather(tmp_path / "runs")
+    assert set(results.metric) == {"test_accuracy", "majority_accuracy", "swap.score", "swap.sharpness"}
+    markdown = tables.to_markdown(tables.table_frame(results, "synthfaces", tables.TABLES["2"],
+                                                     tables.read_paper(tmp_path / "none.csv")), tables.TABLES["2"])
+    assert "sharpness, f=0.06" in markdown and "0.700" in markdown
+    settings = perf.PerfSettings(image_size=32, eval_samples=4)
+    (row,) = perf.evaluator_rates(torch.device("cpu"), settings, ["swap"])
+    assert row["unit"] == "swapped pairs" and row["images_per_s"] > 0
+
+
+def test_an_evaluator_result_with_an_undeclared_key_is_an_error_not_a_silent_drop():
+    assert checked(swap.EVALUATOR, {"score": 0.1, "pairs": 3}) == {"score": 0.1, "pairs": 3}
+    assert checked(swap.EVALUATOR, {"unavailable": "cannot swap"}) == {"unavailable": "cannot swap"}
+    with pytest.raises(BenchError, match=r"undeclared key.*sharpness.*evaluators/swap\.py"):
+        checked(swap.EVALUATOR, {"score": 0.1, "pairs": 3, "sharpness": 0.7})
+
+
+def test_every_evaluator_declares_distinct_metrics_with_a_reason_for_each_tolerance():
+    for name, evaluator in evaluators.EVALUATORS.items():
+        assert evaluator.name == name and evaluator.metrics
+        keys = [metric.key for metric in evaluator.metrics] + list(evaluator.details)
+        assert len(keys) == len(set(keys)), name
+        assert evaluator.count[0] in keys
+        assert all(metric.why for metric in evaluator.metrics)
+    covered = {name for spec in tables.TABLES.values() for name in spec.metrics}
+    assert set(evaluators.all_metrics()) - covered == {"test_accuracy", "majority_accuracy"}  # every metric is shown
+
+
+def test_a_model_registered_only_in_the_registry_joins_the_default_grid(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(MODELS, "broken", ModelEntry("tests.models:BrokenVAE"))
+    assert main(["run", "--all", "--dry-run", "--preset", "smoke", "--runs", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "synthfaces/broken/f=0.06/seed=0" in listed
+    assert all(f"synthfaces/{model}/f=1/seed=0" in listed for model in MODELS)
+    assert tables.ordered_models(["broken", "ccvae", "zeta"]) == ["ccvae", "broken", "zeta"]
+
+
+def test_every_data_set_is_loadable_at_sizes_the_networks_support_and_listed(capsys):
+    for name, entry in DATASETS.items():
+        assert entry.name == name and set(entry.image_sizes) <= set(SUPPORTED_SIZES), name
+        assert entry.image_size(dataset_options(name)) == entry.image_sizes[0]
+    with pytest.raises(BenchError, match="image_size 48 is not supported; use one of 64, 32"):
+        dataset_options("synthfaces", {"image_size": 48})
+    assert default_datasets()[0] == "synthfaces"
+    assert main(["data", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in DATASETS) and "needs --data-root" in listed
+
+
+def test_a_preset_owns_every_budget_and_an_unknown_one_is_one_line_everywhere(capsys):
+    for name, chosen in PRESETS.items():
+        assert chosen.name == name and chosen.evaluation.pairs > 0 and chosen.oracle.steps > 0
+    assert preset("smoke").oracle.steps < preset("quick").oracle.steps < preset("paper").oracle.steps
+    with pytest.raises(BenchError, match="unknown preset 'huge'"):
+        preset("huge")
+    for command in (["run", "--all"], ["train", "--model", "ccvae"], ["tables"], ["check"], ["oracle", "--dataset",
+                    "synthfaces"], ["reproduce", "--table", "2"]):
+        assert main([*command, "--preset", "huge"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert "invalid choice: 'huge'" in error and len(error.splitlines()) == 1, command
+
+
+def test_tox_has_a_reproduce_environment_for_every_table():
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(Path(__file__).resolve().parents[1] / "tox.ini")
+    (section,) = [name for name in tox.sections() if name.startswith("testenv:reproduce-table")]
+    assert section == f"testenv:reproduce-table{{{','.join(tables.TABLES)}}}"
+    assert all(f"table{key}: python -m bench reproduce --table {key}" in tox[section]["commands"]
+               for key in tables.TABLES)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports (absolute names), at any depth of the file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_dependency_rules_of_architecture_md_hold():
+    """Models never import the trainer, the sweep or the evaluators; evaluators never import a model."""
+    model_files = {ROOT / (MODELS[name].target.partition(":")[0].replace(".", "/") + ".py") for name in MODELS}
+    model_files.add(ROOT / "bench" / "characteristic.py")
+    harness = {"bench.train", "bench.sweep", "bench.evaluate", "bench.tables", "bench.check", "bench.cli",
+               "bench.perf", "bench.registry", "bench.presets"}
+    for path in model_files:
+        imports = imported_modules(path)
+        assert not {name for name in imports if name in harness or name.split(".")[0] == "evaluators"}, path
+    models = {MODELS[name].target.partition(":")[0] for name in MODELS} | {"bench.characteristic", "bench.registry",
+                                                                           "bench.train"}
+    for path in (ROOT / "evaluators").glob("*.py"):
+        imports = imported_modules(path)
+        assert not {name for name in imports if name in models or name.split(".")[0] == "baselines"}, path
