@@ -1,3 +1,3 @@
 """The harness of the label-structured VAE benchmark: data, networks, CCVAE, trainer, sweep."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

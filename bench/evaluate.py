@@ -8,6 +8,7 @@ and a re-run gives the same numbers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from bench.files import atomic_write_text
 from bench.presets import preset
 from bench.train import build_model
 from evaluators import EVALUATORS
-from evaluators.common import Evaluator, Resources
+from evaluators.common import EvalSettings, Evaluator, Resources
 from evaluators.figures import draw_all, intervention_heatmap
 from evaluators.oracle import load_or_train_oracle, oracle_paths
 
@@ -77,9 +78,17 @@ def evaluate_run(
     model = load_trained_model(config, data, run_dir, device)
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle,
                                                  show_progress)
-    settings = budget.evaluation
-    resources = Resources(fid_weights=fid_weights, gp_cache=gp_cache_path(config, data, cache))
-    out.mkdir(exist_ok=True)
+    resources = evaluation_resources(config, data, cache, fid_weights)
+    results = judge(model, data, oracle, oracle_record, budget.evaluation, resources, names, out, str(run_dir))
+    torch.manual_seed(budget.evaluation.seed)
+    draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / "figures")
+    return results
+
+
+def judge(model, data, oracle, oracle_record: dict, settings: EvalSettings, resources: Resources, names: list[str],
+          out: Path, label: str) -> dict[str, dict]:
+    """Each evaluator of `names` on `model`, from the same seeds, written to `out/<name>.json`."""
+    out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in names:
         torch.manual_seed(settings.seed)
@@ -92,22 +101,58 @@ def evaluate_run(
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
         if name == "interventions" and "matrix" in result:
             (out / "figures").mkdir(exist_ok=True)
-            intervention_heatmap(result["matrix"], result["labels"], result["condition_number"],
-                                 out / "figures" / "interventions.png")
-        print(f"{run_dir} {name}: {summary_line(result)}")
+            intervention_heatmap(result, out / "figures" / "interventions.png")
+        print(f"{label} {name}: {summary_line(result)}")
         results[name] = result
-    torch.manual_seed(settings.seed)
-    draw_all(model, data, torch.Generator().manual_seed(settings.seed), out / "figures")
     return results
 
 
+CONTROLS = "controls"  # <runs>/<data set>/controls/<control>/: the controls' evaluations
+
+
+def controls_dir(runs_root: Path, dataset: str, control: str) -> Path:
+    return runs_root / dataset / CONTROLS / control.replace(": ", "-").replace(" ", "_")
+
+
+def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.device, cache: str | None = None,
+                      fid_weights: str | None = None, only: list[str] | None = None) -> None:
+    """Judge the data set's controls (`evaluators/controls.py`) with the evaluators and budget of `config`'s
+    preset, once: each writes `<runs_root>/<data set>/controls/<control>/control.json` and `eval/<name>.json`."""
+    from evaluators.controls import controls_for
+
+    names = check_names(only)
+    budget = preset(config.preset)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
+    resources = evaluation_resources(config, data, cache, fid_weights)
+    for control in controls_for(data, oracle):
+        directory = controls_dir(runs_root, config.dataset, control.row)
+        todo = [name for name in names if name in control.judges and not (directory / "eval" / f"{name}.json").exists()]
+        if not todo:
+            continue
+        record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
+                  "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
+        atomic_write_text(directory / "control.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        judge(control.to(device), data, oracle, oracle_record, budget.evaluation, resources, todo,
+              directory / "eval", f"{config.dataset} {control.row}")
+
+
 def checked(evaluator: Evaluator, result: dict) -> dict:
-    """`result`, unless it holds keys its evaluator does not declare (they would be dropped from every table)."""
-    undeclared = evaluator.undeclared(result)
-    if undeclared:
-        raise BenchError(f"evaluator {evaluator.name} returned undeclared key(s) {', '.join(undeclared)}; declare "
-                         f"each in its EVALUATOR's metrics or details (evaluators/{evaluator.name}.py)")
+    """`result`, unless it is unfit to store: an undeclared key would be dropped from every table, a NaN or
+    infinite metric would pass for a number, a missing one would say nothing about why."""
+    problems = evaluator.problems(result)
+    if problems:
+        raise BenchError(f"evaluator {evaluator.name} returned {'; '.join(problems)}: declare every key in its "
+                         f"EVALUATOR, and give a missing metric a reason (evaluators/{evaluator.name}.py)")
     return result
+
+
+def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights: str | None) -> Resources:
+    """What the evaluators of a run of `config` share: FID weights, and caches beside the data set's oracle for
+    mutual_info's GP head and for the real images' Inception features."""
+    gp_cache = gp_cache_path(config, data, cache)
+    weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
+    return Resources(fid_weights=fid_weights, gp_cache=gp_cache,
+                     fid_cache=gp_cache.with_name(gp_cache.name.replace(".gp.pt", f".fid-{weights}.pt")))
 
 
 def gp_cache_path(config: RunConfig, data, cache: str | None) -> Path:
@@ -133,6 +178,6 @@ def summary_line(result: dict) -> str:
     shown = {key: value for key, value in result.items()
              if isinstance(value, (int, float)) and key not in ("seconds", "oracle_test_accuracy")}
     text = ", ".join(f"{key} {value:.4g}" for key, value in shown.items())
-    if result.get("fid_unavailable"):
-        text += f"; FID — ({result['fid_unavailable']})"
-    return text
+    missing = [f"{key[: -len('_unavailable')]} — ({reason})" for key, reason in result.items()
+               if key.endswith("_unavailable")]
+    return "; ".join([text, *missing])

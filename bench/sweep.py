@@ -281,17 +281,38 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
 
 def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, launcher: str, jobs: int,
            slurm: SlurmSettings | None = None) -> list[Outcome]:
-    """Run the cells with the chosen launcher (the runs directory marked as this suite's first); their outcomes."""
+    """Run the cells with the chosen launcher (the runs directory marked as this suite's first), then judge each
+    data set's controls with the same evaluators; the cells' outcomes."""
     prepare_runs_root(runs_root)
     if launcher == "slurm":
         executor = slurm_executor(runs_root, slurm or SlurmSettings(parallel=jobs))
-        return launch_slurm(cells, runs_root, settings, executor)
-    if launcher == "local":
+        outcomes = launch_slurm(cells, runs_root, settings, executor)
+    elif launcher == "local":
         prepare_shared(cells, settings)
-        return launch_local(cells, runs_root, settings, jobs)
-    if launcher == "inline":
-        return launch_inline(cells, runs_root, settings)
-    raise BenchError(f"unknown launcher '{launcher}'; choose one of {', '.join(LAUNCHERS)}")
+        outcomes = launch_local(cells, runs_root, settings, jobs)
+    elif launcher == "inline":
+        outcomes = launch_inline(cells, runs_root, settings)
+    else:
+        raise BenchError(f"unknown launcher '{launcher}'; choose one of {', '.join(LAUNCHERS)}")
+    if settings.evaluators != ():
+        judge_controls(cells, runs_root, settings)
+    return outcomes
+
+
+def judge_controls(cells: list[RunConfig], runs_root: Path, settings: CellSettings) -> None:
+    """The controls of each data set of the grid (`bench.evaluate.evaluate_controls`), in this process."""
+    from bench.evaluate import evaluate_controls
+    from bench.train import resolve_device
+
+    for config in _one_per_dataset(cells):
+        data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
+        evaluate_controls(config, data, runs_root, resolve_device(settings.device), settings.cache_dir,
+                          settings.fid_weights, list(settings.evaluators) if settings.evaluators else None)
+
+
+def _one_per_dataset(cells: list[RunConfig]) -> list[RunConfig]:
+    """One cell per (data set, data set options, preset)."""
+    return list({(c.dataset, json.dumps(c.dataset_options, sort_keys=True), c.preset): c for c in cells}.values())
 
 
 def prepare_shared(cells: list[RunConfig], settings: CellSettings) -> None:
@@ -300,7 +321,7 @@ def prepare_shared(cells: list[RunConfig], settings: CellSettings) -> None:
     from bench.evaluate import prepare
     from bench.train import resolve_device
 
-    for config in {(c.dataset, json.dumps(c.dataset_options, sort_keys=True)): c for c in cells}.values():
+    for config in _one_per_dataset(cells):
         data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
         if settings.evaluators != ():
             prepare(config, data, resolve_device(settings.device), settings.cache_dir, settings.evaluators)

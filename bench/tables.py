@@ -23,10 +23,12 @@ from tabulate import tabulate
 from bench.config import RunConfig
 from bench.data import entry
 from bench.errors import BenchError
+from bench.evaluate import CONTROLS
 from bench.files import atomic_write_text
 from bench.metrics import TRAINER_METRICS
 from bench.registry import MODELS
 from evaluators import EVALUATORS, all_metrics
+from evaluators.controls import ROWS as CONTROL_ROWS
 
 RESULT_COLUMNS = ["dataset", "model", "f", "seed", "preset", "metric", "value"]
 PAPER_COLUMNS = ["table", "dataset", "model", "f", "metric", "value", "source"]
@@ -57,9 +59,13 @@ TABLES = {spec.key: spec for spec in (
     TableSpec("1", "Classification accuracy, multi-label (paper Table 1)", ("classification",), "multilabel",
               reference_row="majority_accuracy",
               caption="Mean over labels of per-label test accuracy at threshold 0.5."),
-    TableSpec("2", "Characteristic swaps: oracle log-probability difference (paper Table 2; lower is better)",
-              ("swap",),
-              caption="Mean |log p_oracle(y_a | swap(a, b)) − log p_oracle(y_a | a)| over fixed random test pairs."),
+    TableSpec("2", "Characteristic swaps: what a's characteristics carried, and what of b's context was kept "
+                   "(paper Table 2)", ("swap",),
+              caption="|Δ log p| vs a: the paper's mean |log p_oracle(y_a | swap(a, b)) − log p_oracle(y_a | a)| over "
+                      "fixed random test pairs (lower is better; 0 for a swap that returns a). |Δ log p| vs â: the "
+                      "same against the model's reconstruction â = swap(a, a), without the decoder's blur. Context "
+                      "kept: d(s, â) / (d(s, â) + d(s, b̂)) in mean absolute pixel difference (1: s is b's "
+                      "reconstruction, nothing carried; 0: s is a's, no context kept)."),
     TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid",),
               caption="FID: pytorch-fid's Inception (2048 features), generated vs test images. The second block is "
                       "the Fréchet distance in the oracle's feature space, a different number."),
@@ -69,15 +75,23 @@ TABLES = {spec.key: spec for spec in (
               ("fashion-mnist",), reference_row="majority_accuracy", caption="Top-1 test accuracy."),
     TableSpec("7", "Mutual information I(y; ω | x) of conditional generations (paper Table 7; lower is better)",
               ("mutual_info",), "multiclass", ("fashion-mnist",),
-              caption="The oracle's last layer replaced by a sparse variational GP (200 inducing points); real test "
-                      "images are the reference."),
-    TableSpec("C", "Intervention confusion matrices: condition numbers (appendix figures 10–16; lower is better)",
-              ("interventions",),
-              caption="Condition number of the L×L matrix of |Δ log p_oracle(y_j)| under interventions on label i."),
-    TableSpec("G", "Ground-truth characteristic capture on synthfaces (not in the paper)", ("ground_truth",),
+              caption="The oracle's last layer replaced by a sparse variational GP (200 inducing points); the row "
+                      "\"ceiling: real images\" is real test images of the requested classes."),
+    TableSpec("C", "Interventions: does setting label i change label i, and only label i? (appendix figures "
+                   "10–16)", ("interventions",),
+              caption="Flip rate (higher is better): share of intervened images whose oracle decision of label i "
+                      "becomes the target. Leakage (lower is better): share of the other labels whose oracle "
+                      "decision changes against the model's reconstruction; doing nothing leaks nothing, so read it "
+                      "beside the flip rate. Condition number: of the paper's L×L matrix of |Δ log p_oracle(y_j)| "
+                      "(lower is better; it cannot tell a do-nothing intervention from a perfect one, and is "
+                      "undefined for a singular matrix)."),
+    TableSpec("G", "Ground truth on synthfaces: characteristics captured, and each operation against the rendered "
+                   "truth (not in the paper)", ("ground_truth",),
               caption="Capture: within-class Spearman correlation of each label's characteristic coordinate with the "
-                      "true continuous characteristic. Leakage: ridge R² of the context factors from the "
-                      "characteristic latents."),
+                      "true continuous characteristic (higher is better). Leakage: ridge R² of the context factors "
+                      "from the characteristic latents (lower is better). Swap and intervention error: distance to "
+                      "the rendered true result in the oracle's feature space, divided by the distance between two "
+                      "random test images (0: the truth; 1: as far as a random image)."),
 )}
 
 
@@ -105,14 +119,33 @@ def run_rows(run_dir: Path) -> list[dict]:
             "preset": config.preset}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     values = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}
-    for path in sorted((run_dir / "eval").glob("*.json")):
+    values |= evaluated(run_dir / "eval")
+    return [{**cell, "metric": name, "value": float(value)} for name, value in values.items()]
+
+
+def evaluated(eval_dir: Path) -> dict[str, float]:
+    """The declared metrics in a directory of evaluator results, by results.csv name (missing ones left out)."""
+    values = {}
+    for path in sorted(eval_dir.glob("*.json")):
         if path.stem not in EVALUATORS:
             continue  # an evaluator that is no longer registered
         result = json.loads(path.read_text())
         for metric in EVALUATORS[path.stem].metrics:
             if isinstance(result.get(metric.key), (int, float)):
                 values[f"{path.stem}.{metric.key}"] = float(result[metric.key])
-    return [{**cell, "metric": name, "value": float(value)} for name, value in values.items()]
+    return values
+
+
+def control_rows(runs_root: Path) -> list[dict]:
+    """The controls' numbers (`bench.evaluate.evaluate_controls`) as long-format rows with f = NaN: a control
+    does not depend on the supervision rate, and the tables show its number in every f column."""
+    rows = []
+    for path in sorted(runs_root.glob(f"*/{CONTROLS}/*/control.json")):
+        record = json.loads(path.read_text())
+        cell = {"dataset": record["dataset"], "model": record["row"], "f": math.nan, "seed": record["seed"],
+                "preset": record["preset"]}
+        rows += [{**cell, "metric": name, "value": value} for name, value in evaluated(path.parent / "eval").items()]
+    return rows
 
 
 def gather(runs_root: Path) -> pd.DataFrame:
@@ -122,18 +155,26 @@ def gather(runs_root: Path) -> pd.DataFrame:
     rows = [row for run_dir in run_directories(runs_root) for row in run_rows(run_dir)]
     if not rows:
         raise BenchError(f"{runs_root} holds no finished runs; train with `python -m bench run` first")
-    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return pd.DataFrame(rows + control_rows(runs_root), columns=RESULT_COLUMNS)
 
 
 def unavailable_notes(runs_root: Path, dataset: str, evaluator: str) -> list[str]:
-    """Why an evaluator gave no number for some runs of `dataset` (e.g. missing FID weights)."""
-    models_by_reason: dict[str, set[str]] = {}
-    for path in runs_root.glob(f"{dataset}/*/f=*/seed=*/eval/{evaluator}.json"):
+    """Why an evaluator gave no number for some runs of `dataset` (missing FID weights, a model that cannot
+    swap, a singular matrix…), which of the controls' numbers are missing and why, and its warnings."""
+    rows_by_reason: dict[str, set[str]] = {}
+    found = [(path.parts[-5], path) for path in runs_root.glob(f"{dataset}/*/f=*/seed=*/eval/{evaluator}.json")]
+    for control in runs_root.glob(f"{dataset}/{CONTROLS}/*/control.json"):
+        if (control.parent / "eval" / f"{evaluator}.json").is_file():
+            found.append((json.loads(control.read_text())["row"], control.parent / "eval" / f"{evaluator}.json"))
+    for row, path in found:
         result = json.loads(path.read_text())
-        for key in ("unavailable", "fid_unavailable"):
-            if result.get(key):
-                models_by_reason.setdefault(result[key], set()).add(path.parts[-5])
-    return [f"{', '.join(ordered_models(models))}: {reason}" for reason, models in sorted(models_by_reason.items())]
+        for key, reason in result.items():
+            if key == "warning" and reason:
+                rows_by_reason.setdefault(f"warning: {reason}", set()).add(row)
+            elif key.endswith("unavailable") and reason and not (key == "unavailable" and row in CONTROL_ROWS):
+                what = "" if key == "unavailable" else f"{key[: -len('_unavailable')]}: "
+                rows_by_reason.setdefault(what + reason, set()).add(row)
+    return [f"{', '.join(ordered_models(rows))}: {reason}" for reason, rows in sorted(rows_by_reason.items())]
 
 
 def read_paper(path: Path) -> pd.DataFrame:
@@ -146,15 +187,25 @@ def read_paper(path: Path) -> pd.DataFrame:
 
 
 def ordered_models(models) -> list[str]:
-    """The registry's order, then any other names (user models, reference rows) alphabetically."""
-    known = [model for model in MODELS if model in set(models)]
-    return known + sorted(set(models) - set(MODELS))
+    """The registry's models in its order, other models alphabetically, then reference rows (the majority
+    baseline) and the controls in `evaluators.controls.ROWS` order."""
+    models = set(models)
+    known = [model for model in MODELS if model in models]
+    controls = [row for row in CONTROL_ROWS if row in models]
+    references = sorted(models & set(all_metrics()))
+    return known + sorted(models - set(known) - set(controls) - set(references)) + references + controls
 
 
 def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.DataFrame:
-    """mean, std and n over seeds for each (model, metric, f) of a table."""
+    """mean, std and n over seeds for each (model, metric, f) of a table; the controls' rows (f = NaN) are
+    summarised once and repeated in every f column."""
     chosen = results[(results.dataset == dataset) & results.metric.isin(spec.metrics)]
-    summary = chosen.groupby(["model", "metric", "f"])["value"].agg(["mean", "std", "count"]).reset_index()
+    runs, controls = chosen[chosen.f.notna()], chosen[chosen.f.isna()]
+    summary = runs.groupby(["model", "metric", "f"])["value"].agg(["mean", "std", "count"]).reset_index()
+    if len(controls) and len(summary):
+        fixed = controls.groupby(["model", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
+        repeated = fixed.merge(pd.DataFrame({"f": sorted(set(summary.f))}), how="cross")
+        summary = pd.concat([summary, repeated], ignore_index=True)
     return summary.rename(columns={"count": "n"})
 
 
@@ -164,7 +215,7 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
     if summary.empty:
         return summary
     summary["best"] = False
-    for (metric, _), group in summary.groupby(["metric", "f"]):
+    for (metric, _), group in summary[~summary.model.isin(CONTROL_ROWS)].groupby(["metric", "f"]):
         direction = all_metrics()[metric].higher_is_better
         if direction is None or len(group) < 2:
             continue

@@ -11,12 +11,14 @@ import torch
 from bench import scoring
 from bench.data.base import LabelledImages
 from bench.metrics import Metric, Tolerance
-from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, float_images
+from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, float_images
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
              resources: Resources = NO_RESOURCES) -> dict:
-    device = next(model.parameters()).device
+    if not model.capabilities.classify:
+        return {"unavailable": "the model cannot classify"}
+    device = device_of(model)
     test = torch.as_tensor(data.splits["test"])
     probs = batched(lambda idx: model.classify(float_images(data, idx, device)).cpu(), test,
                     batch_size=settings.batch_size)

@@ -3,13 +3,18 @@ and test-set sampling."""
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
+from bench.data import DATASETS
 from bench.data.base import LabelledImages
 from bench.metrics import Metric
 from bench.nets import to_float_images
@@ -32,11 +37,13 @@ class Resources:
     """What some evaluators need beyond the model, the data and the oracle; every field is optional.
 
     fid_weights  pytorch-fid's Inception weights file (None: torch's hub cache)
+    fid_cache    where fid caches the real test images' Inception features (None: no cache)
     gp_cache     where mutual_info caches the GP head it fits on the oracle's features (None: no cache)
     gp_config    how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
     """
 
     fid_weights: str | Path | None = None
+    fid_cache: Path | None = None
     gp_cache: Path | None = None
     gp_config: Any = None
 
@@ -66,10 +73,32 @@ class Evaluator:
         """The metrics under their results.csv names, "<evaluator>.<key>"."""
         return {f"{self.name}.{metric.key}": metric for metric in self.metrics}
 
-    def undeclared(self, result: dict) -> list[str]:
-        """Keys of `result` that are neither a metric, a detail nor a reason for a missing number."""
-        known = {metric.key for metric in self.metrics} | set(self.details) | {"unavailable"}
-        return sorted(key for key in result if key not in known and not key.endswith("_unavailable"))
+    def problems(self, result: dict) -> list[str]:
+        """What makes a result unfit to store: keys it does not declare; metrics that are NaN or infinite;
+        metrics that are missing without a reason (`<key>_unavailable`, or `unavailable` for the whole)."""
+        if "unavailable" in result:
+            return []
+        known = {metric.key for metric in self.metrics} | set(self.details)
+        found = [f"undeclared key '{key}'" for key in result
+                 if key not in known and not (key.endswith("_unavailable") and key[: -len("_unavailable")] in known)]
+        for metric in self.metrics:
+            value = result.get(metric.key)
+            if value is None and not result.get(f"{metric.key}_unavailable"):
+                found.append(f"'{metric.key}' missing without a '{metric.key}_unavailable' reason")
+            elif isinstance(value, float) and not math.isfinite(value):
+                found.append(f"'{metric.key}' is {value}")
+        return found
+
+
+def truth_of(data: LabelledImages) -> ModuleType | None:
+    """The module that renders a data set's true answers (its registry entry's `truth`), or None."""
+    name = DATASETS[data.name].truth if data.name in DATASETS and data.factors is not None else None
+    return importlib.import_module(name) if name else None
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """The device a model (or a control, which may have buffers only) lives on."""
+    return next(itertools.chain(model.parameters(), model.buffers())).device
 
 
 def batched(function: Callable[..., torch.Tensor], *tensors: torch.Tensor, batch_size: int) -> torch.Tensor:

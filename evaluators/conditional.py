@@ -13,14 +13,14 @@ import torch
 from bench import scoring
 from bench.data.base import LabelledImages
 from bench.metrics import Metric, Tolerance
-from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, sample_test_indices
+from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, sample_test_indices
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
              resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
-    device = next(model.parameters()).device
+    device = device_of(model)
     requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
     probs = batched(lambda y: oracle.probs(model.generate(y.to(device), 1)[:, 0]).cpu(), requested,
                     batch_size=settings.batch_size)

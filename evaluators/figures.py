@@ -16,7 +16,7 @@ import torch
 from torchvision.utils import save_image
 
 from bench.data.base import LabelledImages
-from evaluators.common import float_images, sample_test_indices
+from evaluators.common import device_of, float_images, sample_test_indices
 
 ROWS = 8
 
@@ -28,15 +28,20 @@ def _save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def intervention_heatmap(matrix: list[list[float]], labels: list[str], condition: float, path: Path) -> None:
-    values = np.asarray(matrix)
-    figure, axes = plt.subplots(figsize=(1 + 0.5 * len(labels), 0.8 + 0.45 * len(labels)))
+def intervention_heatmap(result: dict, path: Path) -> None:
+    """The interventions evaluator's matrix as a heat-map, each row labelled with its flip rate and leakage."""
+    values, labels = np.asarray(result["matrix"]), result["labels"]
+    leakages = result.get("leakage_per_label") or [None] * len(labels)
+    rows = [f"{label}: flip {flip:.2f}" + ("" if leak is None else f", leak {leak:.2f}")
+            for label, flip, leak in zip(labels, result["flip_rate_per_label"], leakages, strict=True)]
+    figure, axes = plt.subplots(figsize=(2.5 + 0.5 * len(labels), 0.8 + 0.45 * len(labels)))
     image = axes.imshow(values, cmap="viridis")
     axes.set_xticks(range(len(labels)), labels, rotation=90)
-    axes.set_yticks(range(len(labels)), labels)
+    axes.set_yticks(range(len(labels)), rows)
     axes.set_xlabel("oracle label j (|Δ log p|)")
     axes.set_ylabel("intervened label i")
-    axes.set_title(f"cond = {condition:.1f}")
+    condition = result.get("condition_number")
+    axes.set_title(f"cond = {condition:.1f}" if condition is not None else "cond undefined (singular matrix)")
     figure.colorbar(image)
     figure.tight_layout()
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
@@ -49,7 +54,7 @@ def intervention_heatmap(matrix: list[list[float]], labels: list[str], condition
 def draw_all(model, data: LabelledImages, generator: torch.Generator, directory: Path) -> list[Path]:
     """Every image figure the model's capabilities allow; returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
+    device = device_of(model)
     chosen = sample_test_indices(data, 2 * ROWS, generator)
     x = float_images(data, chosen[:ROWS], device)
     other = float_images(data, chosen[ROWS:], device)

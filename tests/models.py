@@ -10,3 +10,13 @@ class BrokenVAE(CCVAE):
 
     def loss(self, x, y=None):
         raise RuntimeError("deliberately broken model")
+
+
+class DoNothingVAE(CCVAE):
+    """A user's model whose interventions and swaps do nothing: they return their input unchanged."""
+
+    def intervene(self, x, i, value, stochastic=False):
+        return x.clone()
+
+    def swap(self, x_char, x_ctx):
+        return x_ctx.clone()

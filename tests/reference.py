@@ -75,3 +75,9 @@ def reference_log_p_zc_given_y(params, z_c, y, k):
     return norm.logpdf(blocks, locs, scales).sum((1, 2))
 
 
+
+
+def multiclass_logits(params, z_c):
+    """Logits of the multi-class q(y|z_c), the Bayes classifier of the class-conditional prior:
+    log π_c + Σ_d log N(z_c,d; μ_c,d, σ_c,d) for each class c, (..., C)."""
+    return norm.logpdf(z_c[..., None, :], params["prior_loc"], params["prior_scale"]).sum(-1) + np.log(params["pi"])

@@ -12,7 +12,11 @@ from scipy.stats import norm
 
 from bench.api import DataSpec, missing_members
 from bench.ccvae import CCVAE
+from bench.config import make_config
+from bench.data import load, mnist
+from bench.evaluate import load_trained_model
 from bench.registry import MODELS, resolve
+from bench.train import build_model, train
 from tests import reference
 from tests.reference import (
     numpy_parts,
@@ -85,7 +89,7 @@ def test_unsupervised_objective_multiclass_sums_classes_exactly():
 
     loc, scale, z, mean, params = numpy_parts(model, x, noise)
     z_c, log_px_z, log_qz_x, log_pz_style = reference_common(model, x, z, loc, scale, mean)
-    logits = z_c @ params["classifier.weight"].T + params["classifier.bias"]
+    logits = reference.multiclass_logits(params, z_c)
     log_q = logits - logsumexp(logits, axis=1, keepdims=True)
     expected = log_px_z + log_pz_style - log_qz_x
     for c in range(4):
@@ -109,7 +113,7 @@ def test_supervised_objective_multiclass_matches_float64():
     classes = np.array([0, 3, 1])
 
     def log_q(zc):
-        logits = zc @ params["classifier.weight"].T + params["classifier.bias"]
+        logits = reference.multiclass_logits(params, zc)
         return np.take_along_axis(logits - logsumexp(logits, -1, keepdims=True),
                                   np.broadcast_to(classes[:, None], (*logits.shape[:-1], 1)), -1)[..., 0]
 
@@ -221,3 +225,28 @@ def test_swap_with_itself_is_the_reconstruction():
     x = torch.rand(3, 1, 32, 32)
     reconstruction = model.decoder(model.represent(x))
     torch.testing.assert_close(model.swap(x, x), reconstruction)
+
+
+def prior_samples_classified_as_their_class(model) -> float:
+    """Share of 200 samples of p(z_c | y = c) per class c that the model's own q(y | z_c) labels c."""
+    classes = model.spec.num_labels
+    y = torch.eye(classes).repeat_interleave(200, 0)
+    with torch.no_grad():
+        loc, scale = model.conditional_prior(y)
+        z_c = loc + scale * torch.randn_like(loc)
+        return float((model.label_logits(z_c).argmax(-1) == y.argmax(-1)).float().mean())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not mnist.fashion_mnist_found(None), reason="dataset-fashion-mnist not installed")
+@pytest.mark.parametrize("name", ["ccvae", "diva"])
+def test_multiclass_prior_and_classifier_agree_before_and_after_the_smoke_budget(name, tmp_path, smoke_cache):
+    config = make_config(name, "fashion-mnist", 1.0, 0, "smoke")
+    data = load("fashion-mnist", cache_dir=smoke_cache, options=config.dataset_options)
+    run_dir = config.run_dir(tmp_path)
+    torch.manual_seed(0)
+    assert prior_samples_classified_as_their_class(build_model(config, data, data.splits["train"][:100], 1000,
+                                                               torch.device("cpu"))) >= 0.9
+    train(config, data, run_dir, torch.device("cpu"), show_progress=False)
+    trained = load_trained_model(config, data, run_dir, torch.device("cpu"))
+    assert prior_samples_classified_as_their_class(trained) >= 0.9

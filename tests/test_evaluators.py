@@ -114,6 +114,26 @@ def test_frechet_distance_of_two_gaussians_equals_the_closed_form():
     assert fid.frechet_distance(same, same) == pytest.approx(0, abs=1e-6)
 
 
+def test_kernel_inception_distance_is_the_unbiased_mmd_with_the_cubic_kernel():
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((30, 4)), rng.standard_normal((30, 4)) + 0.8
+
+    def kernel(a, b):
+        return (a @ b / 4 + 1) ** 3
+
+    def mmd2(a, b):  # term by term, as Bińkowski et al. write it
+        m = len(a)
+        within = sum(kernel(a[i], a[j]) + kernel(b[i], b[j]) for i in range(m) for j in range(m) if i != j)
+        return within / (m * (m - 1)) - 2 * sum(kernel(a[i], b[j]) for i in range(m) for j in range(m)) / m**2
+
+    mean, spread = fid.kernel_inception_distance(x, y, subsets=1, subset_size=30)
+    assert mean == pytest.approx(mmd2(x, y), rel=1e-10) and spread == 0
+    same = fid.kernel_inception_distance(rng.standard_normal((400, 4)), rng.standard_normal((400, 4)), subsets=20,
+                                         subset_size=200)
+    shifted = fid.kernel_inception_distance(x, y, subsets=20, subset_size=20)
+    assert abs(same[0]) < 3 * same[1] + 1e-3 and shifted[0] > 10 * abs(same[0])
+
+
 def random_inception_state(*args, **kwargs) -> dict:
     """The FID Inception's parameter layout with random values (torchvision's trunk, 1008 classes)."""
     return fid.fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None,
@@ -130,16 +150,20 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     oracle = OracleNet(1, 4, 2, "multilabel").eval()
     network = fid.load_inception(weights, torch.device("cpu"))
     assert fid.inception_features(network, torch.rand(2, 1, 32, 32)).shape == (2, 2048)
-    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
-                          Resources(fid_weights=weights))
+    cached = Resources(fid_weights=weights, fid_cache=tmp_path / "real.fid.pt")
+    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cached)
     assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
+    assert np.isfinite(result["kid"]) and result["kid_std"] >= 0 and "N = 6 < 2048" in result["warning"]
+    assert fid.EVALUATOR.problems(result) == [] and (tmp_path / "real.fid-6-0.pt").is_file()
+    again = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cached)  # from the cache
+    assert again["fid"] == pytest.approx(result["fid"], rel=1e-6)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(fid.fid_inception, "load_state_dict_from_url", offline)
     missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS)
-    assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"]
+    assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"] and missing["kid"] is None
     assert np.isfinite(missing["oracle_frechet"])
 
 
@@ -161,14 +185,23 @@ def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_d
         return torch.stack([lookup[image.numpy().tobytes()] for image in keys])
 
     exact = Fake(characteristic=lambda x: (-3 * truth(x)[:, :labels]).unsqueeze(-1))  # reversed: orientation
+    exact.capabilities = Capabilities(swap=False, intervene=False)
     result = ground_truth.evaluate(exact, data, None, torch.Generator().manual_seed(0), SETTINGS)
     assert result["capture"] == pytest.approx(1.0)
     assert abs(result["leakage_r2"]) < 0.05
     leaky = Fake(characteristic=lambda x: truth(x)[:, labels:].unsqueeze(1).expand(-1, labels, -1))  # context
+    leaky.capabilities = Capabilities(swap=False, intervene=False)
     assert ground_truth.evaluate(leaky, data, None, torch.Generator().manual_seed(0), SETTINGS)["leakage_r2"] > 0.99
     none = Fake(characteristic=lambda x: None)
-    none.capabilities = Capabilities(characteristic=False)
-    assert "unavailable" in ground_truth.evaluate(none, data, None, torch.Generator(), SETTINGS)
+    none.capabilities = Capabilities(characteristic=False, swap=False, intervene=False)
+    missing = ground_truth.evaluate(none, data, None, torch.Generator(), SETTINGS)
+    assert missing["capture"] is None and "no characteristic coordinates" in missing["capture_unavailable"]
+    assert missing["swap_error"] is None and "cannot swap" in missing["swap_error_unavailable"]
+    constant = Fake(characteristic=lambda x: torch.zeros(len(x), labels, 1))
+    constant.capabilities = Capabilities(swap=False, intervene=False)
+    flat = ground_truth.evaluate(constant, data, None, torch.Generator().manual_seed(0), SETTINGS)
+    assert flat["capture"] is None and "constant within a class" in flat["capture_unavailable"]  # not NaN
+    assert ground_truth.EVALUATOR.problems(flat) == []
 
 
 @pytest.mark.slow
@@ -267,7 +300,7 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
     first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
                                  Resources(gp_cache=cache, gp_config=config))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 1 and first["n"] == 50
-    assert first["generated"] >= 0 and first["real"] >= 0
+    assert first["generated"] >= 0 and "real" not in first  # real images are a control of their own
     fitted = mutual_info.fit_gp_on_oracle_features(oracle, data, mutual_info.GPConfig(10, 1, 30, seed=3))
     atomic_torch_save(fitted.state_dict(), tmp_path / "head.gp-10-1-30-0.01-3.pt")
     loaded = mutual_info.gp_head_for(oracle, data, cache, mutual_info.GPConfig(10, 1, 30, seed=3))

@@ -56,11 +56,19 @@ def test_a_metric_declared_in_its_evaluator_reaches_the_tables_the_check_and_per
     assert row["unit"] == "swapped pairs" and row["images_per_s"] > 0
 
 
-def test_an_evaluator_result_with_an_undeclared_key_is_an_error_not_a_silent_drop():
-    assert checked(swap.EVALUATOR, {"score": 0.1, "pairs": 3}) == {"score": 0.1, "pairs": 3}
+def test_an_evaluator_result_with_an_undeclared_key_or_a_silent_nan_is_an_error():
+    good = {"score": 0.1, "score_vs_reconstruction": 0.2, "context_kept": 0.7, "pairs": 3}
+    assert checked(swap.EVALUATOR, good) == good
     assert checked(swap.EVALUATOR, {"unavailable": "cannot swap"}) == {"unavailable": "cannot swap"}
-    with pytest.raises(BenchError, match=r"undeclared key.*sharpness.*evaluators/swap\.py"):
-        checked(swap.EVALUATOR, {"score": 0.1, "pairs": 3, "sharpness": 0.7})
+    with pytest.raises(BenchError, match=r"undeclared key 'sharpness'.*evaluators/swap\.py"):
+        checked(swap.EVALUATOR, {**good, "sharpness": 0.7})
+    with pytest.raises(BenchError, match=r"'score' is nan"):
+        checked(swap.EVALUATOR, {**good, "score": float("nan")})
+    with pytest.raises(BenchError, match=r"'context_kept' is inf"):
+        checked(swap.EVALUATOR, {**good, "context_kept": float("inf")})
+    with pytest.raises(BenchError, match=r"'score' missing without a 'score_unavailable' reason"):
+        checked(swap.EVALUATOR, {**good, "score": None})
+    assert checked(swap.EVALUATOR, {**good, "score": None, "score_unavailable": "why"})["score"] is None
 
 
 def test_every_evaluator_declares_distinct_metrics_with_a_reason_for_each_tolerance():

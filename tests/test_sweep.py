@@ -20,6 +20,7 @@ from bench.files import exclusive
 from bench.metrics import Tolerance
 from bench.registry import MODELS
 from bench.tables import TABLES, gather, table_frame, to_latex, to_markdown
+from evaluators.controls import ROWS as CONTROL_ROWS
 from tests.conftest import ROOT, SMOKE_GRID
 
 STORED_SMOKE = ROOT / "results" / "stored" / "smoke"
@@ -133,9 +134,11 @@ def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_l
             assert (tmp_path / "tables" / "synthfaces" / f"table{key}.{suffix}").is_file(), (key, suffix)
     assert not list((tmp_path / "tables" / "synthfaces").glob("table[67].*"))  # multi-label data
     table = pd.read_csv(tmp_path / "tables" / "synthfaces" / "table1.csv")
-    models = table[table.model != "majority_accuracy"]
+    models = table[table.model.isin(MODELS)]
     assert set(models.model) == set(MODELS)
-    assert models.loc[models["mean"].idxmax(), "best"] and models.best.sum() == 1
+    assert set(table.model) - set(MODELS) == {"majority_accuracy", "ceiling: oracle"}  # reference rows below
+    assert models.loc[models["mean"].idxmax(), "best"] and table.best.sum() == 1  # a reference row is never best
+    assert table.loc[table.model == "ceiling: oracle", "mean"].item() > models["mean"].max()
     report = (tmp_path / "REPORT.md").read_text()
     assert "### Table 1" in report and "### Table G" in report and "Figures (synthfaces)" in report
     links = [part.split(")")[0] for part in report.split("](")[1:]]
@@ -247,5 +250,6 @@ def test_worker_devices_share_one_device_without_several_gpus():
 
 def test_gather_reads_only_finished_runs(smoke_runs):
     results = gather(smoke_runs)
-    assert set(results.model) == set(MODELS)
+    assert set(results[results.f.notna()].model) == set(MODELS)
+    assert set(results[results.f.isna()].model) == set(CONTROL_ROWS)  # the controls: one row each, for every f
     assert {"classification.accuracy", "swap.score", "test_accuracy"} <= set(results.metric)

@@ -37,6 +37,8 @@ class DatasetEntry:
     obtain           how to get its files
     in_default_grid  part of `run --all`'s default grid (where `found` says its files are here)
     found            "module:function" (root: Path | None) -> bool, or None: always available
+    truth            a module that renders the true answer of every operation from the factors
+                     (`render_at`, `with_label`, `factors_for_labels`, `labels_from_factors`), or None
     """
 
     name: str
@@ -49,6 +51,7 @@ class DatasetEntry:
     obtain: str = ""
     in_default_grid: bool = False
     found: str | None = None
+    truth: str | None = None
 
     def image_size(self, options: dict[str, Any]) -> int:
         return int(options.get("image_size", self.image_sizes[0]))
@@ -67,7 +70,7 @@ DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (
         image_sizes=(64, 32),
         options={"n_train": 20_000, "n_valid": 2_000, "n_test": 2_000, "seed": 0, "image_size": 64},
         obtain="nothing to get: rendered from a seed (~10 s for 24,000 images)",
-        in_default_grid=True,
+        in_default_grid=True, truth="bench.data.synthfaces",
     ),
     DatasetEntry(
         "fashion-mnist", "bench.data.mnist:build_fashion_mnist", "multiclass", "10 classes",

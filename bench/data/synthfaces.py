@@ -163,6 +163,63 @@ def downsample(images: np.ndarray, image_size: int) -> np.ndarray:
     return np.round(blocks.mean((3, 5))).astype(np.uint8)
 
 
+# --- the truth of every operation (evaluators/controls.py renders it) ------------------------------------------
+CONTEXT_RANGES = {"background_hue": (0.0, 1.0), "face_x": (-6.0, 6.0), "face_y": (-4.0, 4.0), "face_size": (15.0, 20.0)}
+"""The range of each context factor, as `sample_factors` draws them (uniformly)."""
+
+
+def _unit(values: np.ndarray, i: int) -> np.ndarray:
+    """Label i's characteristic on the unit scale of its threshold (mouth curvature [−1, 1] → [0, 1])."""
+    return (values + 1) / 2 if CHARACTERISTICS[i] == "mouth_curvature" else values
+
+
+def _from_unit(values: np.ndarray, i: int) -> np.ndarray:
+    return 2 * values - 1 if CHARACTERISTICS[i] == "mouth_curvature" else values
+
+
+def _unit_threshold(i: int) -> float:
+    return float(_unit(np.float64(THRESHOLDS[i]), i))
+
+
+def render_at(factors: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 images (B, 3, image_size, image_size) of factor rows (B, 11), exactly as `build` renders them."""
+    return np.concatenate([downsample(render(factors[i : i + RENDER_BATCH]), image_size)
+                           for i in range(0, len(factors), RENDER_BATCH)])
+
+
+def with_label(factors: np.ndarray, i: int, value: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The factors with label i set to `value`, everything else equal: the true result of an intervention.
+
+    A characteristic already on `value`'s side of its threshold is kept. Otherwise it is mirrored
+    across the threshold (the same distance from it, on the other side, inside the range): the
+    deterministic answer. With `rng`, it is drawn uniformly from `value`'s side instead (a
+    stochastic intervention)."""
+    changed = factors.copy()
+    unit, threshold = _unit(factors[:, i].astype(np.float64), i), _unit_threshold(i)
+    side = _side_sample(np.full(len(factors), value), threshold, rng) if rng is not None else None
+    mirrored = np.clip(2 * threshold - unit, 0.0, 1.0)
+    on_side = (unit > threshold) == bool(value)
+    new = np.where(on_side, unit, mirrored) if side is None else side
+    changed[:, i] = _from_unit(new, i).astype(factors.dtype)
+    return changed
+
+
+def _side_sample(labels: np.ndarray, threshold: float, rng: np.random.Generator) -> np.ndarray:
+    """Uniform values on each label's side of the threshold, outside the gap: [0, t − m] or [t + m, 1]."""
+    u = rng.random(len(labels))
+    return np.where(labels > 0.5, threshold + MARGIN + u * (1 - threshold - MARGIN), u * (threshold - MARGIN))
+
+
+def factors_for_labels(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Factor rows (B, 11) whose labels are `labels` (B, 7): each characteristic uniform on its label's side of
+    the threshold (outside the gap), each context factor uniform on its range. The true answer of a
+    conditional generation; unlike the data set, Beard and Wearing_Necktie are drawn independently."""
+    characteristics = np.stack([_from_unit(_side_sample(labels[:, i], _unit_threshold(i), rng), i)
+                                for i in range(len(LABELS))], 1)
+    context = np.stack([low + (high - low) * rng.random(len(labels)) for low, high in CONTEXT_RANGES.values()], 1)
+    return np.concatenate([characteristics, context], 1).astype(np.float32)
+
+
 def build(
     source: DataSource | None = None, n_train: int = 20_000, n_valid: int = 2_000, n_test: int = 2_000,
     seed: int = 0, image_size: int = SIZE,
