@@ -21,7 +21,7 @@ from evaluators.common import EvalSettings
 from evaluators.controls import Control, Floor, OracleControl, RealImages, Renderer, controls_for
 from evaluators.oracle import load_or_train_oracle
 
-SETTINGS = EvalSettings(pairs=300, intervened=100, generated=300, fid_images=300, batch_size=100)
+SETTINGS = EvalSettings(pairs=200, intervened=60, generated=300, fid_images=300, batch_size=100)
 pytestmark = pytest.mark.slow  # every test here needs the smoke oracle (trained once per session)
 
 

@@ -155,8 +155,7 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
     assert np.isfinite(result["kid"]) and result["kid_std"] >= 0 and "N = 6 < 2048" in result["warning"]
     assert fid.EVALUATOR.problems(result) == [] and (tmp_path / "real.fid-6-0.pt").is_file()
-    again = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cached)  # from the cache
-    assert again["fid"] == pytest.approx(result["fid"], rel=1e-6)
+    assert torch.load(tmp_path / "real.fid-6-0.pt", weights_only=True).shape == (6, 2048)  # the real images' features
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")

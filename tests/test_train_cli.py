@@ -149,9 +149,9 @@ def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_run_all_prints_accuracies_beside_the_majority_baseline(tmp_path, cache):
-    result = bench("run", "--all", "--models", "ccvae,mccvae", "--fs", "0.2,1", "--preset", "smoke", "--epochs", "2",
+    result = bench("run", "--all", "--models", "ccvae,mccvae", "--fs", "1", "--preset", "smoke", "--epochs", "2",
                    "--no-eval", "--runs", str(tmp_path), "--out", str(tmp_path / "results"), cache=cache)
-    assert "majority baseline" in result.stdout and "f=0.2" in result.stdout and "synthfaces" in result.stdout
+    assert "majority baseline" in result.stdout and "f=1" in result.stdout and "synthfaces" in result.stdout
     assert "mccvae" in result.stdout
     assert (tmp_path / "results" / "results.csv").exists()
     config = json.loads((tmp_path / "synthfaces" / "mccvae" / "f=1" / "seed=0" / "config.json").read_text())
