@@ -138,11 +138,12 @@ def real_features(network: torch.nn.Module, real: torch.Tensor, cache: Path | No
     """Inception features of the real test images: computed once per data set, sample and weights, and cached
     at `cache` (the same real images serve every model of the data set)."""
     if cache is not None and cache.exists():
-        return torch.load(cache, weights_only=True).numpy()
-    features = batched(lambda x: inception_features(network, x.to(device)).cpu(), real, batch_size=batch_size)
-    if cache is not None:
-        atomic_torch_save(features, cache)
-    return features.double().numpy()
+        features = torch.load(cache, weights_only=True)
+    else:
+        features = batched(lambda x: inception_features(network, x.to(device)).cpu(), real, batch_size=batch_size)
+        if cache is not None:
+            atomic_torch_save(features, cache)
+    return features.double().numpy()  # float64 whether computed or read back: the same FID and KID either way
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,

@@ -156,6 +156,12 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     assert np.isfinite(result["kid"]) and result["kid_std"] >= 0 and "N = 6 < 2048" in result["warning"]
     assert fid.EVALUATOR.problems(result) == [] and (tmp_path / "real.fid-6-0.pt").is_file()
     assert torch.load(tmp_path / "real.fid-6-0.pt", weights_only=True).shape == (6, 2048)  # the real images' features
+    network = fid.load_inception(weights, torch.device("cpu"))
+    real = torch.rand(6, 1, 4, 4)
+    fresh = fid.real_features(network, real, tmp_path / "fresh.pt", torch.device("cpu"), 4)
+    cached = fid.real_features(network, real, tmp_path / "fresh.pt", torch.device("cpu"), 4)
+    assert fresh.dtype == cached.dtype == np.float64  # computed or read back: the same precision, the same FID
+    np.testing.assert_array_equal(cached, fresh)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
