@@ -148,17 +148,11 @@ def checked(evaluator: Evaluator, result: dict) -> dict:
 
 def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights: str | None) -> Resources:
     """What the evaluators of a run of `config` share: FID weights, and caches beside the data set's oracle for
-    mutual_info's GP head and for the real images' Inception features."""
-    gp_cache = gp_cache_path(config, data, cache)
+    mutual_info's GP head (mutual_info adds the GPConfig to the name) and for the real images' Inception features."""
+    oracle_weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
     weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
-    return Resources(fid_weights=fid_weights, gp_cache=gp_cache,
-                     fid_cache=gp_cache.with_name(gp_cache.name.replace(".gp.pt", f".fid-{weights}.pt")))
-
-
-def gp_cache_path(config: RunConfig, data, cache: str | None) -> Path:
-    """Where the GP head of this run's oracle is cached (mutual_info adds the GPConfig to the name)."""
-    weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
-    return weights.with_suffix(".gp.pt")
+    return Resources(fid_weights=fid_weights, gp_cache=oracle_weights.with_suffix(".gp.pt"),
+                     fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"))
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
@@ -169,7 +163,7 @@ def prepare(config: RunConfig, data, device: torch.device, cache: str | None, on
     if data.task == "multiclass" and "mutual_info" in names:
         from evaluators.mutual_info import GPConfig, gp_head_for
 
-        gp_head_for(oracle, data, gp_cache_path(config, data, cache), GPConfig())
+        gp_head_for(oracle, data, evaluation_resources(config, data, cache, None).gp_cache, GPConfig())
 
 
 def summary_line(result: dict) -> str:

@@ -67,8 +67,9 @@ TABLES = {spec.key: spec for spec in (
                       "kept: d(s, â) / (d(s, â) + d(s, b̂)) in mean absolute pixel difference (1: s is b's "
                       "reconstruction, nothing carried; 0: s is a's, no context kept)."),
     TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid",),
-              caption="FID: pytorch-fid's Inception (2048 features), generated vs test images. The second block is "
-                      "the Fréchet distance in the oracle's feature space, a different number."),
+              caption="FID: pytorch-fid's Inception (2048 features), generated vs test images; KID: the "
+                      "kernel inception distance from the same features (± its std over subsets). The oracle "
+                      "Fréchet distance is the same formula in the oracle's feature space, a different number."),
     TableSpec("5", "Conditional generation: oracle accuracy on the requested labels (paper Table 5)",
               ("conditional",)),
     TableSpec("6", "Classification accuracy, multi-class (paper Table 6)", ("classification",), "multiclass",

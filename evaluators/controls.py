@@ -143,7 +143,7 @@ class Renderer(Control):
         self.truth = truth
         self.size = data.image_shape[-1]
         self.labels = len(data.label_names)
-        self._factors = {bytes(image.numpy().tobytes()): row.numpy()
+        self._factors = {image.numpy().tobytes(): row.numpy()
                          for image, row in zip(data.images[self.test], data.factors[self.test], strict=True)}
 
     def factors_of(self, x: torch.Tensor) -> np.ndarray:
@@ -175,7 +175,7 @@ class Renderer(Control):
         return self._render(np.concatenate([characteristics[:, : self.labels], context[:, self.labels :]], 1))
 
 
-ROWS = ("floor: does nothing", "ceiling: real images", "ceiling: renderer", "ceiling: oracle")
+ROWS = tuple(control.row for control in (Floor, RealImages, Renderer, OracleControl))
 """The controls' rows, in the order the tables show them (below the models)."""
 
 

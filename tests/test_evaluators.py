@@ -23,6 +23,7 @@ from bench.nets import to_float_images
 from bench.presets import preset
 from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings, Resources
+from evaluators.controls import Renderer
 from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
 
 SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
@@ -181,13 +182,11 @@ def smoke_data(smoke_cache):
 
 def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_data):
     data, _, _ = smoke_data
-    factors = data.factors
     labels = len(data.label_names)
-    lookup = {image.numpy().tobytes(): row for image, row in zip(data.images, factors, strict=True)}
+    renderer = Renderer(data)
 
     def truth(x):  # the factors each test image was rendered from
-        keys = (x * 255).round().to(torch.uint8)
-        return torch.stack([lookup[image.numpy().tobytes()] for image in keys])
+        return torch.from_numpy(renderer.factors_of(x))
 
     exact = Fake(characteristic=lambda x: (-3 * truth(x)[:, :labels]).unsqueeze(-1))  # reversed: orientation
     exact.capabilities = Capabilities(swap=False, intervene=False)

@@ -111,10 +111,6 @@ def entry(name: str) -> DatasetEntry:
     return DATASETS[name]
 
 
-def task_of(name: str) -> Task:
-    return entry(name).task
-
-
 def dataset_options(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data set's options with `overrides` applied; unknown names and unsupported sizes are errors."""
     chosen = entry(name)
@@ -174,5 +170,5 @@ def describe_registry() -> str:
 
 __all__ = [
     "DATASETS", "SPLITS", "DataSource", "DatasetEntry", "LabelledImages", "check_rate", "dataset_options",
-    "default_datasets", "describe_registry", "entry", "labelled_indices", "load", "task_of", "unlabelled_indices",
+    "default_datasets", "describe_registry", "entry", "labelled_indices", "load", "unlabelled_indices",
 ]
