@@ -16,9 +16,9 @@ per label, z_c^i being label i's block.
 
 Multi-class data (the CCVAE paper's appendix D.6): one label with C values, so the diagonal
 structure does not apply; z_c has k·C coordinates and p(z_c|y = c) = N(μ_c, diag σ²_c) with
-learned per-class vectors (means initialised at 2·N(0, I), scales at softplus(1)). The paper
-leaves q(y|z_c) open ("parameterized by a function F: R^N → R^M"). It is derived here from the
-model's own joint p(y) p(z_c|y), the Bayes classifier of the class-conditional prior:
+learned per-class vectors. The paper leaves q(y|z_c) open ("parameterized by a function F:
+R^N → R^M"). It is derived here from the model's own joint p(y) p(z_c|y), the Bayes classifier
+of the class-conditional prior:
 
     q(y = c | z_c) = softmax_c [ log π_c + log N(z_c; μ_c, σ²_c) ],
 
@@ -30,6 +30,14 @@ classifier wants them: after the quick budget the model's own classifier labelle
 samples of p(z_c|y = c) as c, and conditional generation sat at chance.) The exact sum over classes
 in eq. (5) then equals log Σ_c π_c N(z_c; μ_c, σ²_c) in value: the unsupervised term is that of a
 VAE with a mixture-of-Gaussians prior.
+
+The class means start as the multi-label prior does, read on the one-hot label: class c's own
+block of k coordinates at +a, every other block at −a, with a = 6√2 / (2√(2k)) (±3 at k = 1,
+±2.12 at k = 2), so any two means are 6√2 ≈ 8.5 apart and 3√C from the origin whatever k; scales
+at softplus(1). Measured on the quick preset, Fashion-MNIST, one seed: random means (2·N(0, I))
+left MCCVAE at 0.34 test accuracy, the structured ones 0.71–0.75 (CCVAE 0.73–0.76); the multi-label
+offset ±2 at k = 1 leaves the ten classes' Gaussians overlapping (9 % of prior samples
+misclassified at initialisation), this separation 0.5 %.
 
 Interface operations (`bench.api`); all use posterior means, and images are decoder means:
     classify(x)           q(y | z_c = E[z_c | x]).
@@ -46,6 +54,8 @@ Interface operations (`bench.api`); all use posterior means, and images are deco
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -53,6 +63,10 @@ from torch.nn import functional as F
 from bench.api import Capabilities, DataSpec
 from bench.labels import clipped_label_prior, label_log_terms, label_prior_log_prob, label_probs
 from bench.nets import MIN_SCALE, Decoder, Encoder, laplace_log_likelihood, normal_log_prob
+
+MULTICLASS_PRIOR_SEPARATION = 6 * math.sqrt(2)
+"""Distance between any two multi-class prior means at initialisation, whatever k (±3 at k = 1); see the module
+docstring."""
 
 
 class CharacteristicVAE(nn.Module):
@@ -89,8 +103,10 @@ class CharacteristicVAE(nn.Module):
             # index 0: y_i = 0, index 1: y_i = 1
             self.prior_loc = nn.Parameter(torch.stack([-2 * torch.ones(shape), 2 * torch.ones(shape)], 1))
             self.prior_scale_raw = nn.Parameter(torch.ones(num_labels, 2, latents_per_label))
-        else:  # the classifier is derived from these (`label_logits`)
-            self.prior_loc = nn.Parameter(2 * torch.randn(num_labels, self.char_dim))
+        else:  # the classifier is derived from these (`label_logits`); class c's own block +, the others −
+            own_block = torch.eye(num_labels).repeat_interleave(latents_per_label, 1)
+            offset = MULTICLASS_PRIOR_SEPARATION / (2 * math.sqrt(2 * latents_per_label))
+            self.prior_loc = nn.Parameter(offset * (2 * own_block - 1))
             self.prior_scale_raw = nn.Parameter(torch.ones(num_labels, self.char_dim))
         self.register_buffer("label_prior", clipped_label_prior(spec))
 

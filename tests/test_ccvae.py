@@ -237,6 +237,20 @@ def prior_samples_classified_as_their_class(model) -> float:
         return float((model.label_logits(z_c).argmax(-1) == y.argmax(-1)).float().mean())
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_multiclass_prior_means_start_apart_and_agree_with_the_classifier(k):
+    spec = DataSpec(image_shape=(1, 32, 32), label_names=tuple("abcdefghij"), task="multiclass",
+                    label_prior=(0.1,) * 10)
+    model = CCVAE(spec, latents_per_label=k)  # as built for training: its initial values
+    means = model.prior_loc.detach().double()
+    distances = torch.cdist(means, means)[~torch.eye(10, dtype=torch.bool)]
+    torch.testing.assert_close(distances, torch.full_like(distances, 6 * np.sqrt(2)))  # every pair, whatever k
+    own = means.unflatten(-1, (10, k))[torch.arange(10), torch.arange(10)]
+    assert torch.all(own > 0) and (means > 0).sum() == 10 * k  # class c's own block positive, the others negative
+    torch.manual_seed(0)
+    assert prior_samples_classified_as_their_class(model) >= 0.99
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not mnist.fashion_mnist_found(None), reason="dataset-fashion-mnist not installed")
 @pytest.mark.parametrize("name", ["ccvae"])  # DIVA shares bench.characteristic's prior and classifier
