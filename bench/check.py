@@ -3,21 +3,28 @@
 A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long
 table of `bench.tables.gather`) and `provenance.json` (the grid, the suite and library
 versions and the machine that produced it). `compare` pairs every stored number with the
-fresh one of the same (data set, model, f, seed, metric) and judges the difference against
-the metric's tolerance: worse than the stored number by more than the tolerance is a
-regression; a missing fresh number is one too; better by more than the tolerance is reported
-(refresh the stored numbers with `--update` when the change is intended).
+fresh one of the same (data set, model, f, seed, metric) and judges the fresh number against
+the stored distribution of its cell (data set, model, f, metric) over the stored seeds:
 
-Why the tolerances are not zero: on one machine a config and seed reproduce every number
-exactly, but another CPU, BLAS build, thread count or torch version changes the last bits of
-the arithmetic, and a short training run amplifies them. Each metric's declaration
-(`bench.metrics.Metric`, in its evaluator's module) states the tolerance that allows for that,
-and the reason.
+    seed spread (n ≥ 2 stored seeds)  a regression is a fresh value worse than the stored mean by
+                                      more than `SEED_SDS` (3) of the cell's seed standard deviations
+                                      plus a floor of one unit of the tables' last printed digit;
+                                      the report says how many standard deviations it is. Metrics
+                                      with a ratio tolerance (the condition number) are compared
+                                      on a log scale.
+    declared tolerance (n = 1)        a single stored seed has no spread: the metric's declared
+                                      tolerance (`bench.metrics.Metric.tolerance`, with its reason)
+                                      around the stored value.
+
+A missing fresh number is a regression too; better by more than the allowance is reported
+(refresh the stored numbers with `--update` when the change is intended). A fresh number equal
+to the stored one of its seed is "same": on one machine a config and seed reproduce exactly.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +40,9 @@ from bench.tables import RESULT_COLUMNS, gather, run_directories
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
+SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
+SEED_SDS = 3.0
+"""How many of a cell's seed standard deviations a fresh number may fall short of the stored mean."""
 
 
 def default_tolerances() -> dict[str, Tolerance]:
@@ -78,14 +88,19 @@ def read_stored(stored: Path) -> pd.DataFrame:
 
 
 def verdict(metric: str, stored: float, fresh: float, tolerance: Tolerance) -> str:
-    """'same', 'ok' (within tolerance), 'better' or 'WORSE' (beyond it); 'missing' where fresh is NaN."""
+    """The declared-tolerance verdict (one stored seed): 'same', 'ok' (within tolerance), 'better' or 'WORSE'
+    (beyond it); 'missing' where fresh is NaN."""
     if pd.isna(fresh):
         return "missing"
-    difference = fresh - stored
-    if difference == 0:
+    if fresh == stored:
         return "same"
     if tolerance.within(stored, fresh):
         return "ok"
+    return _direction(metric, fresh - stored)
+
+
+def _direction(metric: str, difference: float) -> str:
+    """'better' or 'WORSE' for a move beyond the allowance (any move of a reference number is 'WORSE')."""
     metrics = all_metrics()
     direction = metrics[metric].higher_is_better if metric in metrics else None
     if direction is None:
@@ -93,21 +108,71 @@ def verdict(metric: str, stored: float, fresh: float, tolerance: Tolerance) -> s
     return "better" if (difference > 0) == direction else "WORSE"
 
 
-def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
-    """One row per stored number of a cell that was run fresh: stored, fresh, difference, allowed, verdict."""
+def _on_log_scale(metric: str, tolerances: dict[str, Tolerance]) -> bool:
+    tolerance = tolerances.get(metric)
+    return tolerance is not None and tolerance.factor is not None
+
+
+def printed_resolution(metric: str, log_scale: bool) -> float:
+    """One unit of the tables' last printed digit (a ratio of 1 % on a log scale): the spread rule's floor."""
+    metrics = all_metrics()
+    digits = metrics[metric].digits if metric in metrics else ".3f"
+    if log_scale or not digits.endswith("f"):
+        return math.log(1.01)
+    return 10.0 ** -int(digits.strip(".f"))
+
+
+def seed_spread(stored: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
+    """Per cell (data set, model, f, metric): the stored seeds' mean, standard deviation and n, on the scale the
+    check compares on (log for ratio-tolerance metrics)."""
+    scaled = stored.assign(scaled=[math.log(value) if _on_log_scale(metric, tolerances) and value > 0 else value
+                                   for metric, value in zip(stored.metric, stored.value, strict=True)])
+    spread = scaled.groupby(SEEDS_OF)["scaled"].agg(["mean", "std", "count"]).reset_index()
+    return spread.rename(columns={"mean": "stored_mean", "std": "stored_sd", "count": "stored_n"})
+
+
+def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance],
+            sds: float = SEED_SDS) -> pd.DataFrame:
+    """One row per stored number of a cell that was run fresh: stored, fresh, difference, allowed, how many seed
+    standard deviations the fresh number is from the stored mean, the basis of the judgement and the verdict."""
     fresh_cells = fresh[["dataset", "model", "f", "seed"]].drop_duplicates()
+    spread = seed_spread(stored, tolerances)
     stored = stored.merge(fresh_cells, on=["dataset", "model", "f", "seed"])  # cells run fresh only
     if stored.empty:
         raise BenchError("the fresh runs share no cell with the stored results; run the stored grid "
                          "(see provenance.json beside them) or choose other --stored results")
     paired = stored.merge(fresh[[*CELL, "value"]], on=CELL, how="left", suffixes=("_stored", "_fresh"))
-    paired = paired.rename(columns={"value_stored": "stored", "value_fresh": "fresh"})
-    paired["difference"] = paired.fresh - paired.stored
-    paired["allowed"] = [tolerances.get(metric, Tolerance(0.0)).allowed(value)
-                         for metric, value in zip(paired.metric, paired.stored, strict=True)]
-    paired["verdict"] = [verdict(row.metric, row.stored, row.fresh, tolerances.get(row.metric, Tolerance(0.0)))
-                         for row in paired.itertuples()]
-    return paired[[*CELL, "stored", "fresh", "difference", "allowed", "verdict"]]
+    paired = paired.rename(columns={"value_stored": "stored", "value_fresh": "fresh"}).merge(spread, on=SEEDS_OF)
+    rows = [_judged(row, tolerances, sds) for row in paired.itertuples()]
+    judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "basis", "verdict"], index=paired.index)
+    return pd.concat([paired[[*CELL, "stored", "fresh"]], judged], axis=1)
+
+
+def _in_sds(deviation: float, sd: float) -> float:
+    if sd > 0:
+        return deviation / sd
+    return math.copysign(math.inf, deviation) if deviation else 0.0
+
+
+def _judged(row, tolerances: dict[str, Tolerance], sds: float) -> tuple[float, float, float, str, str]:
+    """(difference, allowed, standard deviations, basis, verdict) of one stored number and its fresh one."""
+    if row.stored_n < 2 or pd.isna(row.stored_sd):
+        tolerance = tolerances.get(row.metric, Tolerance(0.0))
+        return (row.fresh - row.stored, tolerance.allowed(row.stored), math.nan, "declared tolerance (n = 1)",
+                verdict(row.metric, row.stored, row.fresh, tolerance))
+    log_scale = _on_log_scale(row.metric, tolerances)
+    basis = f"{sds:g} sd of {row.stored_n} seeds" + (" (log scale)" if log_scale else "")
+    if pd.isna(row.fresh):
+        return math.nan, math.nan, math.nan, basis, "missing"
+    value = math.log(row.fresh) if log_scale and row.fresh > 0 else row.fresh
+    deviation = value - row.stored_mean
+    allowed = sds * row.stored_sd + printed_resolution(row.metric, log_scale)
+    in_sds = _in_sds(deviation, row.stored_sd)
+    if row.fresh == row.stored:
+        return deviation, allowed, in_sds, basis, "same"
+    if abs(deviation) <= allowed:
+        return deviation, allowed, in_sds, basis, "ok"
+    return deviation, allowed, in_sds, basis, _direction(row.metric, deviation)
 
 
 def report(comparison: pd.DataFrame, not_run: int) -> str:
@@ -149,15 +214,16 @@ class Checked:
 
 
 def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
-          metrics: tuple[str, ...] | None = None) -> Checked:
+          metrics: tuple[str, ...] | None = None, sds: float = SEED_SDS) -> Checked:
     """Compare the finished runs under `runs_root` with the stored set `stored_dir` (only `metrics`, if given)."""
     fresh, stored = gather(runs_root), read_stored(stored_dir)
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
-    comparison = compare(stored, fresh, tolerances)
+    comparison = compare(stored, fresh, tolerances, sds)
     text = f"{runs_root} against {stored_dir}:\n{report(comparison, cells_not_run(stored, fresh))}"
     failing = regressions(comparison).itertuples()
-    return Checked(text, tuple(f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" for row in failing))
+    return Checked(text, tuple(f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}"
+                               + (f" ({row.sds:+.1f} sd)" if not pd.isna(row.sds) else "") for row in failing))
 
 
 def store(fresh: pd.DataFrame, runs_root: Path, stored: Path) -> None:

@@ -158,7 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="compare fresh results with stored ones; exit 1 on a regression")
     check.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
     check.add_argument("--tolerance", action="append", metavar="NUMBER|METRIC=NUMBER",
-                       help="a number scales every default tolerance; METRIC=NUMBER sets one absolute tolerance")
+                       help="for cells of one stored seed: a number scales every declared tolerance, "
+                            "METRIC=NUMBER sets one absolute tolerance")
+    check.add_argument("--sds", type=float, default=None, metavar="NUMBER",
+                       help="for cells of several stored seeds: how many seed standard deviations below the stored "
+                            "mean is a regression (default 3)")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
 
     from bench.tables import TABLES
@@ -294,7 +298,10 @@ def command_check(args: argparse.Namespace) -> None:
     if args.update:
         print(check.update(_runs_root(args), _stored(args), PAPER_CSV))
         return
-    checked = check.check(_runs_root(args), _stored(args), tolerances)
+    sds = check.SEED_SDS if args.sds is None else args.sds
+    if sds <= 0:
+        raise BenchError(f"--sds must be positive, got {args.sds:g}")
+    checked = check.check(_runs_root(args), _stored(args), tolerances, sds=sds)
     print(checked.report)
     checked.raise_for_regressions()
 

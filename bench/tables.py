@@ -3,10 +3,10 @@
 `gather(runs_root)` reads every finished run (config.json, metrics.json, eval/*.json) into a
 long DataFrame with one row per (data set, model, f, seed, metric). `write_tables` writes, per
 data set, every table of `TABLES` that has numbers: rows are models, columns are f (per
-metric), cells are mean ± std over seeds with the number of seeds n; the best mean of each
-column is bold. Where `results/paper.csv` has the paper's number for a cell, the table shows it
-in a row "<model> (paper)" beneath ours. `results/REPORT.md` shows every table and links the
-figures of every run.
+metric), cells are the mean over seeds with its 95 % interval and n, marked best or tied by the
+test of `bench.stats` (`MARKS_EXPLAINED`). Where `results/paper.csv` has the paper's number for
+a cell, the table shows it in a row "<model> (paper)" beneath ours. `results/REPORT.md` shows
+every table and links the figures of every run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+import re
+import unicodedata
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +29,16 @@ from bench.evaluate import CONTROLS
 from bench.files import atomic_write_text
 from bench.metrics import TRAINER_METRICS
 from bench.registry import MODELS
+from bench.stats import BEST, TIED, interval, marks
 from evaluators import EVALUATORS, all_metrics
 from evaluators.controls import ROWS as CONTROL_ROWS
 
 RESULT_COLUMNS = ["dataset", "model", "f", "seed", "preset", "metric", "value"]
+SUMMARY_COLUMNS = ["mean", "std", "low", "high", "n"]  # `bench.stats.Interval`'s fields
+MARKS_EXPLAINED = ("Cells: the mean over training seeds ± the half-width of its 95 % Student's t interval, and "
+                   "n seeds. Bold: best, separated from every other model of the column by Welch's t-test at 5 %; "
+                   "italic: tied, the best mean and the models that test cannot separate from it; no marks in a "
+                   "column with a model of fewer than 2 seeds.")
 PAPER_COLUMNS = ["table", "dataset", "model", "f", "metric", "value", "source"]
 
 
@@ -197,31 +205,48 @@ def ordered_models(models) -> list[str]:
     return known + sorted(models - set(known) - set(controls) - set(references)) + references + controls
 
 
+def _summaries(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per group of `keys`: its seeds' values (a list) and their interval (`SUMMARY_COLUMNS`)."""
+    grouped = frame.groupby(keys)["value"].agg(list).reset_index().rename(columns={"value": "values"})
+    intervals = pd.DataFrame([asdict(interval(values)) for values in grouped["values"]], columns=SUMMARY_COLUMNS)
+    return pd.concat([grouped, intervals], axis=1)
+
+
 def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.DataFrame:
-    """mean, std and n over seeds for each (model, metric, f) of a table; the controls' rows (f = NaN) are
-    summarised once and repeated in every f column."""
+    """The seeds' values, mean, std, 95 % interval and n of each (model, metric, f) of a table; the controls'
+    rows (f = NaN) are summarised once and repeated in every f column."""
     chosen = results[(results.dataset == dataset) & results.metric.isin(spec.metrics)]
     runs, controls = chosen[chosen.f.notna()], chosen[chosen.f.isna()]
-    summary = runs.groupby(["model", "metric", "f"])["value"].agg(["mean", "std", "count"]).reset_index()
-    if len(controls) and len(summary):
-        fixed = controls.groupby(["model", "metric"])["value"].agg(["mean", "std", "count"]).reset_index()
-        repeated = fixed.merge(pd.DataFrame({"f": sorted(set(summary.f))}), how="cross")
+    if runs.empty:
+        return pd.DataFrame(columns=["model", "metric", "f", "values", *SUMMARY_COLUMNS])
+    summary = _summaries(runs, ["model", "metric", "f"])
+    if len(controls):
+        repeated = _summaries(controls, ["model", "metric"]).merge(pd.DataFrame({"f": sorted(set(summary.f))}),
+                                                                 how="cross")
         summary = pd.concat([summary, repeated], ignore_index=True)
-    return summary.rename(columns={"count": "n"})
+    return summary
+
+
+def column_marks(summary: pd.DataFrame) -> pd.Series:
+    """"best" / "tied" / "" per row of a summary (`bench.stats.marks` per metric and f; controls never marked)."""
+    mark = pd.Series("", index=summary.index, dtype=object)
+    metrics = all_metrics()
+    for (metric, _), column in summary[~summary.model.isin(CONTROL_ROWS)].groupby(["metric", "f"]):
+        direction = metrics[metric].higher_is_better
+        if direction is None:
+            continue
+        for model, marked in marks(dict(zip(column.model, column["values"], strict=True)), direction).items():
+            mark[column.index[column.model == model]] = marked
+    return mark
 
 
 def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
-    """The long CSV form of one table: model, metric, f, mean, std, n, best, paper, paper_source."""
+    """The long CSV form of one table: model, metric, f, mean, std, low, high, n, mark, paper, paper_source."""
     summary = summarise_cells(results, dataset, spec)
     if summary.empty:
-        return summary
-    summary["best"] = False
-    for (metric, _), group in summary[~summary.model.isin(CONTROL_ROWS)].groupby(["metric", "f"]):
-        direction = all_metrics()[metric].higher_is_better
-        if direction is None or len(group) < 2:
-            continue
-        best = group["mean"].max() if direction else group["mean"].min()
-        summary.loc[group.index[group["mean"] == best], "best"] = True
+        return summary.drop(columns="values")
+    summary["mark"] = column_marks(summary)
+    summary = summary.drop(columns="values")
     quoted = paper[(paper.dataset == dataset) & (paper.table.astype(str) == spec.key)]
     quoted = quoted[["model", "metric", "f", "value", "source"]].rename(
         columns={"value": "paper", "source": "paper_source"})
@@ -229,9 +254,9 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
     if spec.reference_row:
         reference = results[(results.dataset == dataset) & (results.metric == spec.reference_row)]
         reference = reference.drop_duplicates(["f", "seed"])  # the same number for every model
-        reference = reference.groupby("f")["value"].agg(["mean", "std", "count"]).reset_index()
+        reference = _summaries(reference, ["f"]).drop(columns="values")
         for metric in spec.metrics[:1]:
-            rows = reference.rename(columns={"count": "n"}).assign(model=spec.reference_row, metric=metric, best=False)
+            rows = reference.assign(model=spec.reference_row, metric=metric, mark="")
             summary = pd.concat([summary, rows], ignore_index=True)
     order = {model: index for index, model in enumerate(ordered_models(summary.model))}
     summary = summary.sort_values(["model", "metric", "f"], key=lambda column: column.map(order)
@@ -245,21 +270,23 @@ def _number(value: float, digits: str) -> str:
 
 @dataclass(frozen=True)
 class Markup:
-    bold: str  # a format string with {} for the text
+    best: str  # a format string with {} for the text
+    tied: str
     plus_minus: str
     count: str  # a format string with {} for n
 
 
-MARKDOWN = Markup("**{}**", "±", " (n={})")
-LATEX = Markup(r"\textbf{{{}}}", r"$\pm$", r"\,{{\scriptsize (n={})}}")
+MARKDOWN = Markup("**{}**", "*{}*", "±", " (n={})")
+LATEX = Markup(r"\textbf{{{}}}", r"\textit{{{}}}", r"$\pm$", r"\,{{\scriptsize (n={})}}")
 
 
 def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
+    """The mean ± the half-width of its 95 % interval (n ≥ 2), marked, and n."""
     text = _number(row["mean"], digits)
-    text = markup.bold.format(text) if row["best"] else text
-    if row["n"] > 1 and not math.isnan(row["std"]):
-        text += f" {markup.plus_minus} {_number(row['std'], digits)}"
-    return text + markup.count.format(int(row["n"]))
+    if row["n"] > 1:
+        text += f" {markup.plus_minus} {_number((row['high'] - row['low']) / 2, digits)}"
+    marked = {BEST: markup.best, TIED: markup.tied}.get(row["mark"], "{}")
+    return marked.format(text) + markup.count.format(int(row["n"]))
 
 
 def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[list[str], list[list[str]]]:
@@ -282,24 +309,45 @@ def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[
 
 
 def to_markdown(frame: pd.DataFrame, spec: TableSpec) -> str:
+    """A GitHub Markdown table (a "|" inside a label, as in |Δ log p|, is escaped so it stays in its cell)."""
     headers, rows = display_rows(frame, spec, MARKDOWN)
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    return tabulate([[_markdown_escape(cell) for cell in row] for row in rows],
+                    headers=[_markdown_escape(header) for header in headers], tablefmt="github", disable_numparse=True)
 
 
-def _latex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
-        text = text.replace(char, escaped)
-    return text
+def _markdown_escape(text: str) -> str:
+    return text.replace("|", r"\|")
 
 
-def to_latex(frame: pd.DataFrame, spec: TableSpec) -> str:
-    """A booktabs tabular (needs \\usepackage{booktabs})."""
+LATEX_SYMBOLS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+                 "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}", "±": r"$\pm$", "²": r"$^2$",
+                 "×": r"$\times$", "Δ": r"$\Delta$", "ω": r"$\omega$", "σ": r"$\sigma$", "–": "--", "−": "$-$",
+                 "≥": r"$\geq$", "≤": r"$\leq$", "→": r"$\to$", "·": r"$\cdot$", "≈": r"$\approx$"}
+LATEX_ACCENTS = {"\u0301": "'", "\u0302": "^"}  # combining acute and circumflex (é, â, b̂)
+
+
+def latex_text(text: str) -> str:
+    """`text` as pdflatex reads it: special characters escaped, accents and symbols as LaTeX commands."""
+    escaped = "".join(LATEX_SYMBOLS.get(char, char) for char in unicodedata.normalize("NFD", text))
+    escaped = re.sub("(.)([\u0301\u0302])", lambda match: rf"\{LATEX_ACCENTS[match[2]]}{{{match[1]}}}", escaped)
+    if any(ord(char) > 127 for char in escaped):
+        raise BenchError(f"no LaTeX spelling for {sorted({c for c in escaped if ord(c) > 127})} in {text!r}; "
+                         "add it to bench.tables.LATEX_SYMBOLS")
+    return escaped
+
+
+def to_latex(frame: pd.DataFrame, spec: TableSpec, dataset: str) -> str:
+    """A booktabs table a paper can \\input (needs \\usepackage{booktabs,graphicx}): caption, label
+    tab:<data set>-<key>, and the marks explained beneath."""
     headers, rows = display_rows(frame, spec, LATEX)
-    lines = [rf"\begin{{tabular}}{{l{'r' * (len(headers) - 1)}}}", r"\toprule",
-             " & ".join(_latex_escape(header) for header in headers) + r" \\", r"\midrule"]
-    for row in rows:
-        lines.append(" & ".join([_latex_escape(row[0]), *row[1:]]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    caption = f"{dataset}: Table {spec.key}. {spec.title}." + (f" {spec.caption}" if spec.caption else "")
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_text(caption)}}}",
+             rf"\label{{tab:{dataset}-{spec.key}}}", r"\resizebox{\linewidth}{!}{%",
+             rf"\begin{{tabular}}{{l{'r' * (len(headers) - 1)}}}", r"\toprule",
+             " & ".join(latex_text(header) for header in headers) + r" \\", r"\midrule"]
+    lines += [" & ".join([latex_text(row[0]), *row[1:]]) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip", rf"{{\footnotesize {latex_text(MARKS_EXPLAINED)}}}",
+              r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -323,13 +371,13 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
     paper = read_paper(paper_path)
     written = []
     report = ["# Results", "", f"Runs: `{runs_root}` (preset {', '.join(sorted(set(results.preset)))}); "
-              "cells are mean ± std over seeds (n seeds); bold is the best mean of a column.", ""]
+              f"{MARKS_EXPLAINED}", ""]
     for dataset in sorted(set(results.dataset)):
         report += [f"## {dataset}", ""]
         for key, frame in dataset_tables(results, dataset, paper, keys).items():
             spec = TABLES[key]
             stem = out / "tables" / dataset / f"table{key}"
-            for suffix, text in ((".csv", frame.to_csv(index=False)), (".tex", to_latex(frame, spec)),
+            for suffix, text in ((".csv", frame.to_csv(index=False)), (".tex", to_latex(frame, spec, dataset)),
                                  (".md", to_markdown(frame, spec) + "\n")):
                 atomic_write_text(stem.with_suffix(suffix), text)
                 written.append(stem.with_suffix(suffix))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -16,10 +17,11 @@ from bench.check import compare, default_tolerances, read_stored, regressions, v
 from bench.cli import main
 from bench.config import make_config
 from bench.data import default_datasets, mnist
+from bench.errors import BenchError
 from bench.files import exclusive
 from bench.metrics import Tolerance
 from bench.registry import MODELS
-from bench.tables import TABLES, gather, table_frame, to_latex, to_markdown
+from bench.tables import PAPER_COLUMNS, TABLES, gather, latex_text, table_frame, to_latex, to_markdown
 from evaluators.controls import ROWS as CONTROL_ROWS
 from tests.conftest import ROOT, SMOKE_GRID
 
@@ -34,34 +36,70 @@ def results_frame(rows: list[tuple]) -> pd.DataFrame:
 # --- tables on known inputs ------------------------------------------------------------------------------------
 
 
-def test_table_cells_are_mean_std_and_n_over_seeds_with_the_best_mean_bold_and_the_paper_beside():
+def test_table_cells_are_mean_interval_and_n_over_seeds_marked_by_welch_and_the_paper_beside():
     results = results_frame([
-        ("celeba", "ccvae", 0.06, 0, "paper", "classification.accuracy", 0.80),
-        ("celeba", "ccvae", 0.06, 1, "paper", "classification.accuracy", 0.90),
-        ("celeba", "m2", 0.06, 0, "paper", "classification.accuracy", 0.70),
-        ("celeba", "m2", 0.06, 0, "paper", "majority_accuracy", 0.60),
-        ("celeba", "ccvae", 0.06, 0, "paper", "majority_accuracy", 0.60),
+        *[("celeba", "ccvae", 0.06, seed, "paper", "classification.accuracy", value)
+          for seed, value in enumerate((0.80, 0.90, 0.85))],
+        *[("celeba", "m2", 0.06, seed, "paper", "classification.accuracy", value)
+          for seed, value in enumerate((0.60, 0.61, 0.62))],
+        *[("celeba", model, 0.06, seed, "paper", "majority_accuracy", 0.60) for model in ("m2", "ccvae")
+          for seed in range(3)],
     ])
     paper = pd.DataFrame([{"table": "1", "dataset": "celeba", "model": "ccvae", "f": 0.06,
                            "metric": "classification.accuracy", "value": 0.862, "source": "slides"}])
     frame = table_frame(results, "celeba", TABLES["1"], paper).set_index("model")
-    assert frame.loc["ccvae", "mean"] == pytest.approx(0.85)
-    assert frame.loc["ccvae", "std"] == pytest.approx(math.sqrt(0.005))  # sample std of (0.8, 0.9)
-    assert frame.loc["ccvae", "n"] == 2 and bool(frame.loc["ccvae", "best"]) and not frame.loc["m2", "best"]
-    assert frame.loc["majority_accuracy", "n"] == 1  # one number per (f, seed), not one per model
+    assert frame.loc["ccvae", "mean"] == pytest.approx(0.85) and frame.loc["ccvae", "n"] == 3
+    assert frame.loc["ccvae", "std"] == pytest.approx(0.05)  # sample std of (0.80, 0.90, 0.85)
+    half_width = 4.302653 * 0.05 / math.sqrt(3)  # t_{0.975, 2} s / √n
+    assert (frame.loc["ccvae", "low"], frame.loc["ccvae", "high"]) == pytest.approx((0.85 - half_width,
+                                                                                     0.85 + half_width))
+    assert frame.loc["ccvae", "mark"] == "best" and frame.loc["m2", "mark"] == ""  # Welch: p = 0.01
+    assert frame.loc["majority_accuracy", "n"] == 3  # one number per (f, seed), not one per model
     markdown = to_markdown(frame.reset_index(), TABLES["1"])
-    assert "**0.850** ± 0.071 (n=2)" in markdown and "0.700 (n=1)" in markdown
+    assert "**0.850 ± 0.124** (n=3)" in markdown and "0.610 ± 0.025 (n=3)" in markdown
     assert "ccvae (paper)" in markdown and "0.862" in markdown
-    latex = to_latex(frame.reset_index(), TABLES["1"])
-    assert r"\toprule" in latex and r"\textbf{0.850} $\pm$ 0.071" in latex and r"majority baseline" in latex
+    latex = to_latex(frame.reset_index(), TABLES["1"], "celeba")
+    assert r"\toprule" in latex and r"\textbf{0.850 $\pm$ 0.124}" in latex and r"majority baseline" in latex
+    assert r"\label{tab:celeba-1}" in latex and "Welch" in latex and r"\caption{celeba: Table 1." in latex
 
 
-def test_lower_is_better_tables_bold_the_smallest_mean():
-    results = results_frame([("synthfaces", "ccvae", 1.0, 0, "quick", "swap.score", 1.5),
-                             ("synthfaces", "m2", 1.0, 0, "quick", "swap.score", 2.5)])
-    frame = table_frame(results, "synthfaces", TABLES["2"], pd.DataFrame(columns=["table", "dataset", "model", "f",
-                                                                                   "metric", "value", "source"]))
-    assert frame.set_index("model")["best"].to_dict() == {"ccvae": True, "m2": False}
+def test_a_column_without_a_separated_best_marks_the_tied_models_and_one_seed_marks_nothing():
+    def frame_of(values: dict[str, tuple[float, ...]]) -> pd.DataFrame:
+        rows = [("synthfaces", model, 1.0, seed, "quick", "swap.score", value)
+                for model, seeds in values.items() for seed, value in enumerate(seeds)]
+        return table_frame(results_frame(rows), "synthfaces", TABLES["2"], pd.DataFrame(columns=PAPER_COLUMNS))
+
+    tied = frame_of({"ccvae": (1.5, 1.6, 1.7), "m2": (1.55, 1.65, 1.75), "mvae": (3.0, 3.1, 3.2)})
+    assert tied.set_index("model")["mark"].to_dict() == {"ccvae": "tied", "m2": "tied", "mvae": ""}  # lower wins
+    markdown = to_markdown(tied, TABLES["2"])
+    assert "*1.600 ± 0.248* (n=3)" in markdown and r"\|Δ log p\| vs a" in markdown  # a "|" kept in its cell
+    assert all(line.count("|") - line.count(r"\|") == 5 for line in markdown.splitlines())  # 4 columns, 5 bars
+    single = frame_of({"ccvae": (1.5,), "m2": (2.5,)})
+    assert set(single["mark"]) == {""} and "1.500 (n=1)" in to_markdown(single, TABLES["2"])
+
+
+def test_latex_text_spells_every_symbol_of_the_tables_for_pdflatex():
+    assert latex_text("|Δ log p| vs â, 95 % ± x²") == r"|$\Delta$ log p| vs \^{a}, 95 \% $\pm$ x$^2$"
+    assert latex_text("Fréchet_b̂") == r"Fr\'{e}chet\_\^{b}"
+    for spec in TABLES.values():
+        latex_text(spec.title + spec.caption)  # raises where a character has no LaTeX spelling
+    with pytest.raises(BenchError, match="LATEX_SYMBOLS"):
+        latex_text("ψ")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (texlive-latex-recommended)")
+def test_every_written_latex_table_compiles_with_pdflatex(smoke_runs, tmp_path):
+    assert main(["tables", "--runs", str(smoke_runs), "--out", str(tmp_path)]) == 0
+    tables = sorted(tmp_path.glob("tables/*/table*.tex"))
+    assert len(tables) >= 6
+    document = tmp_path / "tables.tex"
+    document.write_text("\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{booktabs,graphicx}\n"
+                        "\\begin{document}\n" + "".join(f"\\input{{{path}}}\n" for path in tables)
+                        + "\\end{document}\n")
+    compiled = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").stat().st_size > 0
 
 
 # --- the regression check on known inputs ----------------------------------------------------------------------
@@ -82,11 +120,37 @@ def test_compare_flags_moves_beyond_tolerance_in_the_worse_direction_and_missing
         ("synthfaces", "ccvae", 0.06, 0, "smoke", "conditional.accuracy", 0.70),  # better
         ("synthfaces", "ccvae", 0.06, 0, "smoke", "majority_accuracy", 0.62),  # the data changed
     ])
-    verdicts = compare(stored, fresh, default_tolerances()).set_index("metric")["verdict"].to_dict()
+    compared = compare(stored, fresh, default_tolerances()).set_index("metric")
+    verdicts = compared["verdict"].to_dict()
+    assert set(compared.basis) == {"declared tolerance (n = 1)"}  # one stored seed: no spread to judge by
     assert verdicts == {"classification.accuracy": "WORSE", "swap.score": "ok", "conditional.accuracy": "better",
                         "majority_accuracy": "WORSE", "ground_truth.capture": "missing"}
     assert len(regressions(compare(stored, fresh, default_tolerances()))) == 3
     assert set(compare(stored, stored, default_tolerances()).verdict) == {"same"}
+
+
+def test_with_several_stored_seeds_a_regression_is_three_seed_sds_below_the_stored_mean():
+    stored = results_frame([("synthfaces", "ccvae", 0.2, seed, "quick", metric, value)
+                            for metric, values in (("classification.accuracy", (0.80, 0.82, 0.84)),
+                                                   ("interventions.condition_number", (10.0, 20.0, 40.0)))
+                            for seed, value in enumerate(values)])
+
+    def judged(accuracy: float, condition: float = 20.0) -> pd.DataFrame:
+        fresh = results_frame([("synthfaces", "ccvae", 0.2, 1, "quick", "classification.accuracy", accuracy),
+                               ("synthfaces", "ccvae", 0.2, 1, "quick", "interventions.condition_number", condition)])
+        return compare(stored, fresh, default_tolerances()).set_index("metric")
+
+    # mean 0.82, sd 0.02: allowed 3 · 0.02 + 0.001 (one unit of the printed digit) below it
+    worse = judged(0.82 - 0.07).loc["classification.accuracy"]
+    assert worse.verdict == "WORSE" and worse.sds == pytest.approx(-3.5) and worse.allowed == pytest.approx(0.061)
+    assert worse.basis == "3 sd of 3 seeds"
+    assert judged(0.82 - 0.06).loc["classification.accuracy", "verdict"] == "ok"
+    assert judged(0.82).loc["classification.accuracy", "verdict"] == "same"  # seed 1's stored value
+    assert judged(0.95).loc["classification.accuracy", "verdict"] == "better"
+    # the condition number on a log scale: log 20 ± 3 · log 2 (sd of log 10, log 20, log 40)
+    assert judged(0.82, condition=20 * 2**2.9).loc["interventions.condition_number", "verdict"] == "ok"
+    condition = judged(0.82, condition=20 * 2**3.2).loc["interventions.condition_number"]
+    assert condition.verdict == "WORSE" and condition.sds == pytest.approx(3.2)
 
 
 def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
@@ -137,7 +201,8 @@ def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_l
     models = table[table.model.isin(MODELS)]
     assert set(models.model) == set(MODELS)
     assert set(table.model) - set(MODELS) == {"majority_accuracy", "ceiling: oracle"}  # reference rows below
-    assert models.loc[models["mean"].idxmax(), "best"] and table.best.sum() == 1  # a reference row is never best
+    assert table.loc[~table.model.isin(MODELS), "mark"].isna().all()  # reference rows are never marked (blank)
+    assert set(table.n) == {1} and table["mark"].isna().all()  # one seed: nothing can be tested
     assert table.loc[table.model == "ceiling: oracle", "mean"].item() > models["mean"].max()
     report = (tmp_path / "REPORT.md").read_text()
     assert "### Table 1" in report and "### Table G" in report and "Figures (synthfaces)" in report
