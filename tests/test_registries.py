@@ -153,3 +153,12 @@ def test_the_dependency_rules_of_architecture_md_hold():
     for path in (ROOT / "evaluators").glob("*.py"):
         imports = imported_modules(path)
         assert not {name for name in imports if name in models or name.split(".")[0] == "baselines"}, path
+
+
+def test_ci_runs_the_readmes_set_up_and_test_commands_as_written():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## The two commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    set_up, test = commands[0], next(command for command in commands if command.endswith("tox -e test"))
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert set_up.replace("pip install tox", "pip install -q tox") in ci and test in ci
