@@ -123,29 +123,33 @@ def printed_resolution(metric: str, log_scale: bool) -> float:
 
 
 def seed_spread(stored: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
-    """Per cell (data set, model, f, metric): the stored seeds' mean, standard deviation and n, on the scale the
-    check compares on (log for ratio-tolerance metrics)."""
+    """Per cell (data set, model, f, metric): the stored seeds' mean (`stored_mean`), and their mean, standard
+    deviation and n on the scale the check compares on (log for ratio-tolerance metrics)."""
     scaled = stored.assign(scaled=[math.log(value) if _on_log_scale(metric, tolerances) and value > 0 else value
                                    for metric, value in zip(stored.metric, stored.value, strict=True)])
-    spread = scaled.groupby(SEEDS_OF)["scaled"].agg(["mean", "std", "count"]).reset_index()
-    return spread.rename(columns={"mean": "stored_mean", "std": "stored_sd", "count": "stored_n"})
+    spread = scaled.groupby(SEEDS_OF).agg(stored_mean=("value", "mean"), scaled_mean=("scaled", "mean"),
+                                          stored_sd=("scaled", "std"), stored_n=("scaled", "count"))
+    return spread.reset_index()
 
 
 def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance],
             sds: float = SEED_SDS) -> pd.DataFrame:
-    """One row per stored number of a cell that was run fresh: stored, fresh, difference, allowed, how many seed
-    standard deviations the fresh number is from the stored mean, the basis of the judgement and the verdict."""
-    fresh_cells = fresh[["dataset", "model", "f", "seed"]].drop_duplicates()
-    spread = seed_spread(stored, tolerances)
-    stored = stored.merge(fresh_cells, on=["dataset", "model", "f", "seed"])  # cells run fresh only
-    if stored.empty:
+    """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that
+    seed is not stored), the stored mean over seeds, fresh, difference, allowed, how many seed standard
+    deviations the fresh number is from the stored mean, the basis of the judgement and the verdict. A fresh
+    seed the stored set lacks is judged against its cell's stored seeds."""
+    runs = ["dataset", "model", "f"]
+    fresh_runs = fresh[[*runs, "seed"]].drop_duplicates()
+    expected = stored[SEEDS_OF].drop_duplicates().merge(fresh_runs, on=runs)  # each stored metric, per fresh run
+    if expected.empty:
         raise BenchError("the fresh runs share no cell with the stored results; run the stored grid "
                          "(see provenance.json beside them) or choose other --stored results")
-    paired = stored.merge(fresh[[*CELL, "value"]], on=CELL, how="left", suffixes=("_stored", "_fresh"))
-    paired = paired.rename(columns={"value_stored": "stored", "value_fresh": "fresh"}).merge(spread, on=SEEDS_OF)
+    paired = (expected.merge(stored[[*CELL, "value"]].rename(columns={"value": "stored"}), on=CELL, how="left")
+              .merge(fresh[[*CELL, "value"]].rename(columns={"value": "fresh"}), on=CELL, how="left")
+              .merge(seed_spread(stored, tolerances), on=SEEDS_OF))
     rows = [_judged(row, tolerances, sds) for row in paired.itertuples()]
     judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "basis", "verdict"], index=paired.index)
-    return pd.concat([paired[[*CELL, "stored", "fresh"]], judged], axis=1)
+    return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], judged], axis=1)
 
 
 def _in_sds(deviation: float, sd: float) -> float:
@@ -155,17 +159,18 @@ def _in_sds(deviation: float, sd: float) -> float:
 
 
 def _judged(row, tolerances: dict[str, Tolerance], sds: float) -> tuple[float, float, float, str, str]:
-    """(difference, allowed, standard deviations, basis, verdict) of one stored number and its fresh one."""
+    """(difference, allowed, standard deviations, basis, verdict) of one fresh number against its cell."""
     if row.stored_n < 2 or pd.isna(row.stored_sd):
+        reference = row.stored if not pd.isna(row.stored) else row.stored_mean
         tolerance = tolerances.get(row.metric, Tolerance(0.0))
-        return (row.fresh - row.stored, tolerance.allowed(row.stored), math.nan, "declared tolerance (n = 1)",
-                verdict(row.metric, row.stored, row.fresh, tolerance))
+        return (row.fresh - reference, tolerance.allowed(reference), math.nan, "declared tolerance (n = 1)",
+                verdict(row.metric, reference, row.fresh, tolerance))
     log_scale = _on_log_scale(row.metric, tolerances)
     basis = f"{sds:g} sd of {row.stored_n} seeds" + (" (log scale)" if log_scale else "")
     if pd.isna(row.fresh):
         return math.nan, math.nan, math.nan, basis, "missing"
     value = math.log(row.fresh) if log_scale and row.fresh > 0 else row.fresh
-    deviation = value - row.stored_mean
+    deviation = value - row.scaled_mean
     allowed = sds * row.stored_sd + printed_resolution(row.metric, log_scale)
     in_sds = _in_sds(deviation, row.stored_sd)
     if row.fresh == row.stored:

@@ -89,8 +89,9 @@ def main_experiment() -> None:
         rows.append(summary("defect: labels shifted by one (seed 0)", stored,
                             run(work, "defect", "--seeds", "0", "--launcher", "inline")))
     table = pd.DataFrame(rows).to_markdown(index=False)
-    text = (f"# bench check: sensitivity\n\nStored: {GRID} at seeds {STORED_SEEDS}; a regression is a number worse "
-            f"than its cell's stored mean by more than {SEED_SDS:g} seed sds plus one printed digit. Written by "
+    stored_command = f"bench run {' '.join(GRID)} --seeds {STORED_SEEDS}"
+    text = (f"# bench check: sensitivity\n\nStored: `{stored_command}`; a regression is a number worse than its "
+            f"cell's stored mean by more than {SEED_SDS:g} seed sds plus one printed digit. Written by "
             f"`python docs/check_sensitivity.py`.\n\n{table}\n")
     Path(args.out).write_text(text)
     print(text)

@@ -151,6 +151,10 @@ def test_with_several_stored_seeds_a_regression_is_three_seed_sds_below_the_stor
     assert judged(0.82, condition=20 * 2**2.9).loc["interventions.condition_number", "verdict"] == "ok"
     condition = judged(0.82, condition=20 * 2**3.2).loc["interventions.condition_number"]
     assert condition.verdict == "WORSE" and condition.sds == pytest.approx(3.2)
+    unseen = results_frame([("synthfaces", "ccvae", 0.2, 7, "quick", "classification.accuracy", 0.75)])
+    new_seed = compare(stored, unseen, default_tolerances()).set_index("metric")  # a seed never stored
+    assert new_seed.loc["classification.accuracy", "verdict"] == "WORSE" and pd.isna(new_seed.loc[
+        "classification.accuracy", "stored"]) and new_seed.loc["interventions.condition_number", "verdict"] == "missing"
 
 
 def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
