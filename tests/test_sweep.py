@@ -286,6 +286,7 @@ def test_slurm_without_slurm_is_one_line_and_exit_code_2(tmp_path, capsys, monke
     (["run", "--all", "--launcher", "cloud", "--datasets", "synthfaces"], "invalid choice: 'cloud'"),
     (["reproduce", "--table", "3"], "invalid choice: '3'"),
     (["check", "--tolerance", "x"], "must be a number or METRIC=NUMBER"),
+    (["check", "--sds", "0"], "--sds must be positive"),
     (["tables"], "does not exist"),
 ])
 def test_bad_sweep_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
