@@ -41,6 +41,7 @@ from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
 SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
+VERDICTS = ("same", "ok", "better", "WORSE", "missing")
 SEED_SDS = 3.0
 """How many of a cell's seed standard deviations a fresh number may fall short of the stored mean."""
 
@@ -160,7 +161,7 @@ def _in_sds(deviation: float, sd: float) -> float:
 
 def _judged(row, tolerances: dict[str, Tolerance], sds: float) -> tuple[float, float, float, str, str]:
     """(difference, allowed, standard deviations, basis, verdict) of one fresh number against its cell."""
-    if row.stored_n < 2 or pd.isna(row.stored_sd):
+    if row.stored_n < 2:  # no spread to judge by
         reference = row.stored if not pd.isna(row.stored) else row.stored_mean
         tolerance = tolerances.get(row.metric, Tolerance(0.0))
         return (row.fresh - reference, tolerance.allowed(reference), math.nan, "declared tolerance (n = 1)",
@@ -189,7 +190,7 @@ def report(comparison: pd.DataFrame, not_run: int) -> str:
     lines = []
     if not moved.empty:
         lines.append(tabulate(moved.to_numpy(), headers=list(moved.columns), tablefmt="simple", floatfmt=".4g"))
-    summary = ", ".join(f"{counts.get(name, 0)} {name}" for name in ("same", "ok", "better", "WORSE", "missing"))
+    summary = ", ".join(f"{counts.get(name, 0)} {name}" for name in VERDICTS)
     lines.append(f"{len(comparison)} numbers compared: {summary}"
                  + (f"; {not_run} stored cells not run fresh" if not_run else ""))
     return "\n".join(lines)

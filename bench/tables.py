@@ -29,7 +29,7 @@ from bench.evaluate import CONTROLS
 from bench.files import atomic_write_text
 from bench.metrics import TRAINER_METRICS
 from bench.registry import MODELS
-from bench.stats import BEST, TIED, interval, marks
+from bench.stats import BEST, TIED, Interval, interval, marks
 from evaluators import EVALUATORS, all_metrics
 from evaluators.controls import ROWS as CONTROL_ROWS
 
@@ -284,7 +284,7 @@ def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
     """The mean ± the half-width of its 95 % interval (n ≥ 2), marked, and n."""
     text = _number(row["mean"], digits)
     if row["n"] > 1:
-        text += f" {markup.plus_minus} {_number((row['high'] - row['low']) / 2, digits)}"
+        text += f" {markup.plus_minus} {_number(Interval(**row[SUMMARY_COLUMNS]).half_width, digits)}"
     marked = {BEST: markup.best, TIED: markup.tied}.get(row["mark"], "{}")
     return marked.format(text) + markup.count.format(int(row["n"]))
 

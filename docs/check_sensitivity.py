@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import train
-from bench.check import SEED_SDS, compare, default_tolerances, read_stored, regressions
+from bench.check import SEED_SDS, VERDICTS, compare, default_tolerances, read_stored, regressions
 from bench.cli import main
 from bench.tables import gather
 
@@ -67,7 +67,7 @@ def summary(name: str, stored: pd.DataFrame, fresh_runs: Path) -> dict:
     counts = comparison.verdict.value_counts()
     worst = failing.sort_values("sds").head(3)
     return {"fresh": name, "numbers": len(comparison),
-            **{verdict: int(counts.get(verdict, 0)) for verdict in ("same", "ok", "better", "WORSE", "missing")},
+            **{verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS},
             "largest regressions (sd)": "; ".join(f"{row.model} {row.metric} {row.sds:+.1f}"
                                                   for row in worst.itertuples()) or "—"}
 
