@@ -3,7 +3,8 @@
 A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long
 table of `bench.tables.gather`) and `provenance.json` (the grid, the suite and library
 versions and the machine that produced it). `compare` pairs every stored number with the
-fresh one of the same (data set, model, f, seed, metric) and judges the fresh number against
+fresh one of the same (data set, model, f, seed, metric), each at its preset's evaluation seed
+(evaluations at other evaluation seeds are stored but not compared), and judges the fresh number against
 the stored distribution of its cell (data set, model, f, metric) over the stored seeds:
 
     seed spread (n ≥ 2 stored seeds)  a regression is a fresh value worse than the stored mean by
@@ -36,7 +37,7 @@ from bench import __version__
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
-from bench.tables import RESULT_COLUMNS, gather, run_directories
+from bench.tables import RESULT_COLUMNS, at_preset_seed, gather, run_directories
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
@@ -84,7 +85,8 @@ def read_stored(stored: Path) -> pd.DataFrame:
         raise BenchError(f"no stored results at {path}; store a result set with `python -m bench check --update`")
     frame = pd.read_csv(path)
     if list(frame.columns) != RESULT_COLUMNS:
-        raise BenchError(f"{path} must have the columns {', '.join(RESULT_COLUMNS)}")
+        raise BenchError(f"{path} must have the columns {', '.join(RESULT_COLUMNS)} (a set stored by an older "
+                         "version of the suite: store it again with `bench check --update`)")
     return frame
 
 
@@ -222,7 +224,7 @@ class Checked:
 def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
           metrics: tuple[str, ...] | None = None, sds: float = SEED_SDS) -> Checked:
     """Compare the finished runs under `runs_root` with the stored set `stored_dir` (only `metrics`, if given)."""
-    fresh, stored = gather(runs_root), read_stored(stored_dir)
+    fresh, stored = at_preset_seed(gather(runs_root)), at_preset_seed(read_stored(stored_dir))
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
     comparison = compare(stored, fresh, tolerances, sds)

@@ -106,6 +106,8 @@ def _step(parser: argparse.ArgumentParser) -> None:
                         help="keep NCHW memory format (default: channels-last)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's loss")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPUs, AMX CPUs)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic kernels (exact reruns on a GPU; CPU runs are exact without it)")
 
 
 def _grid(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +118,8 @@ def _grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_names, help="comma-separated (default: every registered model)")
     parser.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     parser.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
+    parser.add_argument("--eval-seeds", type=_ints, default=(), help="evaluate each run at these evaluation seeds "
+                        "too (the preset's, 0, always; e.g. 0,1,2)")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
     parser.add_argument("--launcher", default=LAUNCHERS[0], choices=LAUNCHERS,
                         help="local (default: --jobs processes), inline or slurm")
@@ -125,6 +129,9 @@ def _grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-minutes", type=int, default=240, help="time limit per cell (default 240)")
     parser.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per cell (default 1)")
     parser.add_argument("--slurm-cpus", type=int, default=8, help="CPUs per cell (default 8)")
+    parser.add_argument("--slurm-max-retries", type=int, default=3,
+                        help="requeues of a cell after a timeout or preemption, each resuming from its checkpoint "
+                             "(default 3)")
     parser.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
 
 
@@ -172,10 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--table", required=True, choices=list(TABLES), help=", ".join(TABLES))
     reproduce.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
 
-    evaluate = commands.add_parser("eval", parents=[_parent(_data, _device, _fid_weights, _debug)],
-                                   help="run the evaluators on a trained run directory")
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="e.g. runs/quick/synthfaces/ccvae/f=0.06/seed=0")
+    evaluate = commands.add_parser("eval", parents=[_parent(_data, _device, _fid_weights, _runs, _dataset_option,
+                                                            _debug)],
+                                   help="run the evaluators on a trained run directory, or on a model trained "
+                                        "elsewhere (--model --checkpoint --dataset)")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                          help="e.g. runs/quick/synthfaces/ccvae/f=0.06/seed=0")
+    evaluate.add_argument("--model", metavar="MODULE:CLASS", help="a model class with the interface of bench/api.py")
+    evaluate.add_argument("--checkpoint", help="its state dict, or the whole module, as torch.save wrote it")
+    evaluate.add_argument("--dataset", help="the data set to evaluate it on")
+    evaluate.add_argument("--model-option", action="append", metavar="NAME=VALUE", help="passed to the class")
+    evaluate.add_argument("--name", help="its row in the tables (default: the class name)")
+    evaluate.add_argument("--f", type=float, default=1.0, help="the f column it goes in (default 1)")
     evaluate.add_argument("--only", type=_names, help="comma-separated evaluators (default all)")
+    evaluate.add_argument("--eval-seeds", type=_ints, help="evaluation seeds (default: the preset's, 0); another "
+                          "seed draws other test images and samples and writes eval/seed=S/")
 
     oracle = commands.add_parser("oracle", parents=[_parent(_data, _device, _preset, _dataset_option, _debug)],
                                  help="train (once, cached) or show a data set's oracle classifier")
@@ -211,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _step_options(args: argparse.Namespace):
     from bench.config import StepOptions
 
-    return StepOptions(channels_last=args.channels_last, compile=args.compile, bf16=args.bf16)
+    return StepOptions(channels_last=args.channels_last, compile=args.compile, bf16=args.bf16,
+                       deterministic=args.deterministic)
 
 
 def _runs_root(args: argparse.Namespace) -> Path:
@@ -232,11 +251,19 @@ def _cells(args: argparse.Namespace, datasets: tuple[str, ...] = ()) -> list:
     return grid.cells(args.data_root)
 
 
+def _cell_settings(args: argparse.Namespace, evaluators: tuple[str, ...] | None):
+    from bench import sweep
+
+    return sweep.CellSettings(args.data_root, args.cache_dir, args.device, evaluators, args.fid_weights,
+                              eval_seeds=tuple(args.eval_seeds))
+
+
 def _sweep(args: argparse.Namespace, cells: list, evaluators: tuple[str, ...] | None) -> list:
     from bench import sweep
 
-    settings = sweep.CellSettings(args.data_root, args.cache_dir, args.device, evaluators, args.fid_weights)
-    slurm = sweep.SlurmSettings(args.slurm_partition, args.slurm_minutes, args.slurm_gpus, args.slurm_cpus, args.jobs)
+    settings = _cell_settings(args, evaluators)
+    slurm = sweep.SlurmSettings(args.slurm_partition, args.slurm_minutes, args.slurm_gpus, args.slurm_cpus, args.jobs,
+                                args.slurm_max_retries)
     outcomes = sweep.launch(cells, _runs_root(args), settings, args.launcher, args.jobs, slurm)
     print(sweep.summarise(outcomes), file=sys.stderr)
     return outcomes
@@ -247,8 +274,18 @@ def _write_tables(runs_root: Path, out: Path, keys: list[str] | None = None):
 
     results = gather(runs_root)
     write_tables(results, runs_root, out, PAPER_CSV, keys)
-    print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'}", file=sys.stderr)
+    _write_html(results, runs_root, out, PAPER_CSV, keys)
+    print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'} and {out / 'report.html'}", file=sys.stderr)
     return results
+
+
+def _write_html(results, runs_root: Path, out: Path, paper_path: Path, keys: list[str] | None = None) -> Path:
+    from bench.files import atomic_write_text
+    from bench.report import html_report
+    from bench.tables import read_paper
+
+    atomic_write_text(out / "report.html", html_report(results, runs_root, read_paper(paper_path), keys))
+    return out / "report.html"
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -275,7 +312,7 @@ def command_run(args: argparse.Namespace) -> None:
     cells = _cells(args)
     evaluators = () if args.no_eval else None
     if args.dry_run:
-        print(sweep.dry_run(cells, _runs_root(args), evaluators))
+        print(sweep.dry_run(cells, _runs_root(args), _cell_settings(args, evaluators)))
         return
     outcomes = _sweep(args, cells, evaluators)
     if any(outcome.state == "done" for outcome in outcomes):
@@ -287,8 +324,10 @@ def command_tables(args: argparse.Namespace) -> None:
     from bench.tables import gather, write_tables
 
     runs_root = _runs_root(args)
-    written = write_tables(gather(runs_root), runs_root, Path(args.out), Path(args.paper))
-    print(f"wrote {len(written)} files; report: {Path(args.out) / 'REPORT.md'}")
+    results = gather(runs_root)
+    written = [*write_tables(results, runs_root, Path(args.out), Path(args.paper)),
+               _write_html(results, runs_root, Path(args.out), Path(args.paper))]
+    print(f"wrote {len(written)} files; reports: {Path(args.out) / 'REPORT.md'}, {Path(args.out) / 'report.html'}")
 
 
 def command_check(args: argparse.Namespace) -> None:
@@ -327,8 +366,36 @@ def command_eval(args: argparse.Namespace) -> None:
     from bench.train import resolve_device
 
     check_names(args.only)
-    evaluate_run(Path(args.run_dir), resolve_device(args.device), args.only, args.data_root, args.cache_dir,
-                 args.fid_weights)
+    if args.run_dir and args.model:
+        raise BenchError("give a run directory or --model, not both")
+    run_dir = Path(args.run_dir) if args.run_dir else _external_run(args)
+    for eval_seed in args.eval_seeds or [None]:
+        evaluate_run(run_dir, resolve_device(args.device), args.only, args.data_root, args.cache_dir,
+                     args.fid_weights, eval_seed=eval_seed)
+    print(f"evaluated: {run_dir}")
+
+
+def _external_run(args: argparse.Namespace) -> Path:
+    """The run directory of a model trained elsewhere (`bench.external`), written before its evaluation."""
+    from bench.config import preset_dataset_options
+    from bench.data import load
+    from bench.external import external_source, load_model, write_run
+    from bench.train import resolve_device
+
+    given = {"--model": args.model, "--checkpoint": args.checkpoint, "--dataset": args.dataset}
+    if not any(given.values()):
+        raise BenchError("give a run directory, or a model trained elsewhere with --model MODULE:CLASS "
+                         "--checkpoint FILE --dataset NAME")
+    missing = [flag for flag, value in given.items() if not value]
+    if missing:
+        raise BenchError(f"evaluating a model trained elsewhere needs {', '.join(missing)} too")
+    options = preset_dataset_options(args.preset, args.dataset, _options(args.dataset_option))
+    data = load(args.dataset, args.data_root, args.cache_dir, options)
+    source = external_source(args.model, args.checkpoint, _options(args.model_option))
+    device = resolve_device(args.device)
+    model = load_model(source, data, device)
+    name = args.name or args.model.rpartition(":")[2].lower()
+    return write_run(source, model, data, args.dataset, args.preset, options, name, args.f, _runs_root(args), device)
 
 
 def command_oracle(args: argparse.Namespace) -> None:

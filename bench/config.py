@@ -23,11 +23,13 @@ class StepOptions:
     channels_last  NHWC memory format for images and convolutions (oneDNN's and cuDNN's fast layout)
     compile        torch.compile the model's loss (inductor; pays a compile time once per run)
     bf16           bfloat16 autocast for the forward pass (fast on GPUs and AMX CPUs only)
+    deterministic  deterministic kernels (`bench.runtime.deterministic_kernels`): exact reruns on a GPU
     """
 
     channels_last: bool = True
     compile: bool = False
     bf16: bool = False
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)

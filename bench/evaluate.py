@@ -4,6 +4,10 @@ Writes `eval/<name>.json` (atomically) and `eval/figures/*.png` into the run dir
 evaluator starts from the same seeds (torch's global seed for the models' own sampling and a
 torch.Generator for which test images are used), so two models are judged on the same images
 and a re-run gives the same numbers.
+
+The evaluation seed is the preset's (`EvalSettings.seed`) unless another is asked for: an evaluation at
+seed S draws other test images, pairs and generations, and is written to `eval/seed=S/` (no figures),
+so that the tables can tell the spread over training seeds from the spread of the evaluators' samples.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +25,13 @@ from bench.config import RunConfig
 from bench.data import load
 from bench.data.cache import cache_dir
 from bench.errors import BenchError
+from bench.external import load_model, read_source
 from bench.files import atomic_write_text
 from bench.presets import preset
 from bench.train import build_model
 from evaluators import EVALUATORS
-from evaluators.common import EvalSettings, Evaluator, Resources
+from evaluators.common import EvalSettings, Evaluator, Resources, truth_of
+from evaluators.factor_reader import reader_for
 from evaluators.figures import draw_all, intervention_heatmap
 from evaluators.oracle import load_or_train_oracle, oracle_paths
 
@@ -51,6 +58,9 @@ def read_run(run_dir: Path) -> RunConfig:
 
 
 def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.device):
+    source = read_source(run_dir)
+    if source is not None:  # trained elsewhere (`bench eval --model`)
+        return load_model(source, data, device)
     labelled = np.load(run_dir / "labelled.npy")
     train = data.splits["train"]
     n_train = len(train) if config.train_limit is None else min(len(train), config.train_limit)
@@ -60,15 +70,37 @@ def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.dev
     return model.eval()
 
 
+def evaluation_dir(eval_root: Path, eval_seed: int | None, preset_name: str) -> Path:
+    """Where the evaluations at `eval_seed` go: `eval_root` itself for the preset's evaluation seed (or None),
+    `eval_root/seed=S` for another."""
+    if eval_seed is None or eval_seed == preset(preset_name).evaluation.seed:
+        return eval_root
+    return eval_root / f"seed={eval_seed}"
+
+
+def evaluation_settings(preset_name: str, eval_seed: int | None) -> EvalSettings:
+    """The preset's sample counts, at `eval_seed` (None: the preset's own seed)."""
+    budget = preset(preset_name).evaluation
+    return budget if eval_seed is None else replace(budget, seed=eval_seed)
+
+
+def evaluation_dirs(eval_root: Path, preset_name: str) -> list[tuple[int, Path]]:
+    """(evaluation seed, directory) of every evaluation seed written under `eval_root`, the preset's first."""
+    others = sorted((int(path.name.removeprefix("seed=")), path) for path in eval_root.glob("seed=*")
+                    if path.name.removeprefix("seed=").isdigit())
+    return [(preset(preset_name).evaluation.seed, eval_root), *others]
+
+
 def evaluate_run(
     run_dir: Path, device: torch.device, only: list[str] | None = None, data_root: str | None = None,
     cache: str | None = None, fid_weights: str | None = None, skip_done: bool = False, data=None,
-    show_progress: bool = True,
+    show_progress: bool = True, eval_seed: int | None = None,
 ) -> dict[str, dict]:
-    """Run the chosen evaluators (all by default) on a finished run; returns name -> result."""
+    """Run the chosen evaluators (all by default) on a finished run at `eval_seed` (None: the preset's);
+    returns name -> result."""
     names = check_names(only)
     config = read_run(run_dir)
-    out = run_dir / "eval"
+    out = evaluation_dir(run_dir / "eval", eval_seed, config.preset)
     if skip_done:
         names = [name for name in names if not (out / f"{name}.json").exists()]
     if not names:
@@ -79,9 +111,11 @@ def evaluate_run(
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle,
                                                  show_progress)
     resources = evaluation_resources(config, data, cache, fid_weights)
-    results = judge(model, data, oracle, oracle_record, budget.evaluation, resources, names, out, str(run_dir))
-    torch.manual_seed(budget.evaluation.seed)
-    draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / "figures")
+    settings = evaluation_settings(config.preset, eval_seed)
+    results = judge(model, data, oracle, oracle_record, settings, resources, names, out, str(run_dir))
+    if out == run_dir / "eval":  # the figures show the preset's evaluation seed
+        torch.manual_seed(budget.evaluation.seed)
+        draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / "figures")
     return results
 
 
@@ -115,25 +149,29 @@ def controls_dir(runs_root: Path, dataset: str, control: str) -> Path:
 
 
 def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.device, cache: str | None = None,
-                      fid_weights: str | None = None, only: list[str] | None = None) -> None:
+                      fid_weights: str | None = None, only: list[str] | None = None,
+                      eval_seed: int | None = None) -> None:
     """Judge the data set's controls (`evaluators/controls.py`) with the evaluators and budget of `config`'s
-    preset, once: each writes `<runs_root>/<data set>/controls/<control>/control.json` and `eval/<name>.json`."""
+    preset, once per evaluation seed: each writes `<runs_root>/<data set>/controls/<control>/control.json` and
+    `eval/<name>.json` (`eval/seed=S/<name>.json` for another evaluation seed than the preset's)."""
     from evaluators.controls import controls_for
 
     names = check_names(only)
     budget = preset(config.preset)
+    settings = evaluation_settings(config.preset, eval_seed)
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
     resources = evaluation_resources(config, data, cache, fid_weights)
     for control in controls_for(data, oracle):
         directory = controls_dir(runs_root, config.dataset, control.row)
-        todo = [name for name in names if name in control.judges and not (directory / "eval" / f"{name}.json").exists()]
+        out = evaluation_dir(directory / "eval", eval_seed, config.preset)
+        todo = [name for name in names if name in control.judges and not (out / f"{name}.json").exists()]
         if not todo:
             continue
         record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
                   "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
         atomic_write_text(directory / "control.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
-        judge(control.to(device), data, oracle, oracle_record, budget.evaluation, resources, todo,
-              directory / "eval", f"{config.dataset} {control.row}")
+        judge(control.to(device), data, oracle, oracle_record, settings, resources, todo, out,
+              f"{config.dataset} {control.row}")
 
 
 def checked(evaluator: Evaluator, result: dict) -> dict:
@@ -148,22 +186,28 @@ def checked(evaluator: Evaluator, result: dict) -> dict:
 
 def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights: str | None) -> Resources:
     """What the evaluators of a run of `config` share: FID weights, and caches beside the data set's oracle for
-    mutual_info's GP head (mutual_info adds the GPConfig to the name) and for the real images' Inception features."""
+    mutual_info's GP head (mutual_info adds the GPConfig to the name), for ground_truth's factor reader (it adds
+    its config's hash) and for the real images' Inception features."""
     oracle_weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
     weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
     return Resources(fid_weights=fid_weights, gp_cache=oracle_weights.with_suffix(".gp.pt"),
-                     fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"))
+                     fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"),
+                     reader_cache=oracle_weights.with_suffix(".reader.pt"), reader_config=preset(config.preset).reader)
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
-    """Build what every run of this data set shares (the oracle; the GP head for multi-class data) once,
-    before parallel workers would each wait for it."""
+    """Build what every run of this data set shares (the oracle; the GP head for multi-class data; the factor
+    reader for data with a renderer) once, before parallel workers would each wait for it."""
     names = check_names(only)
     oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, preset(config.preset).oracle)
+    resources = evaluation_resources(config, data, cache, None)
     if data.task == "multiclass" and "mutual_info" in names:
         from evaluators.mutual_info import GPConfig, gp_head_for
 
-        gp_head_for(oracle, data, evaluation_resources(config, data, cache, None).gp_cache, GPConfig())
+        gp_head_for(oracle, data, resources.gp_cache, GPConfig())
+    truth = truth_of(data)
+    if truth is not None and "ground_truth" in names:
+        reader_for(data, truth, resources.reader_cache, resources.reader_config, device)
 
 
 def summary_line(result: dict) -> str:

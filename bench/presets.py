@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from evaluators.common import EvalSettings
+from evaluators.factor_reader import ReaderConfig
 from evaluators.oracle import OracleConfig
 
 
@@ -22,7 +23,8 @@ class Preset:
     cycles the labelled set so that at least that share of each epoch's steps is supervised
     (None: each labelled image once per epoch, the authors' schedule); `dataset_overrides`
     changes a data set's options (e.g. synthfaces at 32×32).
-    Evaluation: `evaluation` (sample counts) and `oracle` (how the oracle is trained).
+    Evaluation: `evaluation` (sample counts), `oracle` (how the oracle is trained) and `reader` (how
+    ground_truth's factor reader is trained, for data sets with a renderer).
     """
 
     name: str
@@ -31,6 +33,7 @@ class Preset:
     lr: float
     evaluation: EvalSettings
     oracle: OracleConfig
+    reader: ReaderConfig
     train_limit: int | None = None
     labelled_share: float | None = None
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -48,6 +51,7 @@ PRESETS = {preset.name: preset for preset in (
         model_epochs={"mvae": 40},
         evaluation=EvalSettings(pairs=200, intervened=100, generated=200, fid_images=200),
         oracle=OracleConfig(steps=300),  # ≥ 0.95 test accuracy on the smoke synthfaces
+        reader=ReaderConfig(steps=300),
         description="15–30 s per run (MVAE ~100 s: 40 epochs): 1,000 training images (synthfaces at "
                     "32×32), 10 epochs (~200 steps at f = 0.06); for tests of every code path, not for "
                     "the paper's numbers",
@@ -57,6 +61,7 @@ PRESETS = {preset.name: preset for preset in (
         dataset_overrides={"synthfaces": {"image_size": 32}},
         evaluation=EvalSettings(pairs=1000, intervened=300, generated=1000, fid_images=1000),
         oracle=OracleConfig(steps=1000),
+        reader=ReaderConfig(steps=1000),
         description="the CPU default: 3,000 training images (synthfaces rendered at 32×32), 4 epochs, "
                     "lr 1e-3, batch 100, labelled batches recycled to half of the steps",
     ),
@@ -64,6 +69,7 @@ PRESETS = {preset.name: preset for preset in (
         "paper", epochs=100, batch_size=200, lr=2e-4,
         evaluation=EvalSettings(),
         oracle=OracleConfig(steps=5000),
+        reader=ReaderConfig(steps=5000),
         description="the paper's settings: all training images, 100 epochs, Adam lr 2e-4, batch 200",
     ),
 )}

@@ -1,4 +1,5 @@
-"""Process-wide settings for speed, applied once when a command or a sweep worker starts.
+"""Process-wide settings: for speed, applied once when a command or a sweep worker starts, and for exactness
+(`deterministic_kernels`, around a training run with `--deterministic`).
 
 glibc returns every freed block above its mmap threshold (128 KiB, growing to at most 32 MiB)
 to the kernel, so on the CPU each training step's activations (a 200×32×32×32 float tensor is
@@ -14,6 +15,10 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -33,3 +38,29 @@ def tune_cpu_allocator() -> str:
     tuned = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     return "tuned" if tuned else "default"
 
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for reproducible matrix products (CUDA ≥ 10.2)
+
+
+@contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """With `enabled`, deterministic algorithms for the block (`torch.use_deterministic_algorithms`: an operation
+    without one raises instead of running; cuDNN deterministic and without benchmarking; cuBLAS's workspace
+    configured), restored afterwards. On the CPU the trainer's numbers are exact without it; on a GPU, atomic
+    adds in backward passes and cuDNN's algorithm search make runs differ in the last digits unless it is on."""
+    if not enabled:
+        yield
+        return
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = before[3] or CUBLAS_WORKSPACE
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
+        if before[3] is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

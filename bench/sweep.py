@@ -29,6 +29,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import submitit
+import submitit.helpers
 import torch
 from tqdm.auto import tqdm
 
@@ -37,6 +39,7 @@ from bench.config import RunConfig, StepOptions, make_config
 from bench.data import default_datasets, load
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text, exclusive
+from bench.presets import preset
 from bench.registry import MODELS
 from bench.runtime import tune_cpu_allocator
 
@@ -78,6 +81,12 @@ class CellSettings:
     evaluators: tuple[str, ...] | None = None  # None: all; () trains only
     fid_weights: str | None = None
     show_progress: bool = True
+    eval_seeds: tuple[int, ...] = ()  # evaluation seeds besides the preset's own
+
+    def evaluation_seeds(self, preset_name: str) -> list[int]:
+        """The preset's evaluation seed (always: its numbers are the ones checked and drawn), then the others."""
+        own = preset(preset_name).evaluation.seed
+        return [own, *sorted(set(self.eval_seeds) - {own})]
 
 
 @dataclass
@@ -92,14 +101,17 @@ def cell_name(config: RunConfig) -> str:
     return f"{config.dataset}/{config.model}/f={config.f:g}/seed={config.seed}"
 
 
-def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] | None) -> str:
-    """'done', 'evaluate' (trained, evaluations missing), 'resume' (checkpoint) or 'todo'."""
-    from bench.evaluate import check_names
+def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] | None,
+               eval_seeds: list[int] | None = None) -> str:
+    """'done', 'evaluate' (trained, evaluations missing at one of `eval_seeds`; None: the preset's), 'resume'
+    (checkpoint) or 'todo'."""
+    from bench.evaluate import check_names, evaluation_dir
 
     run_dir = config.run_dir(runs_root)
     if (run_dir / "metrics.json").is_file():
         names = check_names(list(evaluators) if evaluators else None) if evaluators != () else []
-        missing = [name for name in names if not (run_dir / "eval" / f"{name}.json").is_file()]
+        directories = [evaluation_dir(run_dir / "eval", seed, config.preset) for seed in eval_seeds or [None]]
+        missing = [name for name in names for out in directories if not (out / f"{name}.json").is_file()]
         return "evaluate" if missing else "done"
     return "resume" if (run_dir / "checkpoint.pt").is_file() else "todo"
 
@@ -137,10 +149,10 @@ def run_cell(config: RunConfig, runs_root: Path, settings: CellSettings, data=No
         if data is None:
             data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
         metrics = train(config, data, run_dir, device, show_progress=settings.show_progress)
-        if settings.evaluators != ():
+        for eval_seed in settings.evaluation_seeds(config.preset) if settings.evaluators != () else []:
             evaluate_run(run_dir, device, list(settings.evaluators) if settings.evaluators else None,
                          settings.data_root, settings.cache_dir, settings.fid_weights, skip_done=True, data=data,
-                         show_progress=settings.show_progress)
+                         show_progress=settings.show_progress, eval_seed=eval_seed)
     return Outcome(cell_name(config), "done", metrics=metrics)
 
 
@@ -205,7 +217,8 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     outcomes = []
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup,
                              initargs=(devices, threads)) as pool:
-        futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in cells}
+        longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
+        futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
         with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
             for future in as_completed(futures):
                 outcomes.append(future.result())
@@ -221,12 +234,22 @@ class SlurmSettings:
     gpus: int = 1
     cpus: int = 8
     parallel: int = 64  # array tasks running at once
+    max_retries: int = 3  # requeues of a task after a timeout or preemption
+
+
+class SlurmCell(submitit.helpers.Checkpointable):
+    """One array task: link this task's Slurm log into the run directory, then run the cell.
+
+    When Slurm signals a timeout or a preemption, submitit calls `checkpoint` (Checkpointable's: the same call,
+    resubmitted) and requeues the task, at most `SlurmSettings.max_retries` times; the requeued task resumes the
+    run from its last checkpoint (written every `--checkpoint-every` steps and at the end of every epoch) and,
+    on the CPU, ends with the numbers of an uninterrupted run."""
+
+    def __call__(self, config: RunConfig, runs_root: Path, settings: CellSettings) -> Outcome:
+        return _slurm_task(config, runs_root, settings)
 
 
 def _slurm_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> Outcome:
-    """One array task: link this task's Slurm log into the run directory, then run the cell."""
-    import submitit
-
     tune_cpu_allocator()
     run_dir = config.run_dir(runs_root)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,13 +262,12 @@ def _slurm_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> O
 
 
 def slurm_executor(runs_root: Path, slurm: SlurmSettings):
-    import submitit
-
     if shutil.which("sbatch") is None:
         raise BenchError("--launcher slurm needs Slurm, but sbatch is not on PATH; use --launcher local or inline")
     executor = submitit.AutoExecutor(folder=runs_root / "slurm" / "%A")
     parameters = {"timeout_min": slurm.minutes, "gpus_per_node": slurm.gpus, "cpus_per_task": slurm.cpus,
-                  "slurm_array_parallelism": slurm.parallel, "name": "ccvae-bench"}
+                  "slurm_array_parallelism": slurm.parallel, "slurm_max_num_timeout": slurm.max_retries,
+                  "name": "ccvae-bench"}
     if slurm.partition:
         parameters["slurm_partition"] = slurm.partition
     executor.update_parameters(**parameters)
@@ -257,7 +279,7 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     """Submit one array task per cell with `executor` (submitit) and wait for all of them."""
     quiet = replace(settings, show_progress=False)
     count = len(cells)
-    jobs = executor.map_array(_slurm_task, cells, [runs_root] * count, [quiet] * count)
+    jobs = executor.map_array(SlurmCell(), cells, [runs_root] * count, [quiet] * count)
     print(f"submitted {count} array tasks (job {jobs[0].job_id.split('_')[0] if jobs else '—'}); "
           f"logs under {runs_root / 'slurm'}", file=sys.stderr)
     outcomes: dict[int, Outcome] = {}
@@ -306,8 +328,10 @@ def judge_controls(cells: list[RunConfig], runs_root: Path, settings: CellSettin
 
     for config in _one_per_dataset(cells):
         data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
-        evaluate_controls(config, data, runs_root, resolve_device(settings.device), settings.cache_dir,
-                          settings.fid_weights, list(settings.evaluators) if settings.evaluators else None)
+        for eval_seed in settings.evaluation_seeds(config.preset):
+            evaluate_controls(config, data, runs_root, resolve_device(settings.device), settings.cache_dir,
+                              settings.fid_weights, list(settings.evaluators) if settings.evaluators else None,
+                              eval_seed)
 
 
 def _one_per_dataset(cells: list[RunConfig]) -> list[RunConfig]:
@@ -335,9 +359,10 @@ def report(outcome: Outcome, write=None) -> None:
         write(f"skipped {outcome.cell}: {outcome.message}")
 
 
-def dry_run(cells: list[RunConfig], runs_root: Path, evaluators: tuple[str, ...] | None) -> str:
+def dry_run(cells: list[RunConfig], runs_root: Path, settings: CellSettings) -> str:
     """One line per cell with its state, and a count per state."""
-    states = [cell_state(config, runs_root, evaluators) for config in cells]
+    states = [cell_state(config, runs_root, settings.evaluators, settings.evaluation_seeds(config.preset))
+              for config in cells]
     lines = [f"{state:>8}  {cell_name(config)}" for config, state in zip(cells, states, strict=True)]
     counts = ", ".join(f"{states.count(state)} {state}" for state in ("done", "evaluate", "resume", "todo")
                        if states.count(state))

@@ -1,11 +1,14 @@
 """Run directories -> one pandas DataFrame -> the paper's tables as CSV, LaTeX and Markdown.
 
 `gather(runs_root)` reads every finished run (config.json, metrics.json, eval/*.json) into a
-long DataFrame with one row per (data set, model, f, seed, metric). `write_tables` writes, per
+long DataFrame with one row per (data set, model, f, seed, evaluation seed, metric). `write_tables` writes, per
 data set, every table of `TABLES` that has numbers: rows are models, columns are f (per
 metric), cells are the mean over seeds with its 95 % interval and n, marked best or tied by the
-test of `bench.stats` (`MARKS_EXPLAINED`). Where `results/paper.csv` has the paper's number for
-a cell, the table shows it in a row "<model> (paper)" beneath ours. `results/REPORT.md` shows
+test of `bench.stats` (`MARKS_EXPLAINED`). A run evaluated at several evaluation seeds
+(`--eval-seeds`) counts once, with the mean of its evaluations; the spread of those evaluations is
+shown beside the interval (`eval_sd`, the pooled standard deviation over evaluation seeds). Where
+`results/paper.csv` has the paper's number for a cell, the table shows it in a row "<model> (paper)"
+beneath ours. `results/REPORT.md` shows
 every table and links the figures of every run.
 """
 
@@ -25,20 +28,25 @@ from tabulate import tabulate
 from bench.config import RunConfig
 from bench.data import entry
 from bench.errors import BenchError
-from bench.evaluate import CONTROLS
+from bench.evaluate import CONTROLS, evaluation_dirs
+from bench.external import EVALUATED_ONLY
 from bench.files import atomic_write_text
 from bench.metrics import TRAINER_METRICS
+from bench.presets import preset
 from bench.registry import MODELS
 from bench.stats import BEST, TIED, Interval, interval, marks
 from evaluators import EVALUATORS, all_metrics
 from evaluators.controls import ROWS as CONTROL_ROWS
 
-RESULT_COLUMNS = ["dataset", "model", "f", "seed", "preset", "metric", "value"]
+RESULT_COLUMNS = ["dataset", "model", "f", "seed", "eval_seed", "preset", "metric", "value"]
 SUMMARY_COLUMNS = ["mean", "std", "low", "high", "n"]  # `bench.stats.Interval`'s fields
+EVALUATION_COLUMNS = ["eval_sd", "n_eval"]  # the spread of a run's evaluations over evaluation seeds
 MARKS_EXPLAINED = ("Cells: the mean over training seeds ± the half-width of its 95 % Student's t interval, and "
                    "n seeds. Bold: best, separated from every other model of the column by Welch's t-test at 5 %; "
                    "italic: tied, the best mean and the models that test cannot separate from it; no marks in a "
-                   "column with a model of fewer than 2 seeds.")
+                   "column with a model of fewer than 2 seeds. Where runs were evaluated at several evaluation "
+                   "seeds, each run counts with the mean of its evaluations, and \"eval sd\" is the pooled standard "
+                   "deviation over evaluation seeds (the evaluators' sampling alone).")
 PAPER_COLUMNS = ["table", "dataset", "model", "f", "metric", "value", "source"]
 
 
@@ -98,9 +106,12 @@ TABLES = {spec.key: spec for spec in (
                    "truth (not in the paper)", ("ground_truth",),
               caption="Capture: within-class Spearman correlation of each label's characteristic coordinate with the "
                       "true continuous characteristic (higher is better). Leakage: ridge R² of the context factors "
-                      "from the characteristic latents (lower is better). Swap and intervention error: distance to "
-                      "the rendered true result in the oracle's feature space, divided by the distance between two "
-                      "random test images (0: the truth; 1: as far as a random image)."),
+                      "from the characteristic latents (lower is better). Swap and intervention error: how far "
+                      "the factors of the model's result are from those of the rendered true result, as an inverse "
+                      "renderer reads them, per factor over the distance between two random test images; the mean "
+                      "of what should change and what should not (0: the truth; a swap that returns one of its "
+                      "inputs: about 0.5). Reconstruction error: the same for swap(a, a) against a, what the "
+                      "model's rendering loses of every factor."),
 )}
 
 
@@ -124,12 +135,16 @@ def run_rows(run_dir: Path) -> list[dict]:
     if not (run_dir / "metrics.json").is_file():
         return []
     config = RunConfig.from_json((run_dir / "config.json").read_text())
-    cell = {"dataset": config.dataset, "model": config.model, "f": config.f, "seed": config.seed,
-            "preset": config.preset}
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    values = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}
-    values |= evaluated(run_dir / "eval")
-    return [{**cell, "metric": name, "value": float(value)} for name, value in values.items()]
+    model = config.model + (EVALUATED_ONLY if metrics.get("evaluated_only") else "")  # `bench eval --model`
+    cell = {"dataset": config.dataset, "model": model, "f": config.f, "seed": config.seed, "preset": config.preset}
+    trained = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}
+    rows = []
+    for eval_seed, directory in evaluation_dirs(run_dir / "eval", config.preset):
+        values = (trained if directory == run_dir / "eval" else {}) | evaluated(directory)
+        rows += [{**cell, "eval_seed": eval_seed, "metric": name, "value": float(value)}
+                 for name, value in values.items()]
+    return rows
 
 
 def evaluated(eval_dir: Path) -> dict[str, float]:
@@ -151,10 +166,17 @@ def control_rows(runs_root: Path) -> list[dict]:
     rows = []
     for path in sorted(runs_root.glob(f"*/{CONTROLS}/*/control.json")):
         record = json.loads(path.read_text())
-        cell = {"dataset": record["dataset"], "model": record["row"], "f": math.nan, "seed": record["seed"],
-                "preset": record["preset"]}
-        rows += [{**cell, "metric": name, "value": value} for name, value in evaluated(path.parent / "eval").items()]
+        cell = {"dataset": record["dataset"], "model": record["row"], "f": math.nan, "preset": record["preset"]}
+        for eval_seed, directory in evaluation_dirs(path.parent / "eval", record["preset"]):
+            rows += [{**cell, "seed": eval_seed, "eval_seed": eval_seed, "metric": name, "value": value}
+                     for name, value in evaluated(directory).items()]
     return rows
+
+
+def at_preset_seed(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows evaluated at their preset's own evaluation seed (what `bench check` compares)."""
+    own = results.preset.map(lambda name: preset(name).evaluation.seed)
+    return results[results.eval_seed == own]
 
 
 def gather(runs_root: Path) -> pd.DataFrame:
@@ -206,10 +228,15 @@ def ordered_models(models) -> list[str]:
 
 
 def _summaries(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """One row per group of `keys`: its seeds' values (a list) and their interval (`SUMMARY_COLUMNS`)."""
-    grouped = frame.groupby(keys)["value"].agg(list).reset_index().rename(columns={"value": "values"})
+    """One row per group of `keys`: its seeds' values (a list: each run's mean over its evaluation seeds), their
+    interval (`SUMMARY_COLUMNS`), and the pooled standard deviation over evaluation seeds with their number
+    (`EVALUATION_COLUMNS`; NaN and 1 where each run was evaluated once)."""
+    runs = frame.groupby([*keys, "seed"])["value"].agg(["mean", "var", "count"]).reset_index()
+    grouped = runs.groupby(keys).agg(values=("mean", list), eval_var=("var", "mean"), n_eval=("count", "min"))
+    grouped = grouped.reset_index()
+    grouped["eval_sd"] = grouped.pop("eval_var").pow(0.5).where(grouped.n_eval > 1)
     intervals = pd.DataFrame([asdict(interval(values)) for values in grouped["values"]], columns=SUMMARY_COLUMNS)
-    return pd.concat([grouped, intervals], axis=1)
+    return pd.concat([grouped[[*keys, "values"]], intervals, grouped[EVALUATION_COLUMNS]], axis=1)
 
 
 def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.DataFrame:
@@ -218,7 +245,7 @@ def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.
     chosen = results[(results.dataset == dataset) & results.metric.isin(spec.metrics)]
     runs, controls = chosen[chosen.f.notna()], chosen[chosen.f.isna()]
     if runs.empty:
-        return pd.DataFrame(columns=["model", "metric", "f", "values", *SUMMARY_COLUMNS])
+        return pd.DataFrame(columns=["model", "metric", "f", "values", *SUMMARY_COLUMNS, *EVALUATION_COLUMNS])
     summary = _summaries(runs, ["model", "metric", "f"])
     if len(controls):
         repeated = _summaries(controls, ["model", "metric"]).merge(pd.DataFrame({"f": sorted(set(summary.f))}),
@@ -241,7 +268,8 @@ def column_marks(summary: pd.DataFrame) -> pd.Series:
 
 
 def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
-    """The long CSV form of one table: model, metric, f, mean, std, low, high, n, mark, paper, paper_source."""
+    """The long CSV form of one table: model, metric, f, mean, std, low, high, n, eval_sd, n_eval, mark, paper,
+    paper_source."""
     summary = summarise_cells(results, dataset, spec)
     if summary.empty:
         return summary.drop(columns="values")
@@ -273,20 +301,24 @@ class Markup:
     best: str  # a format string with {} for the text
     tied: str
     plus_minus: str
-    count: str  # a format string with {} for n
+    count: str  # a format string with {} for "n=3" (and the evaluation spread, where there is one)
 
 
-MARKDOWN = Markup("**{}**", "*{}*", "±", " (n={})")
-LATEX = Markup(r"\textbf{{{}}}", r"\textit{{{}}}", r"$\pm$", r"\,{{\scriptsize (n={})}}")
+MARKDOWN = Markup("**{}**", "*{}*", "±", " ({})")
+LATEX = Markup(r"\textbf{{{}}}", r"\textit{{{}}}", r"$\pm$", r"\,{{\scriptsize ({})}}")
 
 
 def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
-    """The mean ± the half-width of its 95 % interval (n ≥ 2), marked, and n."""
+    """The mean ± the half-width of its 95 % interval (n ≥ 2), marked, n, and the evaluation seeds' pooled
+    standard deviation where each run was evaluated at several."""
     text = _number(row["mean"], digits)
     if row["n"] > 1:
         text += f" {markup.plus_minus} {_number(Interval(**row[SUMMARY_COLUMNS]).half_width, digits)}"
     marked = {BEST: markup.best, TIED: markup.tied}.get(row["mark"], "{}")
-    return marked.format(text) + markup.count.format(int(row["n"]))
+    count = f"n={int(row['n'])}"
+    if row["n_eval"] > 1:
+        count += f"; eval sd {_number(row['eval_sd'], digits)}"
+    return marked.format(text) + markup.count.format(count)
 
 
 def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[list[str], list[list[str]]]:

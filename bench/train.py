@@ -30,6 +30,7 @@ from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
 from bench.files import atomic_torch_save, atomic_write_text
 from bench.nets import to_float_images
+from bench.runtime import deterministic_kernels
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
 EPOCH_SEED_OFFSET = 104729
@@ -137,6 +138,22 @@ def _write_log(run_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(run_dir / "train_log.csv", buffer.getvalue())
 
 
+TENSORBOARD_SCALARS = ("sup_loss", "unsup_loss", "valid_accuracy", "images_per_s")
+
+
+def _write_tensorboard(run_dir: Path, row: dict) -> None:
+    """An epoch's row as TensorBoard scalars in `run_dir/tensorboard/`, where the optional `tensorboard` package is
+    installed (`pip install .[tensorboard]`); nothing otherwise (train_log.csv holds the same numbers)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        for key in TENSORBOARD_SCALARS:
+            if row[key] != "":
+                writer.add_scalar(f"train/{key}", float(row[key]), row["epoch"])
+
+
 def _save_checkpoint(path: Path, model, optimizer, epoch: int, step: int, log: list[dict]) -> None:
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -234,6 +251,13 @@ def train(
     _prepare_run_dir(config, run_dir)
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
+    with deterministic_kernels(config.step.deterministic):
+        return _train(config, data, run_dir, device, checkpoint_every, show_progress, log_every)
+
+
+def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch.device, checkpoint_every: int,
+           show_progress: bool | None, log_every: int) -> dict:
+    metrics_path = run_dir / "metrics.json"
     labelled, unlabelled = _labelled_split(config, data, run_dir)
     model = build_model(config, data, labelled, len(labelled) + len(unlabelled), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -286,6 +310,7 @@ def train(
         log.append(row)
         _save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, 0, log)
         _write_log(run_dir, log)
+        _write_tensorboard(run_dir, row)
         print(f"{name} epoch {epoch + 1}/{config.epochs}: sup {row['sup_loss']} unsup {row['unsup_loss']} "
               f"valid acc {row['valid_accuracy']:.3f} ({row['images_per_s']} img/s)", file=sys.stderr)
 

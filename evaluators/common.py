@@ -36,16 +36,20 @@ class EvalSettings:
 class Resources:
     """What some evaluators need beyond the model, the data and the oracle; every field is optional.
 
-    fid_weights  pytorch-fid's Inception weights file (None: torch's hub cache)
-    fid_cache    where fid caches the real test images' Inception features (None: no cache)
-    gp_cache     where mutual_info caches the GP head it fits on the oracle's features (None: no cache)
-    gp_config    how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
+    fid_weights   pytorch-fid's Inception weights file (None: torch's hub cache)
+    fid_cache     where fid caches the real test images' Inception features (None: no cache)
+    gp_cache      where mutual_info caches the GP head it fits on the oracle's features (None: no cache)
+    gp_config     how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
+    reader_cache  where ground_truth caches its factor reader (`evaluators/factor_reader.py`; None: no cache)
+    reader_config how that reader is trained (`evaluators.factor_reader.ReaderConfig`; None: its defaults)
     """
 
     fid_weights: str | Path | None = None
     fid_cache: Path | None = None
     gp_cache: Path | None = None
     gp_config: Any = None
+    reader_cache: Path | None = None
+    reader_config: Any = None
 
 
 NO_RESOURCES = Resources()

@@ -4,7 +4,6 @@ intervention matrix heat-map (figures 10–16). Every figure uses the evaluation
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -16,16 +15,17 @@ import torch
 from torchvision.utils import save_image
 
 from bench.data.base import LabelledImages
+from bench.files import atomic_write
 from evaluators.common import device_of, float_images, sample_test_indices
+from evaluators.interventions import intervened_to, target_labels
 
 ROWS = 8
 
 
 def _save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
     """Write a (N, C, H, W) grid atomically."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    save_image(images.float().cpu(), temporary, nrow=columns, padding=1, pad_value=1.0)
-    os.replace(temporary, path)
+    atomic_write(path, lambda handle: save_image(images.float().cpu(), handle, format="png", nrow=columns, padding=1,
+                                                 pad_value=1.0))
 
 
 def intervention_heatmap(result: dict, path: Path) -> None:
@@ -44,10 +44,8 @@ def intervention_heatmap(result: dict, path: Path) -> None:
     axes.set_title(f"cond = {condition:.1f}" if condition is not None else "cond undefined (singular matrix)")
     figure.colorbar(image)
     figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    figure.savefig(temporary, dpi=100)
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
     plt.close(figure)
-    os.replace(temporary, path)
 
 
 @torch.no_grad()
@@ -73,6 +71,12 @@ def draw_all(model, data: LabelledImages, generator: torch.Generator, directory:
         path = directory / "traversals.png"
         rows = [model.traverse(x[:1], i, ROWS)[0] for i in range(labels.shape[1])]
         _save_grid(torch.cat(rows), ROWS, path)
+        written.append(path)
+    if capabilities.intervene:  # each row: a test image, then each label flipped in turn (as Table C does)
+        path = directory / "interventions_grid.png"
+        targets = [target_labels(labels, i, data.task).to(device) for i in range(labels.shape[1])]
+        columns = [x, *(intervened_to(model, x, target, i) for i, target in enumerate(targets))]
+        _save_grid(torch.stack(columns, 1).flatten(0, 1), len(columns), path)
         written.append(path)
     if capabilities.intervene:  # figure 5: per-pixel variance of 16 stochastic interventions, label 0 → 1
         path = directory / "intervention_variance.png"

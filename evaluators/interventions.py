@@ -66,6 +66,15 @@ def target_labels(labels: torch.Tensor, i: int, task: str) -> torch.Tensor:
     return torch.nn.functional.one_hot(torch.full((len(labels),), i), labels.shape[1]).to(labels.dtype)
 
 
+def intervened_to(model, x: torch.Tensor, target: torch.Tensor, i: int) -> torch.Tensor:
+    """Each image intervened on label i to its target value `target[:, i]` (the API takes one value per call)."""
+    intervened = torch.empty_like(x)
+    for value in target[:, i].unique().tolist():
+        rows = target[:, i] == value
+        intervened[rows] = model.intervene(x[rows], i, value)
+    return intervened
+
+
 def oracle_log_probs(oracle, images: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
     """log p_oracle(ỹ_j | x) per label j (multi-label) or log p_oracle(class j | x) (multi-class)."""
     return oracle.log_prob_of(images, target) if task == "multilabel" else oracle.label_log_probs(images)
@@ -97,10 +106,7 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             for batch in chosen[keep].split(settings.batch_size):
                 x = float_images(data, batch, device)
                 target = target_labels(data.labels[batch].float(), i, data.task).to(device)
-                intervened = torch.empty_like(x)
-                for value in target[:, i].unique().tolist():  # the API takes one value per call
-                    rows = target[:, i] == value
-                    intervened[rows] = model.intervene(x[rows], i, value)
+                intervened = intervened_to(model, x, target, i)
                 reference = model.swap(x, x) if model.capabilities.swap else x
                 changes.append((oracle_log_probs(oracle, intervened, target, data.task)
                                 - oracle_log_probs(oracle, reference, target, data.task)).abs().cpu())

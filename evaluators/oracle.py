@@ -59,9 +59,10 @@ class ResidualBlock(nn.Module):
 
 
 class OracleNet(nn.Module):
-    """ResNet-style classifier: features(x) (B, 128) and logits(x) (B, outputs); any image size."""
+    """ResNet-style classifier: features(x) (B, 128) and logits(x) (B, outputs); any image size. `task` None:
+    the head is a regression (the factor reader, `evaluators/factor_reader.py`)."""
 
-    def __init__(self, channels: int, size: int, outputs: int, task: Task):
+    def __init__(self, channels: int, size: int, outputs: int, task: Task | None):
         super().__init__()
         self.task = task
         stem: list[nn.Module] = []

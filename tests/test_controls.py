@@ -9,12 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.v2.functional import gaussian_blur
 
 from bench.api import Capabilities
 from bench.cli import main
 from bench.config import make_config
 from bench.data import load
 from bench.data import synthfaces as truth
+from bench.evaluate import evaluation_resources
 from bench.presets import preset
 from evaluators import conditional, ground_truth, interventions, swap
 from evaluators.common import EvalSettings
@@ -27,17 +29,19 @@ pytestmark = pytest.mark.slow  # every test here needs the smoke oracle (trained
 
 @pytest.fixture(scope="module")
 def world(smoke_cache):
-    """synthfaces at the smoke preset and its oracle (the session's cache)."""
-    options = make_config("ccvae", "synthfaces", 1.0, 0, "smoke").dataset_options
-    data = load("synthfaces", cache_dir=smoke_cache, options=options)
-    oracle, record = load_or_train_oracle(data, options, torch.device("cpu"), smoke_cache, preset("smoke").oracle)
-    return data, oracle, record
+    """synthfaces at the smoke preset, its oracle and the evaluators' resources (the session's cache, which the
+    smoke grid shares: its factor reader is trained once)."""
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
+    data = load("synthfaces", cache_dir=smoke_cache, options=config.dataset_options)
+    oracle, record = load_or_train_oracle(data, config.dataset_options, torch.device("cpu"), smoke_cache,
+                                          preset("smoke").oracle)
+    return data, oracle, record, evaluation_resources(config, data, str(smoke_cache), None)
 
 
 def judged(evaluator, model, world) -> dict:
-    data, oracle, _ = world
+    data, oracle, _, resources = world
     torch.manual_seed(0)
-    return evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS)
+    return evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, resources)
 
 
 class LabelOnlySwap(Renderer):
@@ -71,8 +75,27 @@ class Leaky(Renderer):
         return self._render(factors)
 
 
-def test_the_renderer_is_the_truth_of_every_operation(world):
-    data, _, _ = world
+class WrongLabel(Renderer):
+    """Interventions that flip the next label instead of label i (perfectly), leaving label i as it was."""
+
+    def intervene(self, x, i, value, stochastic=False):
+        factors, j = self.factors_of(x), (i + 1) % self.labels
+        return self._render(np.concatenate([self.truth.with_label(factors[k: k + 1], j, 1 - int(row[j]))
+                                            for k, row in enumerate(self.truth.labels_from_factors(factors))]))
+
+
+class Blurred(Renderer):
+    """The truth seen through a decoder's blur (Gaussian, σ = 1 pixel): the operation right, the rendering soft."""
+
+    def swap(self, x_char, x_ctx):
+        return gaussian_blur(super().swap(x_char, x_ctx), [5, 5], [1.0, 1.0])
+
+    def intervene(self, x, i, value, stochastic=False):
+        return gaussian_blur(super().intervene(x, i, value), [5, 5], [1.0, 1.0])
+
+
+def test_the_renderer_is_the_truth_of_every_operation(world, truth_errors):
+    data = world[0]
     renderer = Renderer(data)
     test = torch.as_tensor(data.splits["test"][:20])
     x = data.images[test].float() / 255
@@ -81,39 +104,63 @@ def test_the_renderer_is_the_truth_of_every_operation(world):
     flipped = truth.labels_from_factors(truth.with_label(factors, 2, 1))
     assert (flipped[:, 2] == 1).all() and (flipped[:, [0, 1, 3, 4, 5, 6]] == data.labels[test][:, [0, 1, 3, 4, 5, 6]]
                                            .numpy()).all()
-    errors = judged(ground_truth, renderer, world)
-    assert errors["swap_error"] == 0 and errors["intervention_error"] == 0 and errors["capture"] == pytest.approx(1)
+    assert truth_errors["perfect"]["capture"] == pytest.approx(1)
+    assert truth_errors["perfect"]["swap_error"] == 0 and truth_errors["perfect"]["intervention_error"] == 0
 
 
-def test_swap_measures_rank_nothing_below_half_the_job_below_the_truth(world):
-    data, _, _ = world
+@pytest.fixture(scope="module")
+def truth_errors(world) -> dict[str, dict]:
+    """Table G of constructed models, each with one kind of swap and one kind of intervention (the two errors
+    are computed independently): "half" swaps only label values and leaks its interventions into Pale_Skin,
+    "returns a" returns a from its swaps and flips the wrong label in its interventions."""
+    data = world[0]
+
+    class HalfAndLeaky(Leaky, LabelOnlySwap):
+        pass
+
+    class ReturnsAWrongLabel(WrongLabel, ReturnsA):
+        pass
+
+    models = {"nothing": Floor(data), "perfect": Renderer(data), "blurred": Blurred(data),
+              "half": HalfAndLeaky(data), "returns a": ReturnsAWrongLabel(data)}
+    return {name: judged(ground_truth, model, world) for name, model in models.items()}
+
+
+def test_swap_measures_rank_nothing_below_half_the_job_below_the_truth(world, truth_errors):
+    data = world[0]
     nothing, half, perfect, returns_a = Floor(data), LabelOnlySwap(data), Renderer(data), ReturnsA(data)
     scores = {name: judged(swap, model, world) for name, model in
               (("nothing", nothing), ("half", half), ("perfect", perfect), ("returns a", returns_a))}
-    errors = {name: judged(ground_truth, model, world)["swap_error"] for name, model in
-              (("nothing", nothing), ("half", half), ("perfect", perfect))}
+    truth = truth_errors
+    errors = {name: result["swap_error"] for name, result in truth.items()}
     assert scores["perfect"]["score"] < scores["nothing"]["score"]
     assert scores["perfect"]["score_vs_reconstruction"] < scores["nothing"]["score_vs_reconstruction"]
-    assert errors["perfect"] == 0 < errors["half"] < errors["nothing"]  # only the truth tells half the job apart
+    # only the truth tells half the job apart, and a decoder's blur costs less than half the job
+    assert errors["perfect"] == 0 < errors["blurred"] < errors["half"] < min(errors["nothing"], errors["returns a"])
+    assert truth["nothing"]["swap_error_parts"]["characteristics"] > 0.8  # b's characteristics, not a's
+    assert truth["returns a"]["swap_error_parts"]["context"] > 0.8  # a's context, not b's
+    assert truth["perfect"]["reconstruction_error"] == 0 < truth["blurred"]["reconstruction_error"]  # its rendering
     assert scores["returns a"]["score"] == 0  # the paper's score alone calls returning a perfect ...
     assert scores["returns a"]["context_kept"] < 0.01 < scores["perfect"]["context_kept"]  # ... the other side not
     assert scores["nothing"]["context_kept"] > 0.99  # (a pair may draw the same image twice: it counts ½)
 
 
-def test_intervention_measures_rank_nothing_below_the_truth_and_catch_leaks(world):
-    data, _, record = world
+def test_intervention_measures_rank_nothing_below_the_truth_and_catch_leaks(world, truth_errors):
+    data, record = world[0], world[2]
     nothing, perfect, leaky = (judged(interventions, model, world) for model in (Floor(data), Renderer(data),
                                                                                 Leaky(data)))
     assert nothing["flip_rate"] < 1 - record["test_accuracy"] + 0.05  # the floor: the oracle's own errors
     assert perfect["flip_rate"] > record["test_accuracy"] - 0.05  # the ceiling: the oracle's accuracy
     assert nothing["leakage"] == 0 and perfect["leakage"] < 0.05 < leaky["leakage"]
     assert nothing["condition_number"] is None and "singular" in nothing["condition_number_unavailable"]
-    nothing_error = judged(ground_truth, Floor(data), world)["intervention_error"]
-    assert judged(ground_truth, Renderer(data), world)["intervention_error"] == 0 < nothing_error
+    errors = {name: result["intervention_error"] for name, result in truth_errors.items()}  # half: leaky
+    assert errors["perfect"] == 0 < errors["blurred"] < errors["half"] < errors["nothing"] < errors["returns a"]
+    assert truth_errors["returns a"]["intervention_error_parts"]["target"] > 1  # the wrong label flipped
+    assert truth_errors["perfect"]["reader_test_r2"] > 0.8  # the reader (smoke: 1,000 images at 32×32, 300 steps)
 
 
 def test_conditional_generation_floor_and_ceilings(world):
-    data, _, record = world
+    data, record = world[0], world[2]
     floor, real, rendered = (judged(conditional, model, world)["accuracy"] for model in (Floor(data), RealImages(data),
                                                                                         Renderer(data)))
     assert floor < 0.75 < min(real, rendered)  # random real images match the requested labels by chance only
@@ -123,7 +170,7 @@ def test_conditional_generation_floor_and_ceilings(world):
 def test_the_oracle_control_classifies_at_the_oracles_recorded_test_accuracy(world):
     from evaluators import classification
 
-    data, oracle, record = world
+    data, oracle, record, _ = world
     assert judged(classification, OracleControl(data, oracle), world)["accuracy"] == pytest.approx(
         record["test_accuracy"])
     assert "unavailable" in judged(classification, Floor(data), world)
@@ -133,7 +180,7 @@ def test_the_oracle_control_classifies_at_the_oracles_recorded_test_accuracy(wor
 
 
 def test_a_user_model_that_does_nothing_trains_is_evaluated_and_flips_at_the_floor(tmp_path, smoke_cache, world):
-    _, _, record = world
+    record = world[2]
     runs = tmp_path / "runs"
     assert main(["train", "--model", "tests.models:DoNothingVAE", "--f", "0.06", "--preset", "smoke", "--epochs", "1",
                  "--runs", str(runs), "--cache-dir", str(smoke_cache)]) == 0

@@ -8,6 +8,7 @@ import urllib.error
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.linalg import sqrtm
@@ -15,15 +16,18 @@ from torch import nn
 
 from bench.api import Capabilities
 from bench.cli import main
-from bench.config import make_config
-from bench.data import load
+from bench.config import RunConfig, make_config
+from bench.data import load, synthfaces
 from bench.data.base import LabelledImages
+from bench.evaluate import load_trained_model
 from bench.files import atomic_torch_save
 from bench.nets import to_float_images
 from bench.presets import preset
+from bench.tables import run_rows
 from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings, Resources
 from evaluators.controls import Renderer
+from evaluators.factor_reader import ReaderConfig, reader_for, reader_r2
 from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
 
 SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
@@ -208,6 +212,23 @@ def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_d
     assert ground_truth.EVALUATOR.problems(flat) == []
 
 
+def test_the_factor_reader_learns_unit_scale_factors_and_is_cached(tmp_path):
+    data = synthfaces.build(None, 200, 10, 100, seed=0, image_size=32)
+    unit = synthfaces.unit_factors(data.factors.numpy())
+    assert unit.min() >= 0 and unit.max() <= 1 and unit[:, 0].min() < 0.05 < 0.95 < unit[:, 0].max()
+    labels = synthfaces.labels_from_factors(data.factors.numpy())
+    for i in range(len(synthfaces.LABELS)):  # each label is its unit characteristic above the unit threshold
+        assert np.array_equal(labels[:, i] == 1, unit[:, i] > synthfaces._unit_threshold(i))
+    config, cache = ReaderConfig(steps=3, batch_size=20), tmp_path / "oracle" / "smoke.reader.pt"
+    reader, record = reader_for(data, synthfaces, cache, config, torch.device("cpu"))
+    assert len(record["test_r2_per_factor"]) == len(data.factor_names) and len(list(cache.parent.glob("*.pt"))) == 1
+    again, record_again = reader_for(data, synthfaces, cache, config, torch.device("cpu"))
+    assert record_again == record
+    pairs = zip(reader.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert np.mean(reader_r2(reader, data, synthfaces)) == pytest.approx(record["test_r2"])
+
+
 @pytest.mark.slow
 def test_the_oracle_is_accurate_on_the_smoke_data_and_cached(smoke_data):
     data, options, cache = smoke_data
@@ -241,12 +262,53 @@ def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_runs, smoke_cache
     assert main(["eval", str(run_dir), "--only", "swap", "--cache-dir", str(smoke_cache)]) == 0  # same seeds
     after = json.loads((run_dir / "eval" / "swap.json").read_text())
     assert after["score"] == before["score"] and "swap: score" in capsys.readouterr().out
+    assert main(["eval", str(run_dir), "--only", "swap", "--eval-seeds", "0,1", "--cache-dir", str(smoke_cache)]) == 0
+    other = json.loads((run_dir / "eval" / "seed=1" / "swap.json").read_text())
+    assert other["score"] != before["score"] and other["pairs"] == before["pairs"]  # other pairs, as many
+    assert not (run_dir / "eval" / "seed=1" / "figures").exists()  # the figures show the preset's seed
+    rows = pd.DataFrame(run_rows(run_dir)).query("metric == 'swap.score'").set_index("eval_seed")["value"]
+    assert rows.to_dict() == {0: before["score"], 1: other["score"]}
     assert main(["oracle", "--dataset", "synthfaces", "--preset", "smoke", "--cache-dir", str(smoke_cache)]) == 0
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(smoke_runs, smoke_cache, tmp_path, capsys):
+    trained = smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0"
+    config = RunConfig.from_json((trained / "config.json").read_text())
+    data = load("synthfaces", cache_dir=smoke_cache, options=config.dataset_options)
+    model = load_trained_model(config, data, trained, torch.device("cpu"))
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    torch.save(model, tmp_path / "whole.pt")
+    grid = ["--dataset", "synthfaces", "--preset", "smoke", "--only", "classification,swap", "--f", "0.06",
+            "--runs", str(tmp_path / "runs"), "--cache-dir", str(smoke_cache)]
+    for name, checkpoint in (("mine", "weights.pt"), ("whole", "whole.pt")):
+        assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(tmp_path / checkpoint),
+                     "--name", name, *grid]) == 0
+        for evaluator in ("classification", "swap"):
+            ours = json.loads((trained / "eval" / f"{evaluator}.json").read_text())
+            theirs = json.loads((tmp_path / "runs" / "synthfaces" / name / "f=0.06" / "seed=0" / "eval" /
+                                 f"{evaluator}.json").read_text())
+            assert theirs == {**ours, "seconds": theirs["seconds"]}  # the same numbers
+    rows = {row["model"] for row in run_rows(tmp_path / "runs" / "synthfaces" / "mine" / "f=0.06" / "seed=0")}
+    assert rows == {"mine (evaluated only)"}
+    capsys.readouterr()
+    m2 = RunConfig.from_json((smoke_runs / "synthfaces" / "m2" / "f=0.06" / "seed=0" / "config.json").read_text())
+    torch.save(load_trained_model(m2, data, trained.parent.parent.parent / "m2" / "f=0.06" / "seed=0",
+                                  torch.device("cpu")).state_dict(), tmp_path / "m2.pt")
+    for model_class, checkpoint, message in (
+            ("torch.nn:Identity", "weights.pt", "lacks the interface member(s) loss, classify"),
+            ("bench.ccvae:CCVAE", "m2.pt", "does not match bench.ccvae:CCVAE"),
+            ("bench.ccvae:Nothing", "weights.pt", "has no class 'Nothing'"),
+            ("bench.ccvae:CCVAE", "absent.pt", "not found")):
+        assert main(["eval", "--model", model_class, "--checkpoint", str(tmp_path / checkpoint), *grid]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1, error
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["eval", "nowhere"], "is not a run directory"),
+    (["eval"], "give a run directory, or a model trained elsewhere"),
+    (["eval", "--model", "bench.ccvae:CCVAE"], "needs --checkpoint, --dataset too"),
     (["eval", ".", "--only", "bogus"], "unknown evaluator"),
     (["oracle", "--dataset", "nope"], "unknown data set"),
 ])

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,7 +24,17 @@ from bench.errors import BenchError
 from bench.files import exclusive
 from bench.metrics import Tolerance
 from bench.registry import MODELS
-from bench.tables import PAPER_COLUMNS, TABLES, gather, latex_text, table_frame, to_latex, to_markdown
+from bench.tables import (
+    PAPER_COLUMNS,
+    RESULT_COLUMNS,
+    TABLES,
+    at_preset_seed,
+    gather,
+    latex_text,
+    table_frame,
+    to_latex,
+    to_markdown,
+)
 from evaluators.controls import ROWS as CONTROL_ROWS
 from tests.conftest import ROOT, SMOKE_GRID
 
@@ -29,8 +42,12 @@ STORED_SMOKE = ROOT / "results" / "stored" / "smoke"
 
 
 def results_frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame([dict(zip(["dataset", "model", "f", "seed", "preset", "metric", "value"], row, strict=True))
-                         for row in rows])
+    """Rows (dataset, model, f, seed, preset, metric, value), evaluated at the preset's seed 0, or with the
+    evaluation seed after the seed."""
+    columns = [column for column in RESULT_COLUMNS if column != "eval_seed"]
+    frame = pd.DataFrame([dict(zip(RESULT_COLUMNS if len(row) == len(RESULT_COLUMNS) else columns, row, strict=True))
+                          for row in rows])
+    return frame.assign(eval_seed=frame.get("eval_seed", 0))[RESULT_COLUMNS]
 
 
 # --- tables on known inputs ------------------------------------------------------------------------------------
@@ -76,6 +93,18 @@ def test_a_column_without_a_separated_best_marks_the_tied_models_and_one_seed_ma
     assert all(line.count("|") - line.count(r"\|") == 5 for line in markdown.splitlines())  # 4 columns, 5 bars
     single = frame_of({"ccvae": (1.5,), "m2": (2.5,)})
     assert set(single["mark"]) == {""} and "1.500 (n=1)" in to_markdown(single, TABLES["2"])
+
+
+def test_a_run_evaluated_at_several_evaluation_seeds_counts_once_with_its_evaluation_spread_beside():
+    rows = [("synthfaces", "ccvae", 1.0, seed, eval_seed, "quick", "swap.score", 1.5 + 0.1 * seed + 0.02 * eval_seed)
+            for seed in range(3) for eval_seed in range(2)]
+    frame = table_frame(results_frame(rows), "synthfaces", TABLES["2"], pd.DataFrame(columns=PAPER_COLUMNS))
+    cell = frame.set_index("model").loc["ccvae"]
+    assert cell["n"] == 3 and cell["n_eval"] == 2  # three runs, not six numbers
+    assert cell["mean"] == pytest.approx(1.61) and cell["std"] == pytest.approx(0.1)  # over the runs' means
+    assert cell["eval_sd"] == pytest.approx(0.02 / math.sqrt(2))  # the sd of (x, x + 0.02), pooled over runs
+    assert "1.610 ± 0.248 (n=3; eval sd 0.014)" in to_markdown(frame, TABLES["2"])
+    assert set(at_preset_seed(results_frame(rows)).eval_seed) == {0}  # what bench check compares
 
 
 def test_latex_text_spells_every_symbol_of_the_tables_for_pdflatex():
@@ -183,8 +212,10 @@ def test_check_exits_1_and_names_the_regression(smoke_runs, tmp_path, capsys):
     assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored")]) == 1
     captured = capsys.readouterr()
     assert "WORSE" in captured.out and "synthfaces/ccvae/f=0.06 classification.accuracy" in captured.err
+    assert "sd" in captured.err  # judged by the stored seeds' spread (three seeds), in their standard deviations
+    stored[stored.seed == 0].to_csv(tmp_path / "stored" / "results.csv", index=False)  # one seed: no spread
     assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored"),
-                 "--tolerance", "classification.accuracy=0.25"]) == 0
+                 "--tolerance", "classification.accuracy=0.25"]) == 0  # the declared tolerance, widened
 
 
 def test_update_stores_results_configs_and_tables_that_then_check_identical(smoke_runs, tmp_path, capsys):
@@ -268,6 +299,34 @@ def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directo
     assert [outcome.state for outcome in outcomes] == ["done"], outcomes
     run_dir = cells[0].run_dir(tmp_path)
     assert (run_dir / "metrics.json").is_file() and (run_dir / "slurm.out").resolve().is_file()
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (Linux's /proc), children first."""
+    children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children + [grandchild for child in children for grandchild in descendants(child)]
+
+
+@pytest.mark.slow
+def test_a_slurm_task_interrupted_as_by_a_timeout_is_requeued_and_resumes_to_the_same_numbers(tmp_path, smoke_cache):
+    config = make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=2)
+    settings = sweep.CellSettings(cache_dir=str(smoke_cache), device="cpu", evaluators=(), show_progress=False)
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm" / "%j", cluster="local")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(sweep.SlurmCell(), config, tmp_path / "interrupted", settings)
+    checkpoint = config.run_dir(tmp_path / "interrupted") / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.is_file() and time.monotonic() < deadline:  # the first epoch's checkpoint
+        time.sleep(0.2)
+    for task in descendants(job._process.pid):  # the signal Slurm sends a task before its time limit or a preemption
+        os.kill(task, submitit.JobEnvironment._usr_sig())
+    assert job.result().state == "done"
+    assert "Requeued" in (job.stderr() or "") + (job.stdout() or "")  # submitit's requeue, not a fresh start
+    uninterrupted = sweep.run_cell(config, tmp_path / "uninterrupted", settings)
+    assert job.result().metrics["test_accuracy"] == uninterrupted.metrics["test_accuracy"]
+    curves = [pd.read_csv(config.run_dir(tmp_path / name) / "train_log.csv")["valid_accuracy"].tolist()
+              for name in ("interrupted", "uninterrupted")]
+    assert curves[0] == curves[1] and len(curves[0]) == 2  # every epoch as if never interrupted
 
 
 def test_slurm_without_slurm_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch):

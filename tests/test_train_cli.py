@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -16,11 +17,13 @@ import torch
 
 from bench.ccvae import CCVAE
 from bench.cli import main
-from bench.config import make_config
+from bench.config import StepOptions, make_config
 from bench.data import load
 from bench.errors import TrainingDiverged
 from bench.nets import Decoder, Encoder, laplace_log_likelihood
+from bench.runtime import deterministic_kernels
 from bench.train import epoch_schedule, train
+from evaluators import EVALUATORS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,6 +86,38 @@ def test_train_writes_the_run_directory_and_never_retrains(tmp_path, cache):
     clash = bench("train", "--model", "ccvae", "--f", "0.06", "--preset", "smoke", "--epochs", "3",
                   "--runs", str(tmp_path), cache=cache, check=False)
     assert clash.returncode == 2 and "different configuration" in clash.stderr
+
+
+def test_deterministic_kernels_are_recorded_in_the_config_and_change_nothing_on_the_cpu(tmp_path, cache):
+    options = make_config("ccvae", "synthfaces", 1, 0, "smoke").dataset_options
+    data = load("synthfaces", cache_dir=cache, options=options)
+    metrics = {}
+    for deterministic in (False, True):
+        config = make_config("ccvae", "synthfaces", 1, 0, "smoke", epochs=1, model_options={"style_dim": 4},
+                             step=StepOptions(deterministic=deterministic))
+        run_dir = tmp_path / str(deterministic)
+        metrics[deterministic] = train(config, data, run_dir, torch.device("cpu"), show_progress=False)
+        assert json.loads((run_dir / "config.json").read_text())["step"]["deterministic"] is deterministic
+        assert not torch.are_deterministic_algorithms_enabled()  # restored after the run
+    assert metrics[True]["test_accuracy"] == metrics[False]["test_accuracy"]
+    before = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    with deterministic_kernels(True):
+        assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == before
+
+
+def test_training_curves_are_tensorboard_events_where_tensorboard_is_installed(tmp_path, cache):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator",
+                                            reason="the optional extra tensorboard is not installed")
+    config = make_config("ccvae", "synthfaces", 1, 0, "smoke", epochs=2, model_options={"style_dim": 4})
+    options = config.dataset_options
+    train(config, load("synthfaces", cache_dir=cache, options=options), tmp_path, torch.device("cpu"),
+          show_progress=False)
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    logged = {(event.step, round(event.value, 4)) for event in events.Scalars("train/valid_accuracy")}
+    with open(tmp_path / "train_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert logged == {(int(row["epoch"]), float(row["valid_accuracy"])) for row in rows} and len(rows) == 2
 
 
 @pytest.mark.slow
@@ -156,3 +191,12 @@ def test_run_all_prints_accuracies_beside_the_majority_baseline(tmp_path, cache)
     assert (tmp_path / "results" / "results.csv").exists()
     config = json.loads((tmp_path / "synthfaces" / "mccvae" / "f=1" / "seed=0" / "config.json").read_text())
     assert config["model_options"]["latents_per_label"] == 2
+    run_dir = tmp_path / "synthfaces" / "ccvae" / "f=1" / "seed=0"
+    (run_dir / "eval").mkdir()
+    for name in EVALUATORS:
+        (run_dir / "eval" / f"{name}.json").write_text("{}")
+    grid = ["run", "--models", "ccvae", "--fs", "1", "--preset", "smoke", "--epochs", "1", "--runs", str(tmp_path),
+            "--dry-run"]
+    assert "done  synthfaces/ccvae/f=1/seed=0" in bench(*grid, cache=cache).stdout
+    another_seed = bench(*grid, "--eval-seeds", "0,1", cache=cache).stdout  # eval/seed=1/ is not written yet
+    assert "evaluate  synthfaces/ccvae/f=1/seed=0" in another_seed

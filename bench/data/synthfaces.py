@@ -181,6 +181,15 @@ def _unit_threshold(i: int) -> float:
     return float(_unit(np.float64(THRESHOLDS[i]), i))
 
 
+def unit_factors(factors: np.ndarray) -> np.ndarray:
+    """Factor rows (B, 11) on one [0, 1] scale: each characteristic on the unit scale of its threshold, each
+    context factor over its range. What the factor reader (`evaluators/factor_reader.py`) learns to read."""
+    characteristics = [_unit(factors[:, i], i) for i in range(len(LABELS))]
+    context = [(factors[:, len(LABELS) + j] - low) / (high - low)
+               for j, (low, high) in enumerate(CONTEXT_RANGES.values())]
+    return np.stack(characteristics + context, 1).astype(np.float32)
+
+
 def render_at(factors: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 images (B, 3, image_size, image_size) of factor rows (B, 11), exactly as `build` renders them."""
     return np.concatenate([downsample(render(factors[i : i + RENDER_BATCH]), image_size)

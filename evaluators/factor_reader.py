@@ -1,0 +1,144 @@
+"""The factor reader: an inverse renderer, for data sets whose truth can be rendered (synthfaces).
+
+Table G asks whether a model's swap or intervention shows the true answer. Pixels cannot say it (a
+blurry decoder is far from every sharp rendering), and comparing with the model's own reconstruction
+of the truth lets a model that reconstructs nothing of the characteristics score well. The reader
+answers in the data's own terms: it reads an image's generative factors, each on the [0, 1] scale of
+its truth module's `unit_factors`, so the question becomes whether the model's result and the true
+answer show the same mouth curvature, hair hue, face position...
+
+It is the oracle's network (`evaluators/oracle.py`) with a linear head for the factors, trained by
+squared error on every training image, with its own seed, and cached beside the oracle
+(`oracle/<oracle key>.reader-<config hash>.pt` and `.json`, the record holding its test R² per factor). Its augmentation
+is a Gaussian blur of random width (up to `blur_sigma` pixels at 64 px, scaled with the image size),
+so that it reads a VAE's blurred rendering of a face as it reads the sharp one; it is not shifted,
+since the face's position is one of the factors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision.transforms.v2.functional import gaussian_blur
+from tqdm import tqdm
+
+from bench.data.base import LabelledImages
+from bench.files import atomic_torch_save, atomic_write_text, exclusive
+from bench.nets import to_float_images
+from evaluators.oracle import OracleNet
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How the reader is trained; part of its cache key. Each preset (`bench.presets`) sets the steps."""
+
+    steps: int = 1000
+    batch_size: int = 100
+    lr: float = 1e-3
+    blur_sigma: float = 2.0  # the widest augmentation blur, in pixels at 64 px
+    blur_groups: int = 4  # a batch is blurred in this many groups, each with its own width
+    seed: int = 271828  # independent of the oracle's and of every run's
+
+
+class FactorReader(nn.Module):
+    """read(x): (B, F) factors on the unit scale, from float images in [0, 1]."""
+
+    def __init__(self, channels: int, size: int, factors: int):
+        super().__init__()
+        self.network = OracleNet(channels, size, factors, task=None)  # its head regresses the factors
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    read = forward
+
+
+def random_blur(x: torch.Tensor, widest: float, groups: int, generator: torch.Generator) -> torch.Tensor:
+    """Each of `groups` slices of the batch blurred with its own σ, uniform on [0, widest] pixels."""
+    sigmas = torch.rand(groups, generator=generator) * widest
+    parts = []
+    for part, sigma in zip(x.tensor_split(groups), sigmas.tolist(), strict=True):
+        size = 2 * math.ceil(3 * sigma) + 1
+        parts.append(gaussian_blur(part, [size, size], [sigma, sigma]) if size > 1 else part)
+    return torch.cat(parts)
+
+
+def unit_targets(data: LabelledImages, truth: ModuleType) -> torch.Tensor:
+    return torch.from_numpy(truth.unit_factors(data.factors.numpy()))
+
+
+def train_reader(data: LabelledImages, truth: ModuleType, config: ReaderConfig, device: torch.device,
+                 show_progress: bool = True) -> FactorReader:
+    """Fit the reader on every training image's factors (fixed number of Adam steps)."""
+    torch.manual_seed(config.seed)
+    order_generator = np.random.default_rng(config.seed)
+    blur_generator = torch.Generator().manual_seed(config.seed)
+    targets = unit_targets(data, truth).to(device)
+    reader = FactorReader(data.image_shape[0], data.image_shape[-1], targets.shape[1]).to(device)
+    optimizer = torch.optim.Adam(reader.parameters(), lr=config.lr)
+    images, widest = data.images.to(device), config.blur_sigma * data.image_shape[-1] / 64
+    order: list[int] = []
+    reader.train()
+    show = show_progress and sys.stderr.isatty()
+    for _ in tqdm(range(config.steps), desc=f"factor reader {data.name}", disable=not show, file=sys.stderr):
+        if len(order) < config.batch_size:
+            order.extend(order_generator.permutation(data.splits["train"]).tolist())
+        batch, order = torch.as_tensor(order[: config.batch_size], device=device), order[config.batch_size :]
+        x = random_blur(to_float_images(images[batch]), widest, config.blur_groups, blur_generator)
+        loss = F.mse_loss(reader(x), targets[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return reader.eval()
+
+
+def reader_r2(reader: FactorReader, data: LabelledImages, truth: ModuleType, split: str = "test") -> list[float]:
+    """R² of the reader's factors on the split's images, per factor."""
+    indices = torch.as_tensor(data.splits[split])
+    device = next(reader.parameters()).device
+    with torch.no_grad():
+        read = torch.cat([reader(to_float_images(data.images[batch].to(device))).cpu()
+                          for batch in indices.split(500)]).double()
+    targets = unit_targets(data, truth)[indices].double()
+    residual = ((read - targets) ** 2).sum(0)
+    total = ((targets - targets.mean(0)) ** 2).sum(0)
+    return (1 - residual / total).tolist()
+
+
+def reader_for(data: LabelledImages, truth: ModuleType, cache_path: Path | None, config: ReaderConfig,
+               device: torch.device, show_progress: bool = True) -> tuple[FactorReader, dict]:
+    """The reader cached at `cache_path` (beside the oracle; the config's hash is added to the name), trained on
+    first use, and its record (test R² per factor); None: trained afresh and not kept."""
+    if cache_path is None:
+        return _trained(data, truth, config, device, show_progress)
+    digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
+    weights = cache_path.with_name(f"{cache_path.stem}-{digest}.pt")
+    record_path = weights.with_suffix(".json")
+    with exclusive(weights.with_name(f".{weights.name}.lock")):  # two sweeps train it once
+        if weights.exists() and record_path.exists():
+            reader = FactorReader(data.image_shape[0], data.image_shape[-1], len(data.factor_names)).to(device)
+            reader.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+            return reader.eval(), json.loads(record_path.read_text())
+        print(f"training the {data.name} factor reader ({config.steps} steps; cached at {weights})", file=sys.stderr)
+        reader, record = _trained(data, truth, config, device, show_progress)
+        atomic_torch_save({k: v.cpu() for k, v in reader.state_dict().items()}, weights)
+        atomic_write_text(record_path, json.dumps(record, indent=2))
+        return reader, record
+
+
+def _trained(data: LabelledImages, truth: ModuleType, config: ReaderConfig, device: torch.device,
+             show_progress: bool) -> tuple[FactorReader, dict]:
+    reader = train_reader(data, truth, config, device, show_progress)
+    r2 = reader_r2(reader, data, truth)
+    return reader, {"dataset": data.name, "config": asdict(config), "test_r2": float(np.mean(r2)),
+                    "test_r2_per_factor": dict(zip(data.factor_names, r2, strict=True))}

@@ -1,0 +1,128 @@
+"""Atomic writes: a process killed at any point leaves the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from bench import files
+from bench.files import atomic_torch_save, atomic_write, atomic_write_text, exclusive
+from tests.conftest import ROOT
+
+KILLED_BEFORE_RENAME = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from bench import files
+
+    def killed(source, target):  # the process dies after the new content is written, before the rename
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    files.os.replace = killed
+    files.atomic_write_text(Path(sys.argv[1]), "new content " * 10_000)
+""")
+
+
+def test_a_process_killed_between_write_and_rename_leaves_the_old_file_intact(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic_write_text(path, "old content")
+    killed = subprocess.run([sys.executable, "-c", KILLED_BEFORE_RENAME, str(path)], cwd=ROOT, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert path.read_text() == "old content"
+    leftover = [found.name for found in tmp_path.iterdir() if found != path]
+    assert len(leftover) == 1 and leftover[0].startswith(".metrics.json.")  # the new content, under a hidden name
+    atomic_write_text(path, "new")  # a later write is not disturbed by it
+    assert path.read_text() == "new"
+
+
+def test_atomic_writes_flush_the_file_and_the_rename_to_disk(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    atomic_torch_save({"weights": torch.ones(3)}, tmp_path / "checkpoint.pt")
+    assert len(synced) == 2 and synced[0].endswith(".tmp") and synced[1] == str(tmp_path)  # file, then folder
+    assert torch.equal(torch.load(tmp_path / "checkpoint.pt")["weights"], torch.ones(3))
+
+
+def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
+    path = tmp_path / "results.csv"
+    atomic_write_text(path, "old")
+
+    def failing(handle) -> None:
+        handle.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, failing)
+    assert path.read_text() == "old" and [found.name for found in tmp_path.iterdir()] == ["results.csv"]
+
+
+
+HOLD_AND_RECORD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from bench.files import exclusive
+
+    lock, log, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    with exclusive(lock):
+        with open(log, "a") as handle:
+            handle.write(f"{name} in\\n")
+        time.sleep(1.0)
+        with open(log, "a") as handle:
+            handle.write(f"{name} out\\n")
+""")
+
+
+def test_where_flock_fails_lock_files_still_serialise_two_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_LOCKS", "file")  # as on Lustre without -o flock, or NFS mounted nolock
+    lock, log = tmp_path / ".cache.pt.lock", tmp_path / "log"
+    processes = [subprocess.Popen([sys.executable, "-c", HOLD_AND_RECORD, str(lock), str(log), name], cwd=ROOT)
+                 for name in ("a", "b")]
+    assert [process.wait(timeout=60) for process in processes] == [0, 0]
+    entries = log.read_text().split("\n")[:4]
+    assert entries in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])  # never interleaved
+    assert not lock.with_name(lock.name + ".owner").exists()  # released
+
+
+def test_a_refused_flock_falls_back_to_lock_files(tmp_path, monkeypatch):
+    def refused(descriptor, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(files.fcntl, "flock", refused)
+    lock = tmp_path / ".oracle.lock"
+    with exclusive(lock) as held:
+        assert held and lock.with_name(lock.name + ".owner").is_file()
+        with exclusive(lock, wait=False) as again:
+            assert again is False  # held by this very block
+    assert not lock.with_name(lock.name + ".owner").exists()
+
+
+def test_a_stale_lock_file_of_a_dead_process_or_a_silent_host_is_taken_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_LOCKS", "file")
+    lock = tmp_path / ".cell.lock"
+    owner = lock.with_name(lock.name + ".owner")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owner.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "since": 0}))
+    with exclusive(lock, wait=False) as held:
+        assert held  # its owner's process is gone
+    owner.write_text(json.dumps({"host": "another-node", "pid": 1, "since": 0}))
+    with exclusive(lock, wait=False) as held:
+        assert not held  # another node's process may be alive: its heartbeat is recent
+    old = time.time() - files.STALE_SECONDS - 1
+    os.utime(owner, (old, old))
+    with exclusive(lock, wait=False) as held:
+        assert held  # no heartbeat for STALE_SECONDS: that node is gone

@@ -1,0 +1,51 @@
+"""The HTML report: one self-contained file with every table and figure, as a reader's browser shows it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.cli import main
+from bench.report import GALLERY
+from bench.tables import TABLES
+
+pytestmark = pytest.mark.slow  # it reads the trained smoke grid
+
+
+@pytest.fixture(scope="module")
+def report(smoke_runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    assert main(["tables", "--runs", str(smoke_runs), "--out", str(out)]) == 0
+    return out / "report.html"
+
+
+def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(report, smoke_runs):
+    text = report.read_text()
+    for key in ("1", "2", "4", "5", "C", "G"):  # the multi-label tables
+        assert f"<h3>Table {key}: {TABLES[key].title}" in text
+    assert "ceiling: renderer" in text and "floor: does nothing" in text  # the control rows
+    sources = re.findall(r'<img[^>]* src="([^"]*)"', text)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)  # nothing outside
+    drawn = {path.stem for path in smoke_runs.glob("synthfaces/*/f=*/seed=0/eval/figures/*.png")}
+    assert drawn <= set(GALLERY)  # every figure the evaluators draw has a place in the gallery ...
+    for name in drawn:
+        assert f"<h4>{name.replace('_', ' ')}</h4>" in text  # ... and is shown
+    assert "Training curves" in text and "ccvae, f=0.06, seed 0" in text
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (Debian package chromium)")
+def test_the_report_renders_in_headless_chromium(report, tmp_path):
+    screenshot = tmp_path / "report.png"
+    rendered = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                               f"--screenshot={screenshot}", "--window-size=1200,3000", report.as_uri()],
+                              capture_output=True, text=True, timeout=120)
+    assert rendered.returncode == 0 and screenshot.is_file(), rendered.stderr[-2000:]
+    pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=float)
+    assert pixels.shape == (3000, 1200)
+    rows_with_ink = (pixels < 200).any(1).mean()  # text, tables and images, not a blank page
+    assert rows_with_ink > 0.3
