@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ def report(smoke_runs, tmp_path_factory):
 def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(report, smoke_runs):
     text = report.read_text()
     for key in ("1", "2", "4", "5", "C", "G"):  # the multi-label tables
-        assert f"<h3>Table {key}: {TABLES[key].title}" in text
+        assert f"<h3>Table {key}: {html.escape(TABLES[key].title)}" in text
     assert "ceiling: renderer" in text and "floor: does nothing" in text  # the control rows
     sources = re.findall(r'<img[^>]* src="([^"]*)"', text)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)  # nothing outside
