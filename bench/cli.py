@@ -368,15 +368,16 @@ def command_eval(args: argparse.Namespace) -> None:
     check_names(args.only)
     if args.run_dir and args.model:
         raise BenchError("give a run directory or --model, not both")
-    run_dir = Path(args.run_dir) if args.run_dir else _external_run(args)
+    run_dir, data = (Path(args.run_dir), None) if args.run_dir else _external_run(args)
     for eval_seed in args.eval_seeds or [None]:
         evaluate_run(run_dir, resolve_device(args.device), args.only, args.data_root, args.cache_dir,
-                     args.fid_weights, eval_seed=eval_seed)
+                     args.fid_weights, data=data, eval_seed=eval_seed)
     print(f"evaluated: {run_dir}")
 
 
-def _external_run(args: argparse.Namespace) -> Path:
-    """The run directory of a model trained elsewhere (`bench.external`), written before its evaluation."""
+def _external_run(args: argparse.Namespace):
+    """The run directory of a model trained elsewhere (`bench.external`), written before its evaluation, and the
+    data set it is evaluated on (loaded once)."""
     from bench.config import preset_dataset_options
     from bench.data import load
     from bench.external import external_source, load_model, write_run
@@ -395,7 +396,8 @@ def _external_run(args: argparse.Namespace) -> Path:
     device = resolve_device(args.device)
     model = load_model(source, data, device)
     name = args.name or args.model.rpartition(":")[2].lower()
-    return write_run(source, model, data, args.dataset, args.preset, options, name, args.f, _runs_root(args), device)
+    return write_run(source, model, data, args.dataset, args.preset, options, name, args.f, _runs_root(args),
+                     device), data
 
 
 def command_oracle(args: argparse.Namespace) -> None:

@@ -9,10 +9,10 @@ answer show the same mouth curvature, hair hue, face position...
 
 It is the oracle's network (`evaluators/oracle.py`) with a linear head for the factors, trained by
 squared error on every training image, with its own seed, and cached beside the oracle
-(`oracle/<oracle key>.reader-<config hash>.pt` and `.json`, the record holding its test R² per factor). Its augmentation
-is a Gaussian blur of random width (up to `blur_sigma` pixels at 64 px, scaled with the image size),
-so that it reads a VAE's blurred rendering of a face as it reads the sharp one; it is not shifted,
-since the face's position is one of the factors.
+(`oracle/<oracle key>.reader-<config hash>.pt` and `.json`, the record holding its test R² per
+factor). Its augmentation is a Gaussian blur of random width (up to `blur_sigma` pixels at 64 px,
+scaled with the image size), so that it reads a VAE's blurred rendering of a face as it reads the
+sharp one; it is not shifted, since the face's position is one of the factors.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class ReaderConfig:
 
 
 class FactorReader(nn.Module):
-    """read(x): (B, F) factors on the unit scale, from float images in [0, 1]."""
+    """forward(x): (B, F) factors on the unit scale, from float images in [0, 1]."""
 
     def __init__(self, channels: int, size: int, factors: int):
         super().__init__()
@@ -59,8 +59,6 @@ class FactorReader(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
-
-    read = forward
 
 
 def random_blur(x: torch.Tensor, widest: float, groups: int, generator: torch.Generator) -> torch.Tensor:
