@@ -30,12 +30,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
-from tqdm import tqdm
 
 from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, atomic_write_text, exclusive
 from bench.nets import to_float_images
-from evaluators.oracle import OracleNet
+from evaluators.oracle import OracleNet, fit_by_steps
 
 
 @dataclass(frozen=True)
@@ -77,27 +76,15 @@ def unit_targets(data: LabelledImages, truth: ModuleType) -> torch.Tensor:
 
 def train_reader(data: LabelledImages, truth: ModuleType, config: ReaderConfig, device: torch.device,
                  show_progress: bool = True) -> FactorReader:
-    """Fit the reader on every training image's factors (fixed number of Adam steps)."""
-    torch.manual_seed(config.seed)
-    order_generator = np.random.default_rng(config.seed)
+    """Fit the reader on every training image's factors (fixed number of Adam steps, as the oracle)."""
     blur_generator = torch.Generator().manual_seed(config.seed)
-    targets = unit_targets(data, truth).to(device)
-    reader = FactorReader(data.image_shape[0], data.image_shape[-1], targets.shape[1]).to(device)
-    optimizer = torch.optim.Adam(reader.parameters(), lr=config.lr)
-    images, widest = data.images.to(device), config.blur_sigma * data.image_shape[-1] / 64
-    order: list[int] = []
-    reader.train()
-    show = show_progress and sys.stderr.isatty()
-    for _ in tqdm(range(config.steps), desc=f"factor reader {data.name}", disable=not show, file=sys.stderr):
-        if len(order) < config.batch_size:
-            order.extend(order_generator.permutation(data.splits["train"]).tolist())
-        batch, order = torch.as_tensor(order[: config.batch_size], device=device), order[config.batch_size :]
-        x = random_blur(to_float_images(images[batch]), widest, config.blur_groups, blur_generator)
-        loss = F.mse_loss(reader(x), targets[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return reader.eval()
+    targets, widest = unit_targets(data, truth).to(device), config.blur_sigma * data.image_shape[-1] / 64
+
+    def batch_loss(reader: nn.Module, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(reader(random_blur(x, widest, config.blur_groups, blur_generator)), targets[batch])
+
+    return fit_by_steps(lambda: FactorReader(data.image_shape[0], data.image_shape[-1], targets.shape[1]),
+                        data, config, device, batch_loss, f"factor reader {data.name}", show_progress)
 
 
 def reader_r2(reader: FactorReader, data: LabelledImages, truth: ModuleType, split: str = "test") -> list[float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -110,36 +111,44 @@ def random_shift(x: torch.Tensor, max_pixels: float, generator: torch.Generator)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
-def _loss(net: OracleNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -net.log_prob_of(x, y).sum(-1).mean()
+def fit_by_steps(make_net: Callable[[], nn.Module], data: LabelledImages, config, device: torch.device,
+                 batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], desc: str,
+                 show_progress: bool = True) -> nn.Module:
+    """Adam for `config.steps` steps (lr `config.lr`) on batches of `config.batch_size` training images, drawn from
+    seeded permutations of the training split; `batch_loss(net, x, indices)` with x the batch's float images.
+    The net is built by `make_net` after torch is seeded with `config.seed`. The oracle and the factor reader
+    are trained this way."""
+    torch.manual_seed(config.seed)
+    generator = np.random.default_rng(config.seed)
+    net = make_net().to(device)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    images = data.images.to(device)
+    order: list[int] = []
+    net.train()
+    show = show_progress and sys.stderr.isatty()
+    for _ in tqdm(range(config.steps), desc=desc, disable=not show, file=sys.stderr):
+        if len(order) < config.batch_size:
+            order.extend(generator.permutation(data.splits["train"]).tolist())
+        batch, order = torch.as_tensor(order[: config.batch_size], device=device), order[config.batch_size :]
+        loss = batch_loss(net, to_float_images(images[batch]), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return net.eval()
 
 
 def train_oracle(
     data: LabelledImages, config: OracleConfig, device: torch.device, show_progress: bool = True
 ) -> OracleNet:
     """Fit the oracle on every training image and label (fixed number of Adam steps)."""
-    torch.manual_seed(config.seed)
-    generator = np.random.default_rng(config.seed)
     shift_generator = torch.Generator().manual_seed(config.seed)
-    net = OracleNet(data.image_shape[0], data.image_shape[-1], data.labels.shape[1], data.task).to(device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    train_indices = data.splits["train"]
-    images, labels = data.images.to(device), data.labels.float().to(device)
-    order: list[int] = []
-    net.train()
-    show = show_progress and sys.stderr.isatty()
-    steps = tqdm(range(config.steps), desc=f"oracle {data.name}", disable=not show, file=sys.stderr)
-    for _ in steps:
-        if len(order) < config.batch_size:
-            order.extend(generator.permutation(train_indices).tolist())
-        batch, order = torch.as_tensor(order[: config.batch_size], device=device), order[config.batch_size :]
-        x = random_shift(to_float_images(images[batch]), config.shift_pixels * data.image_shape[-1] / 64,
-                         shift_generator)
-        loss = _loss(net, x, labels[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return net.eval()
+    labels, shift = data.labels.float().to(device), config.shift_pixels * data.image_shape[-1] / 64
+
+    def batch_loss(net: nn.Module, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return -net.log_prob_of(random_shift(x, shift, shift_generator), labels[batch]).sum(-1).mean()
+
+    return fit_by_steps(lambda: OracleNet(data.image_shape[0], data.image_shape[-1], data.labels.shape[1], data.task),
+                        data, config, device, batch_loss, f"oracle {data.name}", show_progress)
 
 
 def oracle_accuracy(net: OracleNet, data: LabelledImages, split: str = "test") -> float:
