@@ -16,7 +16,7 @@ The labels are part of the latent space: z is label-free, y is observed or infer
 α: Kingma et al. use α = 0.1·N against an ELBO summed over the data set, i.e. 0.1·N/N_labelled
 per labelled image, tuned for 784 Bernoulli pixels. The ELBO grows with the number of pixel
 terms while log q(y|x) does not, so with the literal setting the classifier's gradient is
-swamped on 64×64 RGB images: at f = 0.06 on synthfaces (smoke, 32 px) it stays at the
+swamped on 64×64 RGB images: at f = 0.06 on synthfaces (ci preset, 32 px) it stays at the
 majority baseline, where the scaled α reaches 0.76–0.80. As for DIVA's α (see
 `baselines/diva.py`), the default keeps the per-pixel weight of the original:
 `pixel_scaled_alpha=False` gives the literal 0.1·N/N_labelled; `alpha_scale` is an option.

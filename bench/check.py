@@ -8,14 +8,20 @@ fresh one of the same (data set, model, f, seed, metric), each at its preset's e
 the stored distribution of its cell (data set, model, f, metric) over the stored seeds:
 
     seed spread (n ≥ 2 stored seeds)  a regression is a fresh value worse than the stored mean by
-                                      more than `SEED_SDS` (3) of the cell's seed standard deviations
-                                      plus a floor of one unit of the tables' last printed digit;
-                                      the report says how many standard deviations it is. Metrics
-                                      with a ratio tolerance (the condition number) are compared
-                                      on a log scale.
-    declared tolerance (n = 1)        a single stored seed has no spread: the metric's declared
-                                      tolerance (`bench.metrics.Metric.tolerance`, with its reason)
-                                      around the stored value.
+                                      more than k of the cell's seed standard deviations plus a
+                                      floor of one unit of the tables' last printed digit; the
+                                      report says how many standard deviations it is. k is the
+                                      one-sided Student-t prediction bound for one new draw from
+                                      the cell's seeds, k = t(1 − α/m; n − 1) · √(1 + 1/n), with a
+                                      false-alarm rate α = 5 % for the whole check, split over its
+                                      m judged numbers (Bonferroni): 9.2 sd for five stored seeds
+                                      and 92 numbers, 35 sd for three. `--sds K` fixes k instead.
+                                      Metrics with a ratio tolerance (the condition number) are
+                                      compared on a log scale.
+    declared tolerance (n = 1)        a single stored seed, or seeds that agree exactly, give no
+                                      spread: the metric's declared tolerance
+                                      (`bench.metrics.Metric.tolerance`, with its reason) around the
+                                      stored value.
 
 A missing fresh number is a regression too; better by more than the allowance is reported
 (refresh the stored numbers with `--update` when the change is intended). A fresh number equal
@@ -32,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from scipy import stats
 
 from bench import __version__
 from bench.errors import BenchError, Regression
@@ -43,8 +50,14 @@ from evaluators import all_metrics
 CELL = ["dataset", "model", "f", "seed", "metric"]
 SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
 VERDICTS = ("same", "ok", "better", "WORSE", "missing")
-SEED_SDS = 3.0
-"""How many of a cell's seed standard deviations a fresh number may fall short of the stored mean."""
+FALSE_ALARM = 0.05
+"""The chance that a check of fresh runs drawn like the stored seeds reports any regression (Bonferroni)."""
+
+
+def seed_allowance(stored_n: int, judged: int, false_alarm: float = FALSE_ALARM) -> float:
+    """How many seed standard deviations below the mean of `stored_n` seeds one fresh seed may fall: the one-sided
+    Student-t prediction bound t(1 − α/m; n − 1) · √(1 + 1/n), α = `false_alarm` split over `judged` numbers."""
+    return float(stats.t.ppf(1 - false_alarm / max(judged, 1), stored_n - 1) * math.sqrt(1 + 1 / stored_n))
 
 
 def default_tolerances() -> dict[str, Tolerance]:
@@ -136,11 +149,12 @@ def seed_spread(stored: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.Da
 
 
 def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance],
-            sds: float = SEED_SDS) -> pd.DataFrame:
+            sds: float | None = None) -> pd.DataFrame:
     """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that
     seed is not stored), the stored mean over seeds, fresh, difference, allowed, how many seed standard
     deviations the fresh number is from the stored mean, the basis of the judgement and the verdict. A fresh
-    seed the stored set lacks is judged against its cell's stored seeds."""
+    seed the stored set lacks is judged against its cell's stored seeds. `sds`: a fixed allowance in seed
+    standard deviations instead of the prediction bound (`seed_allowance`)."""
     runs = ["dataset", "model", "f"]
     fresh_runs = fresh[[*runs, "seed"]].drop_duplicates()
     expected = stored[SEEDS_OF].drop_duplicates().merge(fresh_runs, on=runs)  # each stored metric, per fresh run
@@ -150,7 +164,9 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tol
     paired = (expected.merge(stored[[*CELL, "value"]].rename(columns={"value": "stored"}), on=CELL, how="left")
               .merge(fresh[[*CELL, "value"]].rename(columns={"value": "fresh"}), on=CELL, how="left")
               .merge(seed_spread(stored, tolerances), on=SEEDS_OF))
-    rows = [_judged(row, tolerances, sds) for row in paired.itertuples()]
+    judged_by_spread = sum(_has_spread(row) for row in paired.itertuples())
+    rows = [_judged(row, tolerances, sds if sds is not None else seed_allowance(row.stored_n, judged_by_spread),
+                    sds is None) for row in paired.itertuples()]
     judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "basis", "verdict"], index=paired.index)
     return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], judged], axis=1)
 
@@ -161,15 +177,23 @@ def _in_sds(deviation: float, sd: float) -> float:
     return math.copysign(math.inf, deviation) if deviation else 0.0
 
 
-def _judged(row, tolerances: dict[str, Tolerance], sds: float) -> tuple[float, float, float, str, str]:
+def _has_spread(row) -> bool:
+    """Whether a cell's stored seeds give a spread to judge by: two or more that differ. Seeds that agree exactly
+    (MVAE at the majority baseline on every seed) say nothing of how far another machine's arithmetic moves it."""
+    return row.stored_n >= 2 and row.stored_sd > 0
+
+
+def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> tuple[float, float, float, str, str]:
     """(difference, allowed, standard deviations, basis, verdict) of one fresh number against its cell."""
-    if row.stored_n < 2:  # no spread to judge by
+    if not _has_spread(row):  # one seed, or seeds that agree exactly: no spread to judge by
         reference = row.stored if not pd.isna(row.stored) else row.stored_mean
         tolerance = tolerances.get(row.metric, Tolerance(0.0))
-        return (row.fresh - reference, tolerance.allowed(reference), math.nan, "declared tolerance (n = 1)",
+        basis = "declared tolerance (n = 1)" if row.stored_n < 2 else f"declared tolerance ({row.stored_n} equal seeds)"
+        return (row.fresh - reference, tolerance.allowed(reference), math.nan, basis,
                 verdict(row.metric, reference, row.fresh, tolerance))
     log_scale = _on_log_scale(row.metric, tolerances)
-    basis = f"{sds:g} sd of {row.stored_n} seeds" + (" (log scale)" if log_scale else "")
+    basis = (f"{sds:.3g} sd of {row.stored_n} seeds" + (" (t bound)" if bound else "")
+             + (" (log scale)" if log_scale else ""))
     if pd.isna(row.fresh):
         return math.nan, math.nan, math.nan, basis, "missing"
     value = math.log(row.fresh) if log_scale and row.fresh > 0 else row.fresh
@@ -222,7 +246,7 @@ class Checked:
 
 
 def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
-          metrics: tuple[str, ...] | None = None, sds: float = SEED_SDS) -> Checked:
+          metrics: tuple[str, ...] | None = None, sds: float | None = None) -> Checked:
     """Compare the finished runs under `runs_root` with the stored set `stored_dir` (only `metrics`, if given)."""
     fresh, stored = at_preset_seed(gather(runs_root)), at_preset_seed(read_stored(stored_dir))
     if metrics:
@@ -234,24 +258,55 @@ def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
                                + (f" ({row.sds:+.1f} sd)" if not pd.isna(row.sds) else "") for row in failing))
 
 
-def store(fresh: pd.DataFrame, runs_root: Path, stored: Path) -> None:
-    """Write `fresh` as the stored result set with the configs of its runs (atomically, file by file)."""
+def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Write `fresh` as the stored result set with the configs of its runs (atomically, file by file); returns
+    what was stored. With `datasets`, only those data sets' numbers and configs are replaced: the stored set's
+    others are kept, and its provenance records where each part came from."""
     finished = [path for path in run_directories(runs_root) if (path / "metrics.json").is_file()]
     configs = [json.loads((path / "config.json").read_text()) for path in finished]
-    provenance = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs)}
+    if datasets is not None:
+        fresh, configs = fresh[fresh.dataset.isin(datasets)], [c for c in configs if c["dataset"] in datasets]
+    record = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs),
+              "suite_version": __version__, "torch": torch.__version__,
+              "machine": f"{platform.machine()} {platform.processor() or platform.platform()}", "cpu": cpu_name(),
+              "cpu_threads": torch.get_num_threads()}
+    if datasets is not None:
+        kept = read_stored(stored)
+        kept = kept[~kept.dataset.isin(datasets)]
+        kept_configs = [c for c in json.loads((stored / "configs.json").read_text()) if c["dataset"] not in datasets]
+        earlier = json.loads((stored / "provenance.json").read_text())
+        parts = earlier.get("parts", [{**earlier, "datasets": sorted(set(kept.dataset))}])
+        parts = [{**part, "datasets": [d for d in part["datasets"] if d not in datasets]} for part in parts]
+        record = {"parts": [part for part in parts if part["datasets"]] + [{**record, "datasets": sorted(datasets)}]}
+        fresh, configs = pd.concat([kept, fresh], ignore_index=True), kept_configs + configs
     atomic_write_text(stored / "results.csv", fresh.to_csv(index=False))
     atomic_write_text(stored / "configs.json", json.dumps(configs, indent=1, sort_keys=True) + "\n")
-    record = {**provenance, "suite_version": __version__, "torch": torch.__version__,
-              "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
-              "cpu_threads": torch.get_num_threads()}
     atomic_write_text(stored / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")
+    return fresh
 
 
-def update(runs_root: Path, stored: Path, paper_csv: Path) -> str:
-    """Store the finished runs under `runs_root` as the result set `stored`, with its tables to read."""
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows: another CPU gives other last digits."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, ...] | None = None) -> str:
+    """Store the finished runs under `runs_root` as the result set `stored` (only `datasets`' part of it, if
+    given), with its tables to read."""
     from bench.tables import write_tables
 
     fresh = gather(runs_root)
-    store(fresh, runs_root, stored)
-    write_tables(fresh, runs_root, stored, paper_csv, figures=False)
-    return f"stored {len(fresh)} numbers and their tables in {stored}"
+    if datasets is not None and not set(datasets) <= set(fresh.dataset):
+        raise BenchError(f"{runs_root} has no finished runs of {', '.join(sorted(set(datasets) - set(fresh.dataset)))}"
+                         "; run them first, or name only the data sets it has")
+    if datasets is not None and not (stored / "results.csv").is_file():
+        raise BenchError(f"no stored set at {stored} to update in part; store the whole set with --update alone")
+    stored_numbers = store(fresh, runs_root, stored, datasets)
+    write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False)
+    return f"stored {len(stored_numbers)} numbers and their tables in {stored}"

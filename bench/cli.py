@@ -169,8 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "METRIC=NUMBER sets one absolute tolerance")
     check.add_argument("--sds", type=float, default=None, metavar="NUMBER",
                        help="for cells of several stored seeds: how many seed standard deviations below the stored "
-                            "mean is a regression (default 3)")
+                            "mean is a regression (default: the Student-t prediction bound at a 5 %% false-alarm "
+                            "rate over the whole check, e.g. 9.2 for 5 seeds and 92 numbers)")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
+    check.add_argument("--update-datasets", metavar="D1,D2",
+                       help="with --update: replace only these data sets' numbers in the stored set, keep the rest")
 
     from bench.tables import TABLES
 
@@ -335,12 +338,12 @@ def command_check(args: argparse.Namespace) -> None:
 
     tolerances = check.parse_tolerances(args.tolerance)
     if args.update:
-        print(check.update(_runs_root(args), _stored(args), PAPER_CSV))
+        only = tuple(args.update_datasets.split(",")) if args.update_datasets else None
+        print(check.update(_runs_root(args), _stored(args), PAPER_CSV, only))
         return
-    sds = check.SEED_SDS if args.sds is None else args.sds
-    if sds <= 0:
+    if args.sds is not None and args.sds <= 0:
         raise BenchError(f"--sds must be positive, got {args.sds:g}")
-    checked = check.check(_runs_root(args), _stored(args), tolerances, sds=sds)
+    checked = check.check(_runs_root(args), _stored(args), tolerances, sds=args.sds)
     print(checked.report)
     checked.raise_for_regressions()
 

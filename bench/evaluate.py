@@ -192,7 +192,8 @@ def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights
     weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
     return Resources(fid_weights=fid_weights, gp_cache=oracle_weights.with_suffix(".gp.pt"),
                      fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"),
-                     reader_cache=oracle_weights.with_suffix(".reader.pt"), reader_config=preset(config.preset).reader)
+                     reader_cache=oracle_weights.with_suffix(".reader.pt"), reader_config=preset(config.preset).reader,
+                     gp_config=preset(config.preset).gp)
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
@@ -202,9 +203,9 @@ def prepare(config: RunConfig, data, device: torch.device, cache: str | None, on
     oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, preset(config.preset).oracle)
     resources = evaluation_resources(config, data, cache, None)
     if data.task == "multiclass" and "mutual_info" in names:
-        from evaluators.mutual_info import GPConfig, gp_head_for
+        from evaluators.mutual_info import gp_head_for
 
-        gp_head_for(oracle, data, resources.gp_cache, GPConfig())
+        gp_head_for(oracle, data, resources.gp_cache, resources.gp_config)
     truth = truth_of(data)
     if truth is not None and "ground_truth" in names:
         reader_for(data, truth, resources.reader_cache, resources.reader_config, device)

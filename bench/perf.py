@@ -71,7 +71,7 @@ class PerfSettings:
     warmup: int = 3
     repeats: int = 5
     cached_images: int = 4000  # the uint8 tensor batches are sliced from
-    eval_samples: int = 200  # each evaluator's sample count (the smoke preset's)
+    eval_samples: int = 200  # each evaluator's sample count (the ci preset's)
     step: StepOptions = field(default_factory=StepOptions)
     seed: int = 0
 

@@ -1,7 +1,7 @@
 """Does `bench check` pass what it should and catch what it should? The experiment behind the README's numbers.
 
-Stores the smoke grid of three models (CCVAE, DIVA, M2 on synthfaces at f = 0.06) at five training seeds, then
-checks three fresh result sets against that stored distribution:
+Stores the CI grid (preset `ci`) of three models (CCVAE, DIVA, M2 on synthfaces at f = 0.06) at five training
+seeds, then checks three fresh result sets against that stored distribution:
 
     another seed        seed 5, never stored: must pass (the seed spread is what the check allows)
     float-level change  seed 0 with NCHW instead of channels-last convolutions (the same losses to ~1e-5): must pass
@@ -9,7 +9,7 @@ checks three fresh result sets against that stored distribution:
                         must fail
 
 Usage: python docs/check_sensitivity.py [--work DIR] [--out docs/check_sensitivity.md]
-(about 15 minutes on 2 CPU cores; the smoke oracle and data are cached under DIR).
+(about 15 minutes on 2 CPU cores; the ci oracle and data are cached under DIR).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench import train
-from bench.check import SEED_SDS, VERDICTS, compare, default_tolerances, read_stored, regressions
+from bench.check import FALSE_ALARM, VERDICTS, compare, default_tolerances, read_stored, regressions
 from bench.cli import main
 from bench.tables import gather
 
-GRID = ["--datasets", "synthfaces", "--fs", "0.06", "--models", "ccvae,diva,m2", "--preset", "smoke"]
+GRID = ["--datasets", "synthfaces", "--fs", "0.06", "--models", "ccvae,diva,m2", "--preset", "ci"]
 STORED_SEEDS = "0,1,2,3,4"
 
 
@@ -66,7 +66,9 @@ def summary(name: str, stored: pd.DataFrame, fresh_runs: Path) -> dict:
     failing = regressions(comparison)
     counts = comparison.verdict.value_counts()
     worst = failing.sort_values("sds").head(3)
-    return {"fresh": name, "numbers": len(comparison),
+    judged = comparison[comparison.basis.str.contains("sd of")]
+    allowance = judged.basis.str.split(" sd").str[0].astype(float)
+    return {"fresh": name, "numbers": len(comparison), "allowance (sd)": f"{allowance.min():.3g}–{allowance.max():.3g}",
             **{verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS},
             "largest regressions (sd)": "; ".join(f"{row.model} {row.metric} {row.sds:+.1f}"
                                                   for row in worst.itertuples()) or "—"}
@@ -91,7 +93,9 @@ def main_experiment() -> None:
     table = pd.DataFrame(rows).to_markdown(index=False)
     stored_command = f"bench run {' '.join(GRID)} --seeds {STORED_SEEDS}"
     text = (f"# bench check: sensitivity\n\nStored: `{stored_command}`; a regression is a number worse than its "
-            f"cell's stored mean by more than {SEED_SDS:g} seed sds plus one printed digit. Written by "
+            f"cell's stored mean by more than k seed sds plus one printed digit, k the one-sided Student-t "
+            f"prediction bound at a {FALSE_ALARM:.0%} false-alarm rate over the check's numbers "
+            "(`bench.check.seed_allowance`). Written by "
             f"`python docs/check_sensitivity.py`.\n\n{table}\n")
     Path(args.out).write_text(text)
     print(text)

@@ -28,6 +28,7 @@ class EvalSettings:
     intervened: int = 1000  # interventions: test images per label
     generated: int = 2000  # conditional / mutual_info: generations
     fid_images: int = 10_000  # FID and oracle Fréchet distance: generated and test images each
+    truth_images: int = 2000  # ground_truth: test images (capture, swaps, interventions, reconstructions)
     batch_size: int = 250
     seed: int = 0
 

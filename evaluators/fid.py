@@ -188,7 +188,7 @@ EVALUATOR = Evaluator(
                     "an unbiased MMD² of the same features, averaged over 100 subsets", ".4f"),
              Metric("oracle_frechet", "oracle Fréchet (not FID)", False, Tolerance(1.0, 0.35),
                     "a float-level change of the training arithmetic (channels-last convolutions, the same losses "
-                    "to 1e-5) moved the smoke grid's oracle Fréchet distances by up to 30 %", ".1f")),
+                    "to 1e-5) moved the CI grid's oracle Fréchet distances by up to 30 %", ".1f")),
     details=("n", "kid_std", "warning"),
     count=("n", "generations"),
 )

@@ -24,7 +24,8 @@ threshold) and knows every image's factors, so the truth is known. On test image
   x re-rendered with label i's characteristic mirrored across its threshold and every other factor
   equal; the error, normalised the same way, is the mean of two parts: label i's characteristic (the
   target) and the mean of the other factors (what should not move). Returning x unchanged scores well
-  above ½ (0.82 on the smoke data: mirroring moves a characteristic far), changing the wrong label more.
+  above ½ (0.82 on the ci preset's small synthfaces: mirroring moves a characteristic far), changing the
+  wrong label more.
 
 - reconstruction_error: the same for the model's reconstruction swap(a, a) against a itself, with the
   characteristics and the context as its two parts: how much of every factor the model's rendering
@@ -99,7 +100,7 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
              resources: Resources = NO_RESOURCES) -> dict:
     if data.factors is None:
         return {"unavailable": f"{data.name} has no ground-truth factors"}
-    chosen = sample_test_indices(data, max(settings.generated, 1000), generator)
+    chosen = sample_test_indices(data, settings.truth_images, generator)
     result: dict = {"n": len(chosen)}
     if model.capabilities.characteristic:
         result |= characteristic_capture(model, data, chosen, settings)

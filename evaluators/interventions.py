@@ -142,7 +142,7 @@ EVALUATOR = Evaluator(
              Metric("condition_number", "condition number", False, Tolerance(1.0, factor=15.0),
                     "the smallest singular value of a briefly trained model's intervention matrix is noise: a "
                     "float-level change of the training arithmetic (channels-last convolutions, the same losses to "
-                    "1e-5) moved smoke condition numbers by factors up to 10.4, so only gross changes count",
+                    "1e-5) moved the CI grid's condition numbers by factors up to 10.4, so only gross changes count",
                     ".3g")),
     details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "images_per_label"),
     count=("images_per_label", "intervened images"),

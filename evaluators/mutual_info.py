@@ -52,6 +52,7 @@ class GPConfig:
     batch_size: int = 256
     lr: float = 0.01
     seed: int = 0
+    train_images: int | None = None  # fit on the first N training images (None: all)
 
 
 class MulticlassSVGP(gpytorch.models.ApproximateGP):
@@ -126,7 +127,7 @@ def gp_head_for(oracle, data: LabelledImages, cache_path: Path | None, config: G
     """The cached head for this oracle, or a new fit on the oracle's training-set features."""
     if cache_path is None:
         return fit_gp_on_oracle_features(oracle, data, config)
-    settings = "-".join(f"{value:g}" for value in astuple(config))
+    settings = "-".join(f"{value:g}" for value in astuple(config) if value is not None)
     cache_path = cache_path.with_name(f"{cache_path.stem}-{settings}{cache_path.suffix}")  # one file per GPConfig
     with exclusive(cache_path.with_name(f".{cache_path.name}.lock")):
         if cache_path.exists():
@@ -142,7 +143,7 @@ def gp_head_for(oracle, data: LabelledImages, cache_path: Path | None, config: G
 
 def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) -> GPHead:
     device = next(oracle.parameters()).device
-    train = torch.as_tensor(data.splits["train"])
+    train = torch.as_tensor(data.splits["train"][: config.train_images])
     features = batched(lambda idx: oracle.features(float_images(data, idx, device)).cpu(), train, batch_size=500)
     return fit_gp_head(features.float(), data.labels[train].argmax(1), data.labels.shape[1], config)
 

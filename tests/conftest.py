@@ -1,4 +1,4 @@
-"""Shared fixtures: the CI smoke grid is trained and evaluated once per test session."""
+"""Shared fixtures: the CI grid (preset `ci`) is trained and evaluated once per test session."""
 
 from __future__ import annotations
 
@@ -9,26 +9,26 @@ import pytest
 from bench.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SMOKE_GRID = ["--datasets", "synthfaces", "--fs", "0.06", "--preset", "smoke"]  # the grid of results/stored/smoke
+CI_GRID = ["--datasets", "synthfaces", "--fs", "0.06", "--preset", "ci"]  # the grid of results/stored/ci
 
 
 @pytest.fixture(scope="session")
-def smoke_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("smoke-cache")
+def ci_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ci-cache")
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(tmp_path_factory, smoke_cache) -> Path:
-    """Every registered model on synthfaces at f = 0.06, smoke preset, trained and evaluated by `bench run`."""
-    runs = tmp_path_factory.mktemp("smoke-runs")
-    code = main(["run", *SMOKE_GRID, "--runs", str(runs), "--cache-dir", str(smoke_cache),
+def ci_runs(tmp_path_factory, ci_cache) -> Path:
+    """Every registered model on synthfaces at f = 0.06, ci preset, trained and evaluated by `bench run`."""
+    runs = tmp_path_factory.mktemp("ci-runs")
+    code = main(["run", *CI_GRID, "--runs", str(runs), "--cache-dir", str(ci_cache),
                  "--out", str(runs / "results")])
     assert code == 0
     return runs
 
 
 def pytest_collection_modifyitems(items) -> None:
-    """A test that needs the trained smoke grid is slow by construction: mark it so, so that it cannot be forgotten."""
+    """A test that needs the trained CI grid is slow by construction: mark it so, so that it cannot be forgotten."""
     for item in items:
-        if "smoke_runs" in getattr(item, "fixturenames", ()):
+        if "ci_runs" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)

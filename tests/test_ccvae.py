@@ -254,9 +254,9 @@ def test_multiclass_prior_means_start_apart_and_agree_with_the_classifier(k):
 @pytest.mark.slow
 @pytest.mark.skipif(not mnist.fashion_mnist_found(None), reason="dataset-fashion-mnist not installed")
 @pytest.mark.parametrize("name", ["ccvae"])  # DIVA shares bench.characteristic's prior and classifier
-def test_multiclass_prior_and_classifier_agree_before_and_after_the_smoke_budget(name, tmp_path, smoke_cache):
-    config = make_config(name, "fashion-mnist", 1.0, 0, "smoke")
-    data = load("fashion-mnist", cache_dir=smoke_cache, options=config.dataset_options)
+def test_multiclass_prior_and_classifier_agree_before_and_after_the_ci_budget(name, tmp_path, ci_cache):
+    config = make_config(name, "fashion-mnist", 1.0, 0, "ci")
+    data = load("fashion-mnist", cache_dir=ci_cache, options=config.dataset_options)
     run_dir = config.run_dir(tmp_path)
     torch.manual_seed(0)
     assert prior_samples_classified_as_their_class(build_model(config, data, data.splits["train"][:100], 1000,

@@ -24,18 +24,18 @@ from evaluators.controls import Control, Floor, OracleControl, RealImages, Rende
 from evaluators.oracle import load_or_train_oracle
 
 SETTINGS = EvalSettings(pairs=200, intervened=60, generated=300, fid_images=300, batch_size=100)
-pytestmark = pytest.mark.slow  # every test here needs the smoke oracle (trained once per session)
+pytestmark = pytest.mark.slow  # every test here needs the ci preset's oracle (trained once per session)
 
 
 @pytest.fixture(scope="module")
-def world(smoke_cache):
-    """synthfaces at the smoke preset, its oracle and the evaluators' resources (the session's cache, which the
-    smoke grid shares: its factor reader is trained once)."""
-    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
-    data = load("synthfaces", cache_dir=smoke_cache, options=config.dataset_options)
-    oracle, record = load_or_train_oracle(data, config.dataset_options, torch.device("cpu"), smoke_cache,
-                                          preset("smoke").oracle)
-    return data, oracle, record, evaluation_resources(config, data, str(smoke_cache), None)
+def world(ci_cache):
+    """synthfaces at the ci preset, its oracle and the evaluators' resources (the session's cache, which the
+    CI grid shares: its factor reader is trained once)."""
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "ci")
+    data = load("synthfaces", cache_dir=ci_cache, options=config.dataset_options)
+    oracle, record = load_or_train_oracle(data, config.dataset_options, torch.device("cpu"), ci_cache,
+                                          preset("ci").oracle)
+    return data, oracle, record, evaluation_resources(config, data, str(ci_cache), None)
 
 
 def judged(evaluator, model, world) -> dict:
@@ -156,7 +156,7 @@ def test_intervention_measures_rank_nothing_below_the_truth_and_catch_leaks(worl
     errors = {name: result["intervention_error"] for name, result in truth_errors.items()}  # half: leaky
     assert errors["perfect"] == 0 < errors["blurred"] < errors["half"] < errors["nothing"] < errors["returns a"]
     assert truth_errors["returns a"]["intervention_error_parts"]["target"] > 1  # the wrong label flipped
-    assert truth_errors["perfect"]["reader_test_r2"] > 0.8  # the reader (smoke: 1,000 images at 32×32, 300 steps)
+    assert truth_errors["perfect"]["reader_test_r2"] > 0.8  # the reader (ci: 1,000 images at 32×32, 300 steps)
 
 
 def test_conditional_generation_floor_and_ceilings(world):
@@ -179,13 +179,13 @@ def test_the_oracle_control_classifies_at_the_oracles_recorded_test_accuracy(wor
     assert Control.capabilities == Capabilities(*(False,) * 7)
 
 
-def test_a_user_model_that_does_nothing_trains_is_evaluated_and_flips_at_the_floor(tmp_path, smoke_cache, world):
+def test_a_user_model_that_does_nothing_trains_is_evaluated_and_flips_at_the_floor(tmp_path, ci_cache, world):
     record = world[2]
     runs = tmp_path / "runs"
-    assert main(["train", "--model", "tests.models:DoNothingVAE", "--f", "0.06", "--preset", "smoke", "--epochs", "1",
-                 "--runs", str(runs), "--cache-dir", str(smoke_cache)]) == 0
+    assert main(["train", "--model", "tests.models:DoNothingVAE", "--f", "0.06", "--preset", "ci", "--epochs", "1",
+                 "--runs", str(runs), "--cache-dir", str(ci_cache)]) == 0
     (run_dir,) = runs.glob("synthfaces/*/f=0.06/seed=0")
-    assert main(["eval", str(run_dir), "--only", "interventions,swap", "--cache-dir", str(smoke_cache)]) == 0
+    assert main(["eval", str(run_dir), "--only", "interventions,swap", "--cache-dir", str(ci_cache)]) == 0
     result = json.loads((run_dir / "eval" / "interventions.json").read_text())
     assert result["flip_rate"] < 1 - record["test_accuracy"] + 0.05
     assert json.loads((run_dir / "eval" / "swap.json").read_text())["context_kept"] > 0.99

@@ -178,14 +178,14 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
 
 
 @pytest.fixture(scope="module")
-def smoke_data(smoke_cache):
-    """synthfaces at the smoke preset, in the session's cache (so its oracle is trained once per session)."""
-    options = make_config("ccvae", "synthfaces", 1.0, 0, "smoke").dataset_options
-    return load("synthfaces", cache_dir=smoke_cache, options=options), options, smoke_cache
+def ci_data(ci_cache):
+    """synthfaces at the ci preset, in the session's cache (so its oracle is trained once per session)."""
+    options = make_config("ccvae", "synthfaces", 1.0, 0, "ci").dataset_options
+    return load("synthfaces", cache_dir=ci_cache, options=options), options, ci_cache
 
 
-def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(smoke_data):
-    data, _, _ = smoke_data
+def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(ci_data):
+    data, _, _ = ci_data
     labels = len(data.label_names)
     renderer = Renderer(data)
 
@@ -230,22 +230,22 @@ def test_the_factor_reader_learns_unit_scale_factors_and_is_cached(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_oracle_is_accurate_on_the_smoke_data_and_cached(smoke_data):
-    data, options, cache = smoke_data
-    net, record = load_or_train_oracle(data, options, torch.device("cpu"), cache, preset("smoke").oracle)
+def test_the_oracle_is_accurate_on_the_ci_data_and_cached(ci_data):
+    data, options, cache = ci_data
+    net, record = load_or_train_oracle(data, options, torch.device("cpu"), cache, preset("ci").oracle)
     assert record["test_accuracy"] >= 0.95 > record["majority_accuracy"]
     assert oracle_accuracy(net, data) == pytest.approx(record["test_accuracy"])
     again, record_again = load_or_train_oracle(data, options, torch.device("cpu"), cache,
-                                               preset("smoke").oracle)
+                                               preset("ci").oracle)
     assert record_again == record
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
 
 
-def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_runs, smoke_cache, tmp_path, capsys):
-    run_dir = tmp_path / "ccvae"  # a copy of the smoke grid's CCVAE run, its evaluations removed
-    shutil.copytree(smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0", run_dir)
+def test_eval_cli_writes_every_evaluator_and_the_figures(ci_runs, ci_cache, tmp_path, capsys):
+    run_dir = tmp_path / "ccvae"  # a copy of the CI grid's CCVAE run, its evaluations removed
+    shutil.copytree(ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0", run_dir)
     shutil.rmtree(run_dir / "eval")
-    assert main(["eval", str(run_dir), "--cache-dir", str(smoke_cache)]) == 0
+    assert main(["eval", str(run_dir), "--cache-dir", str(ci_cache)]) == 0
     written = {path.stem for path in (run_dir / "eval").glob("*.json")}
     assert written == {"classification", "swap", "interventions", "conditional", "fid", "ground_truth", "mutual_info"}
     assert "unavailable" in json.loads((run_dir / "eval" / "mutual_info.json").read_text())  # multi-label data
@@ -254,33 +254,33 @@ def test_eval_cli_writes_every_evaluator_and_the_figures(smoke_runs, smoke_cache
             "intervention_variance.png"} <= figures
     matrix = np.array(json.loads((run_dir / "eval" / "interventions.json").read_text())["matrix"])
     assert matrix.shape == (7, 7) and np.all(matrix >= 0)
-    evaluated_by_run = json.loads((smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "eval" / "swap.json")
+    evaluated_by_run = json.loads((ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "eval" / "swap.json")
                                   .read_text())
     before = json.loads((run_dir / "eval" / "swap.json").read_text())
     assert before["score"] == evaluated_by_run["score"]  # `bench run` and `bench eval` evaluate alike
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--only", "swap", "--cache-dir", str(smoke_cache)]) == 0  # same seeds
+    assert main(["eval", str(run_dir), "--only", "swap", "--cache-dir", str(ci_cache)]) == 0  # same seeds
     after = json.loads((run_dir / "eval" / "swap.json").read_text())
     assert after["score"] == before["score"] and "swap: score" in capsys.readouterr().out
-    assert main(["eval", str(run_dir), "--only", "swap", "--eval-seeds", "0,1", "--cache-dir", str(smoke_cache)]) == 0
+    assert main(["eval", str(run_dir), "--only", "swap", "--eval-seeds", "0,1", "--cache-dir", str(ci_cache)]) == 0
     other = json.loads((run_dir / "eval" / "seed=1" / "swap.json").read_text())
     assert other["score"] != before["score"] and other["pairs"] == before["pairs"]  # other pairs, as many
     assert not (run_dir / "eval" / "seed=1" / "figures").exists()  # the figures show the preset's seed
     rows = pd.DataFrame(run_rows(run_dir)).query("metric == 'swap.score'").set_index("eval_seed")["value"]
     assert rows.to_dict() == {0: before["score"], 1: other["score"]}
-    assert main(["oracle", "--dataset", "synthfaces", "--preset", "smoke", "--cache-dir", str(smoke_cache)]) == 0
+    assert main(["oracle", "--dataset", "synthfaces", "--preset", "ci", "--cache-dir", str(ci_cache)]) == 0
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(smoke_runs, smoke_cache, tmp_path, capsys):
-    trained = smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0"
+def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(ci_runs, ci_cache, tmp_path, capsys):
+    trained = ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0"
     config = RunConfig.from_json((trained / "config.json").read_text())
-    data = load("synthfaces", cache_dir=smoke_cache, options=config.dataset_options)
+    data = load("synthfaces", cache_dir=ci_cache, options=config.dataset_options)
     model = load_trained_model(config, data, trained, torch.device("cpu"))
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     torch.save(model, tmp_path / "whole.pt")
-    grid = ["--dataset", "synthfaces", "--preset", "smoke", "--only", "classification,swap", "--f", "0.06",
-            "--runs", str(tmp_path / "runs"), "--cache-dir", str(smoke_cache)]
+    grid = ["--dataset", "synthfaces", "--preset", "ci", "--only", "classification,swap", "--f", "0.06",
+            "--runs", str(tmp_path / "runs"), "--cache-dir", str(ci_cache)]
     for name, checkpoint in (("mine", "weights.pt"), ("whole", "whole.pt")):
         assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(tmp_path / checkpoint),
                      "--name", name, *grid]) == 0
@@ -292,7 +292,7 @@ def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(smoke_
     rows = {row["model"] for row in run_rows(tmp_path / "runs" / "synthfaces" / "mine" / "f=0.06" / "seed=0")}
     assert rows == {"mine (evaluated only)"}
     capsys.readouterr()
-    m2 = RunConfig.from_json((smoke_runs / "synthfaces" / "m2" / "f=0.06" / "seed=0" / "config.json").read_text())
+    m2 = RunConfig.from_json((ci_runs / "synthfaces" / "m2" / "f=0.06" / "seed=0" / "config.json").read_text())
     torch.save(load_trained_model(m2, data, trained.parent.parent.parent / "m2" / "f=0.06" / "seed=0",
                                   torch.device("cpu")).state_dict(), tmp_path / "m2.pt")
     for model_class, checkpoint, message in (

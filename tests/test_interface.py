@@ -54,13 +54,13 @@ def test_operations_return_the_documented_shapes_in_the_unit_interval(name, task
 
 
 @pytest.fixture(scope="module")
-def trained(smoke_runs, smoke_cache):
-    """Each model of the smoke grid (f = 0.06, ~200 steps; MVAE 40 epochs), its metrics and test images."""
+def trained(ci_runs, ci_cache):
+    """Each model of the CI grid (f = 0.06, ~200 steps; MVAE 40 epochs), its metrics and test images."""
     models, metrics = {}, {}
     for name in NAMES:
-        config = make_config(name, "synthfaces", 0.06, 0, "smoke")
-        data = load("synthfaces", cache_dir=smoke_cache, options=config.dataset_options)
-        run_dir = config.run_dir(smoke_runs)
+        config = make_config(name, "synthfaces", 0.06, 0, "ci")
+        data = load("synthfaces", cache_dir=ci_cache, options=config.dataset_options)
+        run_dir = config.run_dir(ci_runs)
         metrics[name] = json.loads((run_dir / "metrics.json").read_text())
         models[name] = load_trained_model(config, data, run_dir, torch.device("cpu"))
     test = torch.as_tensor(data.splits["test"][:64])
@@ -68,7 +68,7 @@ def trained(smoke_runs, smoke_cache):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_every_model_beats_the_majority_baseline_on_the_smoke_preset_at_f_006(name, trained):
+def test_every_model_beats_the_majority_baseline_on_the_ci_preset_at_f_006(name, trained):
     metrics = trained[3][name]
     assert metrics["test_accuracy"] > metrics["majority_accuracy"] + 0.02, metrics
 
@@ -83,7 +83,7 @@ def test_swap_with_itself_reconstructs_better_than_with_another_context(name, tr
 
 
 UNDERTRAINED_W = pytest.mark.xfail(strict=True, reason=(
-    "after the smoke preset's ~200 steps CSVAE's q(w|x,y) still ignores y (every w near 0), while p(w_i|y_i=0) is "
+    "after the ci preset's ~200 steps CSVAE's q(w|x,y) still ignores y (every w near 0), while p(w_i|y_i=0) is "
     "centred at (3, 3): moving the encoder's output 3 units takes ~3/lr Adam steps"))
 
 

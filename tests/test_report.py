@@ -15,24 +15,24 @@ from bench.cli import main
 from bench.report import GALLERY
 from bench.tables import TABLES
 
-pytestmark = pytest.mark.slow  # it reads the trained smoke grid
+pytestmark = pytest.mark.slow  # it reads the trained CI grid
 
 
 @pytest.fixture(scope="module")
-def report(smoke_runs, tmp_path_factory):
+def report(ci_runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    assert main(["tables", "--runs", str(smoke_runs), "--out", str(out)]) == 0
+    assert main(["tables", "--runs", str(ci_runs), "--out", str(out)]) == 0
     return out / "report.html"
 
 
-def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(report, smoke_runs):
+def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(report, ci_runs):
     text = report.read_text()
     for key in ("1", "2", "4", "5", "C", "G"):  # the multi-label tables
         assert f"<h3>Table {key}: {html.escape(TABLES[key].title)}" in text
     assert "ceiling: renderer" in text and "floor: does nothing" in text  # the control rows
     sources = re.findall(r'<img[^>]* src="([^"]*)"', text)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)  # nothing outside
-    drawn = {path.stem for path in smoke_runs.glob("synthfaces/*/f=*/seed=0/eval/figures/*.png")}
+    drawn = {path.stem for path in ci_runs.glob("synthfaces/*/f=*/seed=0/eval/figures/*.png")}
     assert drawn <= set(GALLERY)  # every figure the evaluators draw has a place in the gallery ...
     for name in drawn:
         assert f"<h4>{name.replace('_', ' ')}</h4>" in text  # ... and is shown

@@ -1,4 +1,4 @@
-"""The sweep, the tables and the regression check, on the smoke grid and on known inputs."""
+"""The sweep, the tables and the regression check, on the CI grid and on known inputs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import submitit
 import torch
 
 from bench import sweep
-from bench.check import compare, default_tolerances, read_stored, regressions, verdict
+from bench.check import compare, default_tolerances, read_stored, regressions, seed_allowance, verdict
 from bench.cli import main
 from bench.config import make_config
 from bench.data import default_datasets, mnist
@@ -36,9 +36,9 @@ from bench.tables import (
     to_markdown,
 )
 from evaluators.controls import ROWS as CONTROL_ROWS
-from tests.conftest import ROOT, SMOKE_GRID
+from tests.conftest import CI_GRID, ROOT
 
-STORED_SMOKE = ROOT / "results" / "stored" / "smoke"
+STORED_CI = ROOT / "results" / "stored" / "ci"
 
 
 def results_frame(rows: list[tuple]) -> pd.DataFrame:
@@ -117,8 +117,8 @@ def test_latex_text_spells_every_symbol_of_the_tables_for_pdflatex():
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (texlive-latex-recommended)")
-def test_every_written_latex_table_compiles_with_pdflatex(smoke_runs, tmp_path):
-    assert main(["tables", "--runs", str(smoke_runs), "--out", str(tmp_path)]) == 0
+def test_every_written_latex_table_compiles_with_pdflatex(ci_runs, tmp_path):
+    assert main(["tables", "--runs", str(ci_runs), "--out", str(tmp_path)]) == 0
     tables = sorted(tmp_path.glob("tables/*/table*.tex"))
     assert len(tables) >= 6
     document = tmp_path / "tables.tex"
@@ -158,32 +158,60 @@ def test_compare_flags_moves_beyond_tolerance_in_the_worse_direction_and_missing
     assert set(compare(stored, stored, default_tolerances()).verdict) == {"same"}
 
 
-def test_with_several_stored_seeds_a_regression_is_three_seed_sds_below_the_stored_mean():
+def test_with_several_stored_seeds_a_regression_lies_beyond_the_t_prediction_bound_of_the_stored_seeds():
     stored = results_frame([("synthfaces", "ccvae", 0.2, seed, "quick", metric, value)
                             for metric, values in (("classification.accuracy", (0.80, 0.82, 0.84)),
                                                    ("interventions.condition_number", (10.0, 20.0, 40.0)))
                             for seed, value in enumerate(values)])
 
-    def judged(accuracy: float, condition: float = 20.0) -> pd.DataFrame:
+    def judged(accuracy: float, condition: float = 20.0, sds: float | None = None) -> pd.DataFrame:
         fresh = results_frame([("synthfaces", "ccvae", 0.2, 1, "quick", "classification.accuracy", accuracy),
                                ("synthfaces", "ccvae", 0.2, 1, "quick", "interventions.condition_number", condition)])
-        return compare(stored, fresh, default_tolerances()).set_index("metric")
+        return compare(stored, fresh, default_tolerances(), sds).set_index("metric")
 
-    # mean 0.82, sd 0.02: allowed 3 · 0.02 + 0.001 (one unit of the printed digit) below it
-    worse = judged(0.82 - 0.07).loc["classification.accuracy"]
-    assert worse.verdict == "WORSE" and worse.sds == pytest.approx(-3.5) and worse.allowed == pytest.approx(0.061)
-    assert worse.basis == "3 sd of 3 seeds"
-    assert judged(0.82 - 0.06).loc["classification.accuracy", "verdict"] == "ok"
+    # two numbers judged, three seeds each: k = t(1 − 0.05/2; 2) · √(1 + 1/3), t(0.975; 2) = 4.302653 (tables)
+    k = 4.302653 * (4 / 3) ** 0.5
+    assert seed_allowance(3, 2) == pytest.approx(k, rel=1e-6)
+    # mean 0.82, sd 0.02: allowed k · 0.02 + 0.001 (one unit of the printed digit) below it
+    worse = judged(0.82 - 0.11).loc["classification.accuracy"]
+    assert worse.verdict == "WORSE" and worse.sds == pytest.approx(-5.5) and worse.allowed == pytest.approx(
+        k * 0.02 + 0.001)
+    assert worse.basis == "4.97 sd of 3 seeds (t bound)"
+    assert judged(0.82 - 0.09).loc["classification.accuracy", "verdict"] == "ok"
     assert judged(0.82).loc["classification.accuracy", "verdict"] == "same"  # seed 1's stored value
     assert judged(0.95).loc["classification.accuracy", "verdict"] == "better"
-    # the condition number on a log scale: log 20 ± 3 · log 2 (sd of log 10, log 20, log 40)
-    assert judged(0.82, condition=20 * 2**2.9).loc["interventions.condition_number", "verdict"] == "ok"
-    condition = judged(0.82, condition=20 * 2**3.2).loc["interventions.condition_number"]
-    assert condition.verdict == "WORSE" and condition.sds == pytest.approx(3.2)
-    unseen = results_frame([("synthfaces", "ccvae", 0.2, 7, "quick", "classification.accuracy", 0.75)])
+    # the condition number on a log scale: log 20 ± k · log 2 (sd of log 10, log 20, log 40)
+    assert judged(0.82, condition=20 * 2**4.9).loc["interventions.condition_number", "verdict"] == "ok"
+    condition = judged(0.82, condition=20 * 2**5.1).loc["interventions.condition_number"]
+    assert condition.verdict == "WORSE" and condition.sds == pytest.approx(5.1)
+    # a fixed allowance instead (`--sds 3`)
+    fixed = judged(0.82 - 0.07, sds=3).loc["classification.accuracy"]
+    assert fixed.verdict == "WORSE" and fixed.allowed == pytest.approx(0.061) and fixed.basis == "3 sd of 3 seeds"
+    unseen = results_frame([("synthfaces", "ccvae", 0.2, 7, "quick", "classification.accuracy", 0.65)])
     new_seed = compare(stored, unseen, default_tolerances()).set_index("metric")  # a seed never stored
     assert new_seed.loc["classification.accuracy", "verdict"] == "WORSE" and pd.isna(new_seed.loc[
         "classification.accuracy", "stored"]) and new_seed.loc["interventions.condition_number", "verdict"] == "missing"
+
+
+def test_seeds_that_agree_exactly_are_judged_by_the_declared_tolerance_not_by_a_zero_spread():
+    stored = results_frame([("synthfaces", "mvae", 0.06, seed, "quick", "classification.accuracy", 0.6096)
+                            for seed in range(3)])  # at the majority baseline on every seed
+
+    def judged(accuracy: float) -> pd.Series:
+        fresh = results_frame([("synthfaces", "mvae", 0.06, 0, "quick", "classification.accuracy", accuracy)])
+        return compare(stored, fresh, default_tolerances()).iloc[0]
+
+    nearby = judged(0.6085)  # another machine's last digits: one printed digit below, within ±0.03
+    assert nearby.verdict == "ok" and nearby.basis == "declared tolerance (3 equal seeds)"
+    assert judged(0.55).verdict == "WORSE" and judged(0.6096).verdict == "same"
+
+
+def test_the_prediction_bound_shrinks_with_more_seeds_and_grows_with_more_numbers_judged():
+    assert seed_allowance(5, 92) == pytest.approx(9.2, abs=0.05)
+    assert seed_allowance(3, 92) == pytest.approx(35.0, abs=0.1)
+    assert seed_allowance(10, 92) < seed_allowance(5, 92) < seed_allowance(5, 1000)
+    # one number, many seeds: the normal distribution's one-sided 5 % quantile
+    assert seed_allowance(100_000, 1) == pytest.approx(1.645, abs=1e-3)
 
 
 def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
@@ -195,39 +223,62 @@ def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
     assert verdict("interventions.condition_number", 100, 6, tolerance) == "better"
 
 
-# --- the smoke grid: what CI checks ------------------------------------------------------------------------------
+# --- the CI grid: what CI checks ----------------------------------------------------------------------------------
 
 
-def test_the_smoke_grid_reproduces_the_stored_smoke_results(smoke_runs, capsys):
-    assert main(["check", "--runs", str(smoke_runs), "--stored", str(STORED_SMOKE)]) == 0
+def test_the_ci_grid_reproduces_the_stored_ci_results(ci_runs, capsys):
+    assert main(["check", "--runs", str(ci_runs), "--stored", str(STORED_CI)]) == 0
     assert "numbers compared" in capsys.readouterr().out
 
 
-def test_check_exits_1_and_names_the_regression(smoke_runs, tmp_path, capsys):
-    stored = read_stored(STORED_SMOKE)
+def test_check_exits_1_and_names_the_regression(ci_runs, tmp_path, capsys):
+    stored = read_stored(STORED_CI)
     chosen = (stored.model == "ccvae") & (stored.metric == "classification.accuracy")
-    stored.loc[chosen, "value"] += 0.2  # the stored model was much better than the fresh one
+    stored.loc[chosen, "value"] = 0.99 + 0.002 * stored.loc[chosen, "seed"]  # the stored model was far better
     (tmp_path / "stored").mkdir()
     stored.to_csv(tmp_path / "stored" / "results.csv", index=False)
-    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored")]) == 1
+    assert main(["check", "--runs", str(ci_runs), "--stored", str(tmp_path / "stored")]) == 1
     captured = capsys.readouterr()
     assert "WORSE" in captured.out and "synthfaces/ccvae/f=0.06 classification.accuracy" in captured.err
-    assert "sd" in captured.err  # judged by the stored seeds' spread (three seeds), in their standard deviations
-    stored[stored.seed == 0].to_csv(tmp_path / "stored" / "results.csv", index=False)  # one seed: no spread
-    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path / "stored"),
+    assert "sd)" in captured.err  # judged by the stored seeds' spread, in their standard deviations
+    one_seed = stored[(stored.seed == 0) & chosen]  # one number of one seed: no spread, the declared tolerance
+    one_seed.to_csv(tmp_path / "stored" / "results.csv", index=False)
+    assert main(["check", "--runs", str(ci_runs), "--stored", str(tmp_path / "stored")]) == 1
+    assert main(["check", "--runs", str(ci_runs), "--stored", str(tmp_path / "stored"),
                  "--tolerance", "classification.accuracy=0.25"]) == 0  # the declared tolerance, widened
 
 
-def test_update_stores_results_configs_and_tables_that_then_check_identical(smoke_runs, tmp_path, capsys):
-    assert main(["check", "--update", "--runs", str(smoke_runs), "--stored", str(tmp_path)]) == 0
+def test_update_stores_results_configs_and_tables_that_then_check_identical(ci_runs, tmp_path, capsys):
+    assert main(["check", "--update", "--runs", str(ci_runs), "--stored", str(tmp_path)]) == 0
     assert len(json.loads((tmp_path / "configs.json").read_text())) == 6
     assert (tmp_path / "tables" / "synthfaces" / "table1.tex").is_file() and (tmp_path / "provenance.json").is_file()
-    assert main(["check", "--runs", str(smoke_runs), "--stored", str(tmp_path)]) == 0
+    assert main(["check", "--runs", str(ci_runs), "--stored", str(tmp_path)]) == 0
     assert "0 ok, 0 better, 0 WORSE, 0 missing" in capsys.readouterr().out
 
 
-def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_links(smoke_runs, tmp_path):
-    assert main(["tables", "--runs", str(smoke_runs), "--out", str(tmp_path)]) == 0
+def test_update_of_one_data_set_keeps_the_stored_others_and_records_where_each_part_came_from(ci_runs, tmp_path):
+    assert main(["check", "--update", "--runs", str(ci_runs), "--stored", str(tmp_path)]) == 0
+    stored = read_stored(tmp_path)
+    other = stored[stored.model == "ccvae"].assign(dataset="fashion-mnist", value=0.5)  # another data set's part
+    pd.concat([stored.assign(value=stored.value + 1), other]).to_csv(tmp_path / "results.csv", index=False)
+    configs = json.loads((tmp_path / "configs.json").read_text())
+    (tmp_path / "configs.json").write_text(json.dumps([*configs, {**configs[0], "dataset": "fashion-mnist"}]))
+    assert main(["check", "--update", "--update-datasets", "synthfaces", "--runs", str(ci_runs),
+                 "--stored", str(tmp_path)]) == 0
+    updated = read_stored(tmp_path)
+    pd.testing.assert_frame_equal(updated[updated.dataset == "synthfaces"].reset_index(drop=True),
+                                  stored.reset_index(drop=True))  # replaced by the fresh numbers
+    assert (updated[updated.dataset == "fashion-mnist"].value == 0.5).all() and len(updated) == len(stored) + len(other)
+    assert len(json.loads((tmp_path / "configs.json").read_text())) == 7
+    parts = json.loads((tmp_path / "provenance.json").read_text())["parts"]
+    assert [part["datasets"] for part in parts] == [["fashion-mnist"], ["synthfaces"]]
+    assert main(["check", "--update", "--update-datasets", "mnist", "--runs", str(ci_runs),
+                 "--stored", str(tmp_path)]) == 2  # no fresh runs of it: one line, nothing written
+    pd.testing.assert_frame_equal(read_stored(tmp_path), updated)
+
+
+def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_links(ci_runs, tmp_path):
+    assert main(["tables", "--runs", str(ci_runs), "--out", str(tmp_path)]) == 0
     for key in ("1", "2", "4", "5", "C", "G"):  # 6 and 7 are multi-class tables
         for suffix in ("csv", "tex", "md"):
             assert (tmp_path / "tables" / "synthfaces" / f"table{key}.{suffix}").is_file(), (key, suffix)
@@ -245,18 +296,18 @@ def test_tables_cli_writes_csv_latex_markdown_and_a_report_with_working_figure_l
     assert links and all((tmp_path / link).is_file() for link in links)
 
 
-def test_dry_run_lists_every_cell_and_which_are_done(smoke_runs, capsys):
-    assert main(["run", "--datasets", "synthfaces", "--fs", "0.06,0.2", "--preset", "smoke", "--runs", str(smoke_runs),
+def test_dry_run_lists_every_cell_and_which_are_done(ci_runs, capsys):
+    assert main(["run", "--datasets", "synthfaces", "--fs", "0.06,0.2", "--preset", "ci", "--runs", str(ci_runs),
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "12 cells: 6 done, 6 todo" in out and "todo  synthfaces/ccvae/f=0.2/seed=0" in out
 
 
-def test_reproduce_reuses_finished_runs_writes_its_table_and_checks_it(smoke_runs, tmp_path, capsys):
-    before = (smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns
-    assert main(["reproduce", "--table", "2", *SMOKE_GRID, "--runs", str(smoke_runs), "--out", str(tmp_path),
-                 "--stored", str(STORED_SMOKE)]) == 0
-    assert (smoke_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns == before
+def test_reproduce_reuses_finished_runs_writes_its_table_and_checks_it(ci_runs, tmp_path, capsys):
+    before = (ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns
+    assert main(["reproduce", "--table", "2", *CI_GRID, "--runs", str(ci_runs), "--out", str(tmp_path),
+                 "--stored", str(STORED_CI)]) == 0
+    assert (ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns == before
     assert (tmp_path / "tables" / "synthfaces" / "table2.md").is_file()
     assert not (tmp_path / "tables" / "synthfaces" / "table1.md").exists()
     assert "swap.score" not in capsys.readouterr().err
@@ -275,11 +326,11 @@ def test_a_cell_held_by_another_sweep_is_skipped_not_trained_twice(tmp_path):
 
 
 @pytest.mark.slow
-def test_local_launcher_runs_cells_in_parallel_and_a_failed_cell_does_not_stop_the_others(tmp_path, smoke_cache,
+def test_local_launcher_runs_cells_in_parallel_and_a_failed_cell_does_not_stop_the_others(tmp_path, ci_cache,
                                                                                            capsys):
     code = main(["run", "--models", "ccvae,tests.models:BrokenVAE", "--datasets", "synthfaces", "--fs", "0.06",
                  "--preset", "smoke", "--epochs", "1", "--no-eval", "--launcher", "local", "--jobs", "2",
-                 "--runs", str(tmp_path), "--cache-dir", str(smoke_cache), "--out", str(tmp_path / "results")])
+                 "--runs", str(tmp_path), "--cache-dir", str(ci_cache), "--out", str(tmp_path / "results")])
     assert code == 1
     err = capsys.readouterr().err
     assert "FAILED synthfaces/tests.models:BrokenVAE/f=0.06/seed=0: RuntimeError: deliberately broken model" in err
@@ -289,12 +340,12 @@ def test_local_launcher_runs_cells_in_parallel_and_a_failed_cell_does_not_stop_t
 
 
 @pytest.mark.slow
-def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directory(tmp_path, smoke_cache):
+def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directory(tmp_path, ci_cache):
     """The Slurm code path with submitit's local executor standing in for sbatch."""
     cells = [make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=1)]
     executor = submitit.AutoExecutor(folder=tmp_path / "slurm" / "%j", cluster="local")
     executor.update_parameters(timeout_min=10)
-    settings = sweep.CellSettings(cache_dir=str(smoke_cache), device="cpu", evaluators=())
+    settings = sweep.CellSettings(cache_dir=str(ci_cache), device="cpu", evaluators=())
     outcomes = sweep.launch_slurm(cells, tmp_path, settings, executor, poll_seconds=0.5)
     assert [outcome.state for outcome in outcomes] == ["done"], outcomes
     run_dir = cells[0].run_dir(tmp_path)
@@ -308,9 +359,9 @@ def descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_slurm_task_interrupted_as_by_a_timeout_is_requeued_and_resumes_to_the_same_numbers(tmp_path, smoke_cache):
+def test_a_slurm_task_interrupted_as_by_a_timeout_is_requeued_and_resumes_to_the_same_numbers(tmp_path, ci_cache):
     config = make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=2)
-    settings = sweep.CellSettings(cache_dir=str(smoke_cache), device="cpu", evaluators=(), show_progress=False)
+    settings = sweep.CellSettings(cache_dir=str(ci_cache), device="cpu", evaluators=(), show_progress=False)
     executor = submitit.AutoExecutor(folder=tmp_path / "slurm" / "%j", cluster="local")
     executor.update_parameters(timeout_min=10)
     job = executor.submit(sweep.SlurmCell(), config, tmp_path / "interrupted", settings)
@@ -377,8 +428,8 @@ def test_worker_devices_share_one_device_without_several_gpus():
         assert sweep.worker_devices("cuda", 2) == ["cuda:0", "cuda:1"]
 
 
-def test_gather_reads_only_finished_runs(smoke_runs):
-    results = gather(smoke_runs)
+def test_gather_reads_only_finished_runs(ci_runs):
+    results = gather(ci_runs)
     assert set(results[results.f.notna()].model) == set(MODELS)
     assert set(results[results.f.isna()].model) == set(CONTROL_ROWS)  # the controls: one row each, for every f
     assert {"classification.accuracy", "swap.score", "test_accuracy"} <= set(results.metric)
