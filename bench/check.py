@@ -276,7 +276,8 @@ def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[st
         kept_configs = [c for c in json.loads((stored / "configs.json").read_text()) if c["dataset"] not in datasets]
         earlier = json.loads((stored / "provenance.json").read_text())
         parts = earlier.get("parts", [{**earlier, "datasets": sorted(set(kept.dataset))}])
-        parts = [{**part, "datasets": [d for d in part["datasets"] if d not in datasets]} for part in parts]
+        parts = [{**part, "datasets": kept_sets, "cells": sum(c["dataset"] in kept_sets for c in kept_configs)}
+                 for part in parts for kept_sets in [[d for d in part["datasets"] if d not in datasets]]]
         record = {"parts": [part for part in parts if part["datasets"]] + [{**record, "datasets": sorted(datasets)}]}
         fresh, configs = pd.concat([kept, fresh], ignore_index=True), kept_configs + configs
     atomic_write_text(stored / "results.csv", fresh.to_csv(index=False))
