@@ -167,7 +167,7 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tol
     judged_by_spread = sum(_has_spread(row) for row in paired.itertuples())
     rows = [_judged(row, tolerances, sds if sds is not None else seed_allowance(row.stored_n, judged_by_spread),
                     sds is None) for row in paired.itertuples()]
-    judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "basis", "verdict"], index=paired.index)
+    judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "k", "basis", "verdict"], index=paired.index)
     return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], judged], axis=1)
 
 
@@ -183,35 +183,37 @@ def _has_spread(row) -> bool:
     return row.stored_n >= 2 and row.stored_sd > 0
 
 
-def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> tuple[float, float, float, str, str]:
-    """(difference, allowed, standard deviations, basis, verdict) of one fresh number against its cell."""
+def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> tuple[float, float, float, float, str,
+                                                                                     str]:
+    """(difference, allowed, standard deviations, allowance k in sds (NaN: a declared tolerance), basis, verdict) of
+    one fresh number against its cell."""
     if not _has_spread(row):  # one seed, or seeds that agree exactly: no spread to judge by
         reference = row.stored if not pd.isna(row.stored) else row.stored_mean
         tolerance = tolerances.get(row.metric, Tolerance(0.0))
         basis = "declared tolerance (n = 1)" if row.stored_n < 2 else f"declared tolerance ({row.stored_n} equal seeds)"
-        return (row.fresh - reference, tolerance.allowed(reference), math.nan, basis,
+        return (row.fresh - reference, tolerance.allowed(reference), math.nan, math.nan, basis,
                 verdict(row.metric, reference, row.fresh, tolerance))
     log_scale = _on_log_scale(row.metric, tolerances)
     basis = (f"{sds:.3g} sd of {row.stored_n} seeds" + (" (t bound)" if bound else "")
              + (" (log scale)" if log_scale else ""))
     if pd.isna(row.fresh):
-        return math.nan, math.nan, math.nan, basis, "missing"
+        return math.nan, math.nan, math.nan, sds, basis, "missing"
     value = math.log(row.fresh) if log_scale and row.fresh > 0 else row.fresh
     deviation = value - row.scaled_mean
     allowed = sds * row.stored_sd + printed_resolution(row.metric, log_scale)
     in_sds = _in_sds(deviation, row.stored_sd)
     if row.fresh == row.stored:
-        return deviation, allowed, in_sds, basis, "same"
+        return deviation, allowed, in_sds, sds, basis, "same"
     if abs(deviation) <= allowed:
-        return deviation, allowed, in_sds, basis, "ok"
-    return deviation, allowed, in_sds, basis, _direction(row.metric, deviation)
+        return deviation, allowed, in_sds, sds, basis, "ok"
+    return deviation, allowed, in_sds, sds, basis, _direction(row.metric, deviation)
 
 
 def report(comparison: pd.DataFrame, not_run: int) -> str:
     """Every difference, then the counts."""
     from tabulate import tabulate
 
-    moved = comparison[comparison.verdict != "same"]
+    moved = comparison[comparison.verdict != "same"].drop(columns="k")  # the basis names k
     counts = comparison.verdict.value_counts()
     lines = []
     if not moved.empty:
@@ -271,19 +273,28 @@ def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[st
               "machine": f"{platform.machine()} {platform.processor() or platform.platform()}", "cpu": cpu_name(),
               "cpu_threads": torch.get_num_threads()}
     if datasets is not None:
-        kept = read_stored(stored)
-        kept = kept[~kept.dataset.isin(datasets)]
-        kept_configs = [c for c in json.loads((stored / "configs.json").read_text()) if c["dataset"] not in datasets]
-        earlier = json.loads((stored / "provenance.json").read_text())
-        parts = earlier.get("parts", [{**earlier, "datasets": sorted(set(kept.dataset))}])
-        parts = [{**part, "datasets": kept_sets, "cells": sum(c["dataset"] in kept_sets for c in kept_configs)}
-                 for part in parts for kept_sets in [[d for d in part["datasets"] if d not in datasets]]]
-        record = {"parts": [part for part in parts if part["datasets"]] + [{**record, "datasets": sorted(datasets)}]}
+        kept, kept_configs, kept_parts = _kept_part(stored, datasets)
+        record = {"parts": [*kept_parts, {**record, "datasets": sorted(datasets)}]}
         fresh, configs = pd.concat([kept, fresh], ignore_index=True), kept_configs + configs
     atomic_write_text(stored / "results.csv", fresh.to_csv(index=False))
     atomic_write_text(stored / "configs.json", json.dumps(configs, indent=1, sort_keys=True) + "\n")
     atomic_write_text(stored / "provenance.json", json.dumps(record, indent=2, default=str) + "\n")
     return fresh
+
+
+def _kept_part(stored: Path, replaced: tuple[str, ...]) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """What a partial update keeps of the stored set: the numbers and configs of the data sets not `replaced`, and
+    the provenance of each earlier part (a set stored whole is one part), narrowed to those data sets."""
+    numbers = read_stored(stored)
+    numbers = numbers[~numbers.dataset.isin(replaced)]
+    configs = [c for c in json.loads((stored / "configs.json").read_text()) if c["dataset"] not in replaced]
+    earlier = json.loads((stored / "provenance.json").read_text())
+    parts = []
+    for part in earlier.get("parts", [{**earlier, "datasets": sorted(set(numbers.dataset))}]):
+        datasets = [name for name in part["datasets"] if name not in replaced]
+        if datasets:
+            parts.append({**part, "datasets": datasets, "cells": sum(c["dataset"] in datasets for c in configs)})
+    return numbers, configs, parts
 
 
 def cpu_name() -> str:
@@ -306,8 +317,6 @@ def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, 
     if datasets is not None and not set(datasets) <= set(fresh.dataset):
         raise BenchError(f"{runs_root} has no finished runs of {', '.join(sorted(set(datasets) - set(fresh.dataset)))}"
                          "; run them first, or name only the data sets it has")
-    if datasets is not None and not (stored / "results.csv").is_file():
-        raise BenchError(f"no stored set at {stored} to update in part; store the whole set with --update alone")
     stored_numbers = store(fresh, runs_root, stored, datasets)
     write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False)
     return f"stored {len(stored_numbers)} numbers and their tables in {stored}"

@@ -66,8 +66,7 @@ def summary(name: str, stored: pd.DataFrame, fresh_runs: Path) -> dict:
     failing = regressions(comparison)
     counts = comparison.verdict.value_counts()
     worst = failing.sort_values("sds").head(3)
-    judged = comparison[comparison.basis.str.contains("sd of")]
-    allowance = judged.basis.str.split(" sd").str[0].astype(float)
+    allowance = comparison.k.dropna()
     return {"fresh": name, "numbers": len(comparison), "allowance (sd)": f"{allowance.min():.3g}–{allowance.max():.3g}",
             **{verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS},
             "largest regressions (sd)": "; ".join(f"{row.model} {row.metric} {row.sds:+.1f}"
