@@ -76,10 +76,14 @@ PRESETS = {preset.name: preset for preset in (
     Preset(
         "quick", epochs=4, batch_size=100, lr=1e-3, train_limit=3000, labelled_share=0.5,
         dataset_overrides={"synthfaces": {"image_size": 32}},
+        # MVAE learns the labels only through the product with the label experts: on synthfaces at
+        # f = 0.2 its accuracy was 0.610 after 4 epochs (the majority baseline: 0.608), 0.633 after 12,
+        # 0.689 after 16 and 0.766 after 48 (0.704 and 0.782 at f = 1)
+        model_epochs={"mvae": 16},
         evaluation=EvalSettings(pairs=1000, intervened=300, generated=1000, fid_images=1000, truth_images=1000),
         oracle=OracleConfig(steps=1000),
         reader=ReaderConfig(steps=1000),
-        description="the CPU default: 3,000 training images (synthfaces rendered at 32×32), 4 epochs, "
+        description="the CPU default: 3,000 training images (synthfaces rendered at 32×32), 4 epochs (MVAE 16), "
                     "lr 1e-3, batch 100, labelled batches recycled to half of the steps",
     ),
     Preset(

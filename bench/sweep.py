@@ -217,10 +217,19 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     outcomes = []
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup,
                              initargs=(devices, threads)) as pool:
+        # What a data set's runs share is built first, by the workers (one data set each, in parallel), while
+        # the other workers start training; a run that reaches its evaluation first waits for it (cache locks).
+        shared = [pool.submit(prepare_shared, config, settings) for config in _one_per_dataset(cells)
+                  if settings.evaluators != ()]
         longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
         with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
-            for future in as_completed(futures):
+            for future in as_completed([*shared, *futures]):
+                if future in shared:
+                    if future.exception() is not None:  # an error building an oracle stops the sweep
+                        pool.shutdown(cancel_futures=True)
+                        raise future.exception()
+                    continue
                 outcomes.append(future.result())
                 bar.update()
                 report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
@@ -310,7 +319,7 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
         executor = slurm_executor(runs_root, slurm or SlurmSettings(parallel=jobs))
         outcomes = launch_slurm(cells, runs_root, settings, executor)
     elif launcher == "local":
-        prepare_shared(cells, settings)
+        load_each_dataset(cells, settings)
         outcomes = launch_local(cells, runs_root, settings, jobs)
     elif launcher == "inline":
         outcomes = launch_inline(cells, runs_root, settings)
@@ -339,16 +348,21 @@ def _one_per_dataset(cells: list[RunConfig]) -> list[RunConfig]:
     return list({(c.dataset, json.dumps(c.dataset_options, sort_keys=True), c.preset): c for c in cells}.values())
 
 
-def prepare_shared(cells: list[RunConfig], settings: CellSettings) -> None:
-    """Load each data set once (a missing one fails here, before any worker starts) and build what its runs
-    share (the oracle, the GP head), so that parallel workers do not all wait for the first to build it."""
+def load_each_dataset(cells: list[RunConfig], settings: CellSettings) -> None:
+    """Load every data set of the grid once, building its cache: a missing one fails here, before any run starts."""
+    for config in _one_per_dataset(cells):
+        load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
+
+
+def prepare_shared(config: RunConfig, settings: CellSettings) -> None:
+    """Build what the runs of `config`'s data set share (the oracle, the GP head, the factor reader) once, so
+    that parallel workers do not all wait for the first to build it; run by a local worker, beside the others."""
     from bench.evaluate import prepare
     from bench.train import resolve_device
 
-    for config in _one_per_dataset(cells):
-        data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
-        if settings.evaluators != ():
-            prepare(config, data, resolve_device(settings.device), settings.cache_dir, settings.evaluators)
+    data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
+    prepare(config, data, resolve_device(os.environ.get("BENCH_WORKER_DEVICE", settings.device)), settings.cache_dir,
+            settings.evaluators)
 
 
 def report(outcome: Outcome, write=None) -> None:

@@ -275,6 +275,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
 
     steps_per_epoch = len(schedule_of(0))  # the same for every epoch
     total_steps = steps_per_epoch * config.epochs
+    valid_accuracy = None  # the last epoch's, so that the final metrics do not evaluate the same weights again
     for epoch in range(start_epoch, config.epochs):
         schedule = schedule_of(epoch)
         losses = EpochLosses(f"{name}: the loss became {{value}} at epoch {epoch + 1}, step {{step}}; training "
@@ -299,11 +300,12 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         bar.close()
         start_step = 0
         seconds = time.perf_counter() - started
+        valid_accuracy = evaluate(model, data, "valid", device)
         row = {
             "epoch": epoch + 1,
             "sup_loss": round(float(np.mean(losses.values[True])), 4) if losses.values[True] else "",
             "unsup_loss": round(float(np.mean(losses.values[False])), 4) if losses.values[False] else "",
-            "valid_accuracy": round(evaluate(model, data, "valid", device), 4),
+            "valid_accuracy": round(valid_accuracy, 4),
             "images_per_s": round(seen / seconds, 1) if seconds > 0 else "",
             "seconds": round(seconds, 2),
         }
@@ -318,7 +320,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
     train_labels = data.labels[torch.as_tensor(data.splits["train"])]
     metrics = {
         "test_accuracy": evaluate(model, data, "test", device),
-        "valid_accuracy": evaluate(model, data, "valid", device),
+        "valid_accuracy": valid_accuracy if valid_accuracy is not None else evaluate(model, data, "valid", device),
         "majority_accuracy": scoring.majority_accuracy(train_labels, data.labels[test], data.task),
         "n_labelled": len(labelled),
         "n_unlabelled": len(unlabelled),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -121,3 +122,16 @@ def sample_test_indices(data: LabelledImages, count: int, generator: torch.Gener
     """`count` test indices drawn without replacement (all of them when the test set is smaller)."""
     test = torch.as_tensor(data.splits["test"])
     return test[torch.randperm(len(test), generator=generator)[: min(count, len(test))]]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread. What every run of a data set shares (the oracle, the factor reader, the GP
+    head) is trained this way: a float reduction's order depends on the thread count, so a fit on one thread is
+    the same whichever process builds it (a sweep's worker or `bench oracle`) and however many cores it has."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

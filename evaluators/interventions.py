@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from bench.data.base import LabelledImages
+from bench.labels import hard_labels, label_log_terms
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
@@ -75,17 +76,16 @@ def intervened_to(model, x: torch.Tensor, target: torch.Tensor, i: int) -> torch
     return intervened
 
 
-def oracle_log_probs(oracle, images: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
-    """log p_oracle(ỹ_j | x) per label j (multi-label) or log p_oracle(class j | x) (multi-class)."""
-    return oracle.log_prob_of(images, target) if task == "multilabel" else oracle.label_log_probs(images)
+def oracle_log_probs(logits: torch.Tensor, target: torch.Tensor, task: str) -> torch.Tensor:
+    """From the oracle's logits: log p_oracle(ỹ_j | x) per label j (multi-label) or log p_oracle(class j | x)
+    (multi-class)."""
+    multilabel = task == "multilabel"
+    return label_log_terms(logits, target, multilabel) if multilabel else torch.log_softmax(logits, -1)
 
 
-def oracle_decisions(oracle, images: torch.Tensor, task: str) -> torch.Tensor:
-    """The oracle's hard prediction: 0/1 per label, or the one-hot class."""
-    log_probs = oracle.label_log_probs(images)
-    if task == "multilabel":
-        return (log_probs > np.log(0.5)).float()
-    return torch.nn.functional.one_hot(log_probs.argmax(-1), log_probs.shape[-1]).float()
+def oracle_decisions(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """From the oracle's logits, its hard prediction: 0/1 per label, or the one-hot class."""
+    return hard_labels(logits, task == "multilabel")
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
@@ -100,18 +100,22 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     matrix = np.zeros((size, size))
     flip_rates, leakages, counts = [], [], []
     with torch.no_grad():
+        # the reference x̂ does not depend on the label intervened on: its oracle logits, once per image
+        reference_logits = torch.cat([
+            oracle(model.swap(x, x) if model.capabilities.swap else x)
+            for x in (float_images(data, batch, device) for batch in chosen.split(settings.batch_size))])
         for i in range(size):
             keep = torch.ones(len(chosen), dtype=torch.bool) if multilabel else labels_all[:, i] == 0
             changes, flipped, leaked = [], [], []
-            for batch in chosen[keep].split(settings.batch_size):
+            for batch, before_logits in zip(chosen[keep].split(settings.batch_size),
+                                            reference_logits[keep.to(device)].split(settings.batch_size),
+                                            strict=True):
                 x = float_images(data, batch, device)
                 target = target_labels(data.labels[batch].float(), i, data.task).to(device)
-                intervened = intervened_to(model, x, target, i)
-                reference = model.swap(x, x) if model.capabilities.swap else x
-                changes.append((oracle_log_probs(oracle, intervened, target, data.task)
-                                - oracle_log_probs(oracle, reference, target, data.task)).abs().cpu())
-                after, before = oracle_decisions(oracle, intervened, data.task), oracle_decisions(oracle, reference,
-                                                                                                   data.task)
+                after_logits = oracle(intervened_to(model, x, target, i))
+                changes.append((oracle_log_probs(after_logits, target, data.task)
+                                - oracle_log_probs(before_logits, target, data.task)).abs().cpu())
+                after, before = oracle_decisions(after_logits, data.task), oracle_decisions(before_logits, data.task)
                 flipped.append((after[:, i] == target[:, i]).float().cpu())
                 if multilabel:
                     others = [j for j in range(size) if j != i]

@@ -29,6 +29,7 @@ from bench.data.cache import cache_dir, cache_key
 from bench.files import atomic_torch_save, atomic_write_text, exclusive
 from bench.labels import label_log_terms
 from bench.nets import to_float_images
+from evaluators.common import one_thread
 
 FEATURES = 128
 
@@ -117,7 +118,13 @@ def fit_by_steps(make_net: Callable[[], nn.Module], data: LabelledImages, config
     """Adam for `config.steps` steps (lr `config.lr`) on batches of `config.batch_size` training images, drawn from
     seeded permutations of the training split; `batch_loss(net, x, indices)` with x the batch's float images.
     The net is built by `make_net` after torch is seeded with `config.seed`. The oracle and the factor reader
-    are trained this way."""
+    are trained this way, on one thread (`one_thread`)."""
+    with one_thread():
+        return _fit_by_steps(make_net, data, config, device, batch_loss, desc, show_progress)
+
+
+def _fit_by_steps(make_net, data: LabelledImages, config, device: torch.device, batch_loss, desc: str,
+                  show_progress: bool) -> nn.Module:
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     net = make_net().to(device)

@@ -62,6 +62,11 @@ class PixelOracle:
     def __init__(self, size: int):
         self.size = size
 
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits: log p − log(1 − p)."""
+        p = x[:, 0, 0, : self.size].double()
+        return (p.log() - (1 - p).log()).to(x.dtype)
+
     def label_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, 0, 0, : self.size].log()
 
@@ -239,6 +244,26 @@ def test_the_oracle_is_accurate_on_the_ci_data_and_cached(ci_data):
                                                preset("ci").oracle)
     assert record_again == record
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_the_oracle_is_the_same_whatever_thread_count_its_caller_runs_with():
+    """It is fitted on one thread (a float reduction's order depends on the thread count), so a sweep's worker
+    on one thread and `bench oracle` on every core build the same one; the caller's setting is restored."""
+    from evaluators.oracle import OracleConfig, train_oracle
+
+    rng = np.random.default_rng(3)
+    data = toy_data(rng.integers(0, 2, (64, 3)), rng.integers(0, 256, (64, 3)))
+    data = LabelledImages(data.name, torch.nn.functional.pad(data.images, (6, 6, 6, 6)), data.labels, data.label_names,
+                          data.task, data.splits)  # 16×16: the oracle's stem wants at least that
+    before = torch.get_num_threads()
+    fits = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        fits.append(train_oracle(data, OracleConfig(steps=3, batch_size=32), torch.device("cpu"), False))
+        assert torch.get_num_threads() == threads
+    torch.set_num_threads(before)
+    pairs = zip(fits[0].state_dict().values(), fits[1].state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_eval_cli_writes_every_evaluator_and_the_figures(ci_runs, ci_cache, tmp_path, capsys):
