@@ -126,9 +126,10 @@ def sample_test_indices(data: LabelledImages, count: int, generator: torch.Gener
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """Run the block on one CPU thread. What every run of a data set shares (the oracle, the factor reader, the GP
-    head) is trained this way: a float reduction's order depends on the thread count, so a fit on one thread is
-    the same whichever process builds it (a sweep's worker or `bench oracle`) and however many cores it has."""
+    """Run the block (or, as `@one_thread()`, the function) on one CPU thread. What every run of a data set shares
+    (the oracle, the factor reader, the GP head) is trained this way: a float reduction's order depends on the
+    thread count, so a fit on one thread is the same whichever process builds it (a sweep's worker or
+    `bench oracle`) and however many cores it has."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

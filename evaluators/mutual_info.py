@@ -95,13 +95,9 @@ class GPHead(torch.nn.Module):
         return functions.softmax(-1)
 
 
+@one_thread()
 def fit_gp_head(features: torch.Tensor, classes: torch.Tensor, num_classes: int, config: GPConfig) -> GPHead:
     """Fit the SVGP head on training features (N, D) and class indices (N,), on one thread (`one_thread`)."""
-    with one_thread():
-        return _fit_gp_head(features, classes, num_classes, config)
-
-
-def _fit_gp_head(features: torch.Tensor, classes: torch.Tensor, num_classes: int, config: GPConfig) -> GPHead:
     generator = torch.Generator().manual_seed(config.seed)
     torch.manual_seed(config.seed)
     shift, scale = features.mean(0), features.std(0).clamp(min=1e-6)

@@ -112,6 +112,7 @@ def random_shift(x: torch.Tensor, max_pixels: float, generator: torch.Generator)
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
+@one_thread()
 def fit_by_steps(make_net: Callable[[], nn.Module], data: LabelledImages, config, device: torch.device,
                  batch_loss: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], desc: str,
                  show_progress: bool = True) -> nn.Module:
@@ -119,12 +120,6 @@ def fit_by_steps(make_net: Callable[[], nn.Module], data: LabelledImages, config
     seeded permutations of the training split; `batch_loss(net, x, indices)` with x the batch's float images.
     The net is built by `make_net` after torch is seeded with `config.seed`. The oracle and the factor reader
     are trained this way, on one thread (`one_thread`)."""
-    with one_thread():
-        return _fit_by_steps(make_net, data, config, device, batch_loss, desc, show_progress)
-
-
-def _fit_by_steps(make_net, data: LabelledImages, config, device: torch.device, batch_loss, desc: str,
-                  show_progress: bool) -> nn.Module:
     torch.manual_seed(config.seed)
     generator = np.random.default_rng(config.seed)
     net = make_net().to(device)
