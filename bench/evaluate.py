@@ -187,13 +187,13 @@ def checked(evaluator: Evaluator, result: dict) -> dict:
 def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights: str | None) -> Resources:
     """What the evaluators of a run of `config` share: FID weights, and caches beside the data set's oracle for
     mutual_info's GP head (mutual_info adds the GPConfig to the name), for ground_truth's factor reader (it adds
-    its config's hash) and for the real images' Inception features."""
+    its config's hash) and its readings of the true answers, and for the real images' Inception features."""
     oracle_weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
     weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
     return Resources(fid_weights=fid_weights, gp_cache=oracle_weights.with_suffix(".gp.pt"),
                      fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"),
                      reader_cache=oracle_weights.with_suffix(".reader.pt"), reader_config=preset(config.preset).reader,
-                     gp_config=preset(config.preset).gp)
+                     truth_cache=oracle_weights.with_suffix(".truth.pt"), gp_config=preset(config.preset).gp)
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:

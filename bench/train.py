@@ -1,10 +1,11 @@
 """The trainer: interleaved labelled/unlabelled batches, atomic checkpoints, exact resume.
 
-A run directory holds config.json, labelled.npy, train_log.csv, checkpoint.pt and, once
-finished, metrics.json. A finished run is never retrained; a killed run resumes from its
-last checkpoint (written at the end of every epoch and every `checkpoint_every` steps) and,
-on the CPU, ends with the same numbers as an uninterrupted run: the data order of epoch e
-is a function of (seed, e) and the random state is part of the checkpoint.
+A run directory holds config.json, labelled.npy, train_log.csv (per epoch: the losses, the accuracy
+on the first CURVE_VALID_IMAGES validation images, the speed), checkpoint.pt and, once finished,
+metrics.json (test and validation accuracy on the whole splits). A finished run is never retrained;
+a killed run resumes from its last checkpoint (written at the end of every epoch and every
+`checkpoint_every` steps) and, on the CPU, ends with the same numbers as an uninterrupted run: the
+data order of epoch e is a function of (seed, e) and the random state is part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
+CURVE_VALID_IMAGES = 1000  # train_log.csv's valid_accuracy: the first N validation images (metrics.json's: all)
 EPOCH_SEED_OFFSET = 104729
 LOSS_READ_EVERY = 50  # steps between the trainer's reads of the losses from the device
 
@@ -176,8 +178,9 @@ def _restore_checkpoint(path: Path, model, optimizer) -> tuple[int, int, list[di
     return state["epoch"], state["step"], state["log"]
 
 
-def evaluate(model, data: LabelledImages, split: str, device: torch.device) -> float:
-    indices = torch.as_tensor(data.splits[split])
+def evaluate(model, data: LabelledImages, split: str, device: torch.device, limit: int | None = None) -> float:
+    """The model's accuracy on the split's images (its first `limit` ones; None: all)."""
+    indices = torch.as_tensor(data.splits[split][:limit])
     probs = scoring.predict(model, data.images[indices].to(device))
     return scoring.accuracy(probs, data.labels[indices], data.task)
 
@@ -275,7 +278,6 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
 
     steps_per_epoch = len(schedule_of(0))  # the same for every epoch
     total_steps = steps_per_epoch * config.epochs
-    valid_accuracy = None  # the last epoch's, so that the final metrics do not evaluate the same weights again
     for epoch in range(start_epoch, config.epochs):
         schedule = schedule_of(epoch)
         losses = EpochLosses(f"{name}: the loss became {{value}} at epoch {epoch + 1}, step {{step}}; training "
@@ -300,7 +302,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         bar.close()
         start_step = 0
         seconds = time.perf_counter() - started
-        valid_accuracy = evaluate(model, data, "valid", device)
+        valid_accuracy = evaluate(model, data, "valid", device, CURVE_VALID_IMAGES)  # the curve; the metrics: all
         row = {
             "epoch": epoch + 1,
             "sup_loss": round(float(np.mean(losses.values[True])), 4) if losses.values[True] else "",
@@ -320,7 +322,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
     train_labels = data.labels[torch.as_tensor(data.splits["train"])]
     metrics = {
         "test_accuracy": evaluate(model, data, "test", device),
-        "valid_accuracy": valid_accuracy if valid_accuracy is not None else evaluate(model, data, "valid", device),
+        "valid_accuracy": evaluate(model, data, "valid", device),
         "majority_accuracy": scoring.majority_accuracy(train_labels, data.labels[test], data.task),
         "n_labelled": len(labelled),
         "n_unlabelled": len(unlabelled),

@@ -44,6 +44,8 @@ class Resources:
     gp_config     how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
     reader_cache  where ground_truth caches its factor reader (`evaluators/factor_reader.py`; None: no cache)
     reader_config how that reader is trained (`evaluators.factor_reader.ReaderConfig`; None: its defaults)
+    truth_cache   where ground_truth caches its reader's factors of the true answers, the same for every run of a
+                  data set at an evaluation seed (None: no cache)
     """
 
     fid_weights: str | Path | None = None
@@ -52,6 +54,7 @@ class Resources:
     gp_config: Any = None
     reader_cache: Path | None = None
     reader_config: Any = None
+    truth_cache: Path | None = None
 
 
 NO_RESOURCES = Resources()

@@ -45,11 +45,18 @@ characteristic coordinates, no renderer) is missing with its reason.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
 from bench.data.base import LabelledImages
+from bench.files import atomic_torch_save, exclusive
 from bench.metrics import Metric, Tolerance
 from bench.nets import to_float_images
 from evaluators.common import (
@@ -60,10 +67,11 @@ from evaluators.common import (
     batched,
     device_of,
     float_images,
+    one_thread,
     sample_test_indices,
     truth_of,
 )
-from evaluators.factor_reader import ReaderConfig, reader_for
+from evaluators.factor_reader import FactorReader, ReaderConfig, reader_for
 
 CONTEXT_PREFIX = ("background_", "face_")
 
@@ -138,9 +146,63 @@ def characteristic_capture(model, data: LabelledImages, chosen: torch.Tensor, se
     return {**result, "capture": float(np.mean(list(capture.values())))}
 
 
+def intervention_groups(a_idx: torch.Tensor, data: LabelledImages) -> Iterator[tuple[int, float, torch.Tensor]]:
+    """(label i, value, rows) of a batch's interventions: each image flips one label (its index mod L, cycling
+    through the labels) to the other value, so the rows of one group share the label and the value."""
+    label = a_idx.remainder(len(data.label_names))
+    values = 1 - data.labels[a_idx, label]
+    for i in label.unique().tolist():
+        for value in values[label == i].unique().tolist():
+            yield i, value, (label == i) & (values == value)
+
+
+@one_thread()
+def read_truth(reader: FactorReader, data: LabelledImages, truth: ModuleType, chosen: torch.Tensor,
+               partner: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """(N, 4, F): the reader's factors of a, of b, of the true swap of (a, b) and of the true intervention on a,
+    for the pairs (chosen, partner); on one thread, so that they are the same whichever process reads them."""
+    size, labels = data.image_shape[-1], len(data.label_names)
+
+    def rendered(factors: np.ndarray) -> torch.Tensor:
+        return to_float_images(torch.from_numpy(truth.render_at(factors, size)).to(device))
+
+    def read(a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
+        a, b = float_images(data, a_idx, device), float_images(data, b_idx, device)
+        factors_a, factors_b = data.factors[a_idx].numpy(), data.factors[b_idx].numpy()
+        true_swap = rendered(np.concatenate([factors_a[:, :labels], factors_b[:, labels:]], 1))
+        true_intervened = torch.empty_like(a)
+        for i, value, rows in intervention_groups(a_idx, data):
+            true_intervened[rows.to(device)] = rendered(truth.with_label(factors_a[rows.numpy()], i, int(value)))
+        return torch.stack([reader(a), reader(b), reader(true_swap), reader(true_intervened)], 1).cpu()
+
+    return batched(read, chosen, partner, batch_size=batch_size)
+
+
+def truth_readings(reader: FactorReader, record: dict, data: LabelledImages, truth: ModuleType, chosen: torch.Tensor,
+                   partner: torch.Tensor, batch_size: int, device: torch.device, cache: Path | None) -> torch.Tensor:
+    """`read_truth`, cached beside the reader (`cache` plus a hash of the reader's record, the pairs, the batch size
+    and the device type): every run of a data set at an evaluation seed is compared with the same true answers,
+    so they are rendered and read once. None: read afresh, not kept."""
+    if cache is None:
+        return read_truth(reader, data, truth, chosen, partner, batch_size, device)
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+    for part in (chosen.numpy().tobytes(), partner.numpy().tobytes(), f"{batch_size}-{device.type}".encode()):
+        key.update(part)
+    path = cache.with_name(f"{cache.stem}-{key.hexdigest()[:12]}.pt")
+    with exclusive(path.with_name(f".{path.name}.lock")):  # two workers read them once
+        if path.exists():
+            return torch.load(path, map_location="cpu", weights_only=True)
+        readings = read_truth(reader, data, truth, chosen, partner, batch_size, device)
+        atomic_torch_save(readings, path)
+        return readings
+
+
+@one_thread()
 def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings: EvalSettings,
                      resources: Resources) -> dict:
-    """swap_error and intervention_error, read by the factor reader (see the module docstring)."""
+    """swap_error, intervention_error and reconstruction_error, read by the factor reader (see the module
+    docstring); on one thread, as the true answers are read (`read_truth`), so that a result that is the truth
+    reads exactly as the truth."""
     truth = truth_of(data)
     able = {"swap_error": (model.capabilities.swap, "the model cannot swap"),
             "intervention_error": (model.capabilities.intervene, "the model cannot intervene"),
@@ -150,43 +212,33 @@ def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings
                    for key, (_, reason) in able.items()}
         return {key: value for name, reason in reasons.items()
                 for key, value in ((name, None), (f"{name}_unavailable", reason))}
-    device, size, labels = device_of(model), data.image_shape[-1], len(data.label_names)
+    device, labels = device_of(model), len(data.label_names)
     reader, record = reader_for(data, truth, resources.reader_cache, resources.reader_config or ReaderConfig(), device)
     partner = chosen.roll(1)  # pairs (a, b): each test image with the one drawn before it
+    read_a, read_b, true_swap, true_intervened = truth_readings(
+        reader, record, data, truth, chosen, partner, settings.batch_size, device, resources.truth_cache).unbind(1)
 
-    def rendered(factors: np.ndarray) -> torch.Tensor:
-        return to_float_images(torch.from_numpy(truth.render_at(factors, size)).to(device))
-
-    def misread(a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
-        """Per image, the factors' absolute differences (B, 4, F): between a and b as read (the scale); between
-        the swap and its truth; between the intervention and its truth; between the reconstruction of a and a
-        (NaN where the model cannot)."""
+    def read_results(a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
+        """(B, 3, F): the reader's factors of the model's swap of (a, b), of its intervention on a and of its
+        reconstruction of a, swap(a, a) (NaN where the model cannot)."""
         a, b = float_images(data, a_idx, device), float_images(data, b_idx, device)
-        factors_a, factors_b = data.factors[a_idx].numpy(), data.factors[b_idx].numpy()
-        read_a = reader(a)
-        rows = [(read_a - reader(b)).abs()]
-        if model.capabilities.swap:
-            true_swap = rendered(np.concatenate([factors_a[:, :labels], factors_b[:, labels:]], 1))
-            rows.append((reader(model.swap(a, b)) - reader(true_swap)).abs())
-        else:
-            rows.append(torch.full_like(rows[0], float("nan")))
+        cannot = torch.full((len(a), read_a.shape[-1]), float("nan"), device=device)
+        swapped = reader(model.swap(a, b)) if model.capabilities.swap else cannot
+        intervened = cannot
         if model.capabilities.intervene:
-            label = a_idx.remainder(labels)  # each image flips one label, cycling through them
-            values = 1 - data.labels[a_idx, label]
-            intervened, true_intervened = torch.empty_like(a), torch.empty_like(a)
-            for i in label.unique().tolist():
-                for value in values[label == i].unique().tolist():
-                    rows_here = ((label == i) & (values == value)).to(device)
-                    intervened[rows_here] = model.intervene(a[rows_here], i, value)
-                    true_intervened[rows_here] = rendered(truth.with_label(factors_a[rows_here.cpu().numpy()], i,
-                                                                           int(value)))
-            rows.append((reader(intervened) - reader(true_intervened)).abs())
-        else:
-            rows.append(torch.full_like(rows[0], float("nan")))
-        rows.append((reader(model.swap(a, a)) - read_a).abs() if model.capabilities.swap else rows[-1] * float("nan"))
-        return torch.stack(rows, 1).cpu()
+            results = torch.empty_like(a)
+            for i, value, rows in intervention_groups(a_idx, data):
+                results[rows.to(device)] = model.intervene(a[rows.to(device)], i, value)
+            intervened = reader(results)
+        reconstructed = reader(model.swap(a, a)) if model.capabilities.swap else cannot
+        return torch.stack([swapped, intervened, reconstructed], 1).cpu()
 
-    table = batched(misread, chosen, partner, batch_size=settings.batch_size).double()  # (N, 4, F)
+    swapped, intervened, reconstructed = batched(read_results, chosen, partner,
+                                                 batch_size=settings.batch_size).unbind(1)
+    # per image, the factors' absolute differences (N, 4, F): between a and b as read (the scale); between the swap
+    # and its truth; between the intervention and its truth; between the reconstruction of a and a
+    table = torch.stack([read_a - read_b, swapped - true_swap, intervened - true_intervened, reconstructed - read_a],
+                        1).abs().double()
     normalised = table[:, 1:] / table[:, 0].mean(0)  # per factor, in units of the distance between two images
     characteristic, context = normalised[..., :labels], normalised[..., labels:]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.error
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from bench.presets import preset
 from bench.tables import run_rows
 from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings, Resources
-from evaluators.controls import Renderer
+from evaluators.controls import Floor, Renderer
 from evaluators.factor_reader import ReaderConfig, reader_for, reader_r2
 from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
 
@@ -215,6 +216,27 @@ def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(ci_data
     flat = ground_truth.evaluate(constant, data, None, torch.Generator().manual_seed(0), SETTINGS)
     assert flat["capture"] is None and "constant within a class" in flat["capture_unavailable"]  # not NaN
     assert ground_truth.EVALUATOR.problems(flat) == []
+
+
+def test_ground_truth_reads_the_true_answers_once_per_evaluation_seed_and_the_cache_changes_nothing(
+        ci_data, tmp_path, monkeypatch):
+    data = ci_data[0]
+    cached = Resources(reader_cache=tmp_path / "oracle.reader.pt", reader_config=ReaderConfig(steps=3, batch_size=20),
+                       truth_cache=tmp_path / "oracle.truth.pt")
+    uncached = replace(cached, truth_cache=None)
+
+    def judged(resources: Resources, seed: int = 0) -> dict:
+        result = ground_truth.evaluate(Floor(data), data, None, torch.Generator().manual_seed(seed),
+                                       replace(SETTINGS, truth_images=60), resources)
+        return {key: result[key] for key in ("swap_error", "intervention_error", "reconstruction_error")}
+
+    fresh = judged(uncached)
+    assert judged(cached) == fresh and len(list(tmp_path.glob("oracle.truth-*.pt"))) == 1
+    monkeypatch.setattr(ground_truth, "read_truth", lambda *args: pytest.fail("the true answers were read again"))
+    assert judged(cached) == fresh  # from the cache, the same numbers
+    monkeypatch.undo()
+    judged(cached, seed=1)  # other test images: their own readings
+    assert len(list(tmp_path.glob("oracle.truth-*.pt"))) == 2
 
 
 def test_the_factor_reader_learns_unit_scale_factors_and_is_cached(tmp_path):

@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 import torch
 
+from bench import scoring
+from bench import train as bench_train
 from bench.ccvae import CCVAE
 from bench.cli import main
 from bench.config import StepOptions, make_config
 from bench.data import load
 from bench.errors import TrainingDiverged
+from bench.evaluate import load_trained_model
 from bench.nets import Decoder, Encoder, laplace_log_likelihood
 from bench.runtime import deterministic_kernels
 from bench.train import epoch_schedule, train
@@ -105,6 +108,21 @@ def test_deterministic_kernels_are_recorded_in_the_config_and_change_nothing_on_
     with deterministic_kernels(True):
         assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"]
     assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == before
+
+
+def test_the_curve_reads_the_first_validation_images_and_the_metrics_all_of_them(tmp_path, cache, monkeypatch):
+    monkeypatch.setattr(bench_train, "CURVE_VALID_IMAGES", 50)  # of the smoke synthfaces' 200
+    config = make_config("ccvae", "synthfaces", 1, 0, "smoke", epochs=1, model_options={"style_dim": 4})
+    data = load("synthfaces", cache_dir=cache, options=config.dataset_options)
+    metrics = train(config, data, tmp_path, torch.device("cpu"), show_progress=False)
+    model = load_trained_model(config, data, tmp_path, torch.device("cpu"))
+    first = data.splits["valid"][:50]
+    with open(tmp_path / "train_log.csv") as handle:
+        curve = float(next(csv.DictReader(handle))["valid_accuracy"])
+    assert curve == round(scoring.accuracy(scoring.predict(model, data.images[first]), data.labels[first],
+                                           data.task), 4)
+    assert metrics["valid_accuracy"] == bench_train.evaluate(model, data, "valid", torch.device("cpu"))
+    assert len(data.splits["valid"]) == 200
 
 
 def test_training_curves_are_tensorboard_events_where_tensorboard_is_installed(tmp_path, cache):
