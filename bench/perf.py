@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 
 from bench import __version__, layers, registry
 from bench.api import DataSpec
+from bench.check import cpu_name
 from bench.config import StepOptions
 from bench.data import celeba
 from bench.data.base import LabelledImages
@@ -410,7 +411,7 @@ def matmul_gflop_per_s(device: torch.device, size: int = 2048, repeats: int = 4,
 def environment(device: torch.device) -> dict:
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {"machine": name, "allocator": tune_cpu_allocator(), "cpu_threads": torch.get_num_threads(),
             "matmul_gflop_per_s": matmul_gflop_per_s(device), "python": platform.python_version(),
             "torch": torch.__version__, "torchvision": torchvision.__version__, "suite_version": __version__}

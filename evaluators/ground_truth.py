@@ -36,7 +36,10 @@ blurred images too: the truth blurred by one pixel scores well below a swap that
 value), and comparing with the truth, not with the model's own reconstruction of it, does not let a
 model whose reconstructions lose the characteristics pass for one that swaps them. The reader's own
 test R² is reported beside the errors (`reader_test_r2`); its misreadings are a floor under every
-model's error that the renderer control, which gives the truth exactly, does not show.
+model's error that the renderer control, which gives the truth exactly, does not show. The true answers
+and their readings do not depend on the model: they are rendered and read once per data set and evaluation
+seed and cached beside the reader (`truth_readings`); the readings are made on one thread, so that a result
+that is the truth reads exactly as the truth whichever process made the cache.
 
 The truth of a conditional generation is its labels, which Table 5 already judges; the renderer's
 row there shows what a perfect generator scores. A metric the model or the data cannot give (no

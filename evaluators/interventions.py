@@ -83,11 +83,6 @@ def oracle_log_probs(logits: torch.Tensor, target: torch.Tensor, task: str) -> t
     return label_log_terms(logits, target, multilabel) if multilabel else torch.log_softmax(logits, -1)
 
 
-def oracle_decisions(logits: torch.Tensor, task: str) -> torch.Tensor:
-    """From the oracle's logits, its hard prediction: 0/1 per label, or the one-hot class."""
-    return hard_labels(logits, task == "multilabel")
-
-
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
              resources: Resources = NO_RESOURCES) -> dict:
     if not model.capabilities.intervene:
@@ -115,7 +110,7 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
                 after_logits = oracle(intervened_to(model, x, target, i))
                 changes.append((oracle_log_probs(after_logits, target, data.task)
                                 - oracle_log_probs(before_logits, target, data.task)).abs().cpu())
-                after, before = oracle_decisions(after_logits, data.task), oracle_decisions(before_logits, data.task)
+                after, before = hard_labels(after_logits, multilabel), hard_labels(before_logits, multilabel)
                 flipped.append((after[:, i] == target[:, i]).float().cpu())
                 if multilabel:
                     others = [j for j in range(size) if j != i]
