@@ -9,7 +9,7 @@ seeds, then checks three fresh result sets against that stored distribution:
                         must fail
 
 Usage: python docs/check_sensitivity.py [--work DIR] [--out docs/check_sensitivity.md]
-(about 15 minutes on 2 CPU cores; the ci oracle and data are cached under DIR).
+(about 10 minutes on 2 CPU cores; the ci oracle and data are cached under DIR).
 """
 
 from __future__ import annotations

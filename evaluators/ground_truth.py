@@ -149,10 +149,16 @@ def characteristic_capture(model, data: LabelledImages, chosen: torch.Tensor, se
     return {**result, "capture": float(np.mean(list(capture.values())))}
 
 
+def flipped_labels(indices: torch.Tensor, labels: int) -> torch.Tensor:
+    """The label each test image's intervention flips: its data set index mod L, so the images cycle through the
+    labels."""
+    return indices.remainder(labels)
+
+
 def intervention_groups(a_idx: torch.Tensor, data: LabelledImages) -> Iterator[tuple[int, float, torch.Tensor]]:
-    """(label i, value, rows) of a batch's interventions: each image flips one label (its index mod L, cycling
-    through the labels) to the other value, so the rows of one group share the label and the value."""
-    label = a_idx.remainder(len(data.label_names))
+    """(label i, value, rows) of a batch's interventions: each image flips its label (`flipped_labels`) to the
+    other value, so the rows of one group share the label and the value."""
+    label = flipped_labels(a_idx, len(data.label_names))
     values = 1 - data.labels[a_idx, label]
     for i in label.unique().tolist():
         for value in values[label == i].unique().tolist():
@@ -248,7 +254,7 @@ def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings
     def characteristics_and_context(column: int) -> dict[str, float]:
         return {"characteristics": float(characteristic[:, column].mean()), "context": float(context[:, column].mean())}
 
-    flipped = chosen.remainder(labels)  # the label each image's intervention flipped
+    flipped = flipped_labels(chosen, labels)
     target = characteristic[:, 1].gather(1, flipped[:, None]).squeeze(1)
     others = (normalised[:, 1].sum(1) - target) / (normalised.shape[-1] - 1)
     intervention_parts = {"target": float(target.mean()), "others": float(others.mean())}
