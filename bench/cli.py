@@ -1,4 +1,4 @@
-"""Command line: python -m bench {train,run,tables,check,reproduce,eval,oracle,data,perf}.
+"""Command line: python -m bench {train,run,tables,claims,check,reproduce,eval,oracle,data,perf}.
 
 This module parses and dispatches; the work is done by the modules each command names. Options
 shared by several commands are declared once (the parent parsers below). User errors print one
@@ -161,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
     tables.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
 
+    claims = commands.add_parser("claims", parents=[_parent(_debug)],
+                                 help="decide the paper's claims on a results file: claims.csv and CLAIMS.md")
+    claims.add_argument("--results", default=str(Path("results") / "results.csv"),
+                        help="a results.csv (default results/results.csv; e.g. results/stored/quick/results.csv)")
+    claims.add_argument("--out", help="folder for claims.csv and CLAIMS.md (default: the results file's folder)")
+
     check = commands.add_parser("check", parents=[_parent(_runs, _debug)],
                                 help="compare fresh results with stored ones; exit 1 on a regression")
     check.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
@@ -278,7 +284,8 @@ def _write_tables(runs_root: Path, out: Path, keys: list[str] | None = None):
     results = gather(runs_root)
     write_tables(results, runs_root, out, PAPER_CSV, keys)
     _write_html(results, runs_root, out, PAPER_CSV, keys)
-    print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'} and {out / 'report.html'}", file=sys.stderr)
+    print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'} and {out / 'report.html'}; the paper's claims: "
+          f"{out / 'CLAIMS.md'}", file=sys.stderr)
     return results
 
 
@@ -308,6 +315,7 @@ def command_train(args: argparse.Namespace) -> None:
 
 def command_run(args: argparse.Namespace) -> None:
     from bench import sweep
+    from bench.claims import evaluate_claims, verdict_lines
     from bench.tables import accuracy_report, read_paper
 
     if not (args.all or args.datasets or args.models or args.fs or args.seeds):
@@ -319,7 +327,10 @@ def command_run(args: argparse.Namespace) -> None:
         return
     outcomes = _sweep(args, cells, evaluators)
     if any(outcome.state == "done" for outcome in outcomes):
-        print("\n" + accuracy_report(_write_tables(_runs_root(args), Path(args.out)), read_paper(PAPER_CSV)))
+        results = _write_tables(_runs_root(args), Path(args.out))
+        print("\n" + accuracy_report(results, read_paper(PAPER_CSV)))
+        print(f"\nThe paper's claims on these results ({Path(args.out) / 'CLAIMS.md'}):\n"
+              + verdict_lines(evaluate_claims(results)))
     sweep.raise_for_failures(outcomes)
 
 
@@ -331,6 +342,16 @@ def command_tables(args: argparse.Namespace) -> None:
     written = [*write_tables(results, runs_root, Path(args.out), Path(args.paper)),
                _write_html(results, runs_root, Path(args.out), Path(args.paper))]
     print(f"wrote {len(written)} files; reports: {Path(args.out) / 'REPORT.md'}, {Path(args.out) / 'report.html'}")
+
+
+def command_claims(args: argparse.Namespace) -> None:
+    from bench.claims import read_results, verdict_lines, write_claims
+
+    path = Path(args.results)
+    out = Path(args.out) if args.out else path.parent
+    rows = write_claims(read_results(path), out, f"The paper's claims on {path}")
+    print(verdict_lines(rows))
+    print(f"wrote {out / 'claims.csv'} and {out / 'CLAIMS.md'}")
 
 
 def command_check(args: argparse.Namespace) -> None:
@@ -446,7 +467,8 @@ def command_perf(args: argparse.Namespace) -> None:
     perf.run(request, resolve_device(args.device), show_progress=sys.stderr.isatty())
 
 
-COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "check": command_check,
+COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "claims": command_claims,
+            "check": command_check,
             "reproduce": command_reproduce, "eval": command_eval, "oracle": command_oracle, "data": command_data,
             "perf": command_perf}
 

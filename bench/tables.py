@@ -398,8 +398,10 @@ def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
 
 def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: Path,
                  keys: list[str] | None = None, figures: bool = True) -> list[Path]:
-    """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv and REPORT.md (linking the
-    runs' figures unless `figures` is False) under `out`."""
+    """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv, REPORT.md (linking the runs' figures unless
+    `figures` is False) and the paper's claims decided on these results (claims.csv, CLAIMS.md) under `out`."""
+    from bench.claims import write_claims
+
     paper = read_paper(paper_path)
     written = []
     report = ["# Results", "", f"Runs: `{runs_root}` (preset {', '.join(sorted(set(results.preset)))}); "
@@ -421,7 +423,9 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
         report += figure_links(runs_root, dataset, out) if figures else []
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")
-    return [*written, out / "results.csv", out / "REPORT.md"]
+    presets = ", ".join(sorted(set(results.preset)))
+    write_claims(results, out, f"The paper's claims on the {presets} results of {runs_root}")
+    return [*written, out / "results.csv", out / "REPORT.md", out / "claims.csv", out / "CLAIMS.md"]
 
 
 def accuracy_report(results: pd.DataFrame, paper: pd.DataFrame) -> str:

@@ -17,6 +17,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,18 +249,24 @@ def train(
     checkpoint_every: int = 200,
     show_progress: bool | None = None,
     log_every: int = LOSS_READ_EVERY,
+    on_epoch_end: Callable[[int, torch.nn.Module], None] | None = None,
 ) -> dict:
-    """Train (or resume, or skip if finished) the run of `config`; returns its metrics."""
+    """Train (or resume, or skip if finished) the run of `config`; returns its metrics.
+
+    `on_epoch_end(epoch, model)`, when given, is called after each epoch's checkpoint (epochs count from 1); it
+    must not touch the random state or the weights (the learning curves copy the weights there).
+    """
     metrics_path = run_dir / "metrics.json"
     _prepare_run_dir(config, run_dir)
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     with deterministic_kernels(config.step.deterministic):
-        return _train(config, data, run_dir, device, checkpoint_every, show_progress, log_every)
+        return _train(config, data, run_dir, device, checkpoint_every, show_progress, log_every, on_epoch_end)
 
 
 def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch.device, checkpoint_every: int,
-           show_progress: bool | None, log_every: int) -> dict:
+           show_progress: bool | None, log_every: int,
+           on_epoch_end: Callable[[int, torch.nn.Module], None] | None) -> dict:
     metrics_path = run_dir / "metrics.json"
     labelled, unlabelled = _labelled_split(config, data, run_dir)
     model = build_model(config, data, labelled, len(labelled) + len(unlabelled), device)
@@ -315,6 +322,8 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         _save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, 0, log)
         _write_log(run_dir, log)
         _write_tensorboard(run_dir, row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model)
         print(f"{name} epoch {epoch + 1}/{config.epochs}: sup {row['sup_loss']} unsup {row['unsup_loss']} "
               f"valid acc {row['valid_accuracy']:.3f} ({row['images_per_s']} img/s)", file=sys.stderr)
 
