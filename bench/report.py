@@ -1,8 +1,10 @@
 """`results/report.html`: every table and figure of a runs directory in one self-contained page.
 
 Written by `bench tables` beside REPORT.md. Every image is embedded (base64 PNG), so the file can be
-mailed or attached as it is. Per data set: the tables (intervals, marks and control rows, as in the
-Markdown), the training curves of every model (from each run's `train_log.csv`), and a gallery that
+mailed or attached as it is. It opens with the paper's claims and their verdicts on these results
+(`bench.claims`). Per data set: each table preceded by a plot of its measures against f (one line per model
+with its 95 % interval, the floor and ceilings as shaded bands), the tables (intervals, marks and control
+rows, as in the Markdown), the training curves of every model (from each run's `train_log.csv`), and a gallery that
 puts the models side by side, one figure kind per row, all drawn on the same test images (the
 evaluators' seed): swaps, conditional generations, traversals, interventions, the variance of
 stochastic interventions and the intervention heat-maps.
@@ -23,17 +25,20 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tabulate import tabulate
 
+from bench.claims import CLAIMS, evaluate_claims, summary
 from bench.config import RunConfig
 from bench.tables import (
     MARKS_EXPLAINED,
     TABLES,
     Markup,
+    TableSpec,
     dataset_tables,
     display_rows,
     ordered_models,
     run_directories,
     unavailable_notes,
 )
+from evaluators.controls import ROWS as CONTROL_ROWS
 
 HTML = Markup("<b>{}</b>", "<i>{}</i>", "±", " <small>({})</small>")
 GALLERY = {  # figure file -> what it shows (the rows and columns of the grid)
@@ -49,7 +54,9 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;colo
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}th,td{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
-img{image-rendering:pixelated;border:1px solid #ddd}.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
+img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0}
+td.holds{background:#d9f2d9}td.fails{background:#f8d7d7}td.undecided{background:#fff3cd}
+td.not{background:#eee}.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
 padding-top:.5em}"""
 
 
@@ -63,6 +70,80 @@ def figure_png(figure) -> bytes:
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+CONTROL_STYLE = {"floor": "#999999", "ceiling": "#2e8b57"}  # a control row's band colour, by its row's first word
+
+
+def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
+    """One panel per metric of a table: its mean against f for every model, with the 95 % interval shaded (none for
+    one seed), the controls (floor, ceilings) and the majority baseline as horizontal bands or dashed lines.
+    None when no model has a number to draw."""
+    from evaluators import all_metrics
+
+    metrics = [m for m in dict.fromkeys(frame.metric) if frame[(frame.metric == m) & frame["mean"].notna()
+                                                              & ~frame.model.isin(CONTROL_ROWS)
+                                                              & (frame.model != spec.reference_row)].shape[0]]
+    if not metrics:
+        return None
+    declared = all_metrics()
+    models = [m for m in ordered_models(frame.model) if m not in CONTROL_ROWS and m != spec.reference_row]
+    colours = {model: plt.get_cmap("tab10")(index % 10) for index, model in enumerate(models)}
+    columns = min(3, len(metrics))
+    rows_of_panels = -(-len(metrics) // columns)
+    figure, axes = plt.subplots(rows_of_panels, columns, figsize=(4.6 * columns, 3.3 * rows_of_panels), squeeze=False)
+    for axis in axes.flat[len(metrics):]:
+        axis.set_visible(False)
+    handles = {}
+    for axis, metric in zip(axes.flat, metrics, strict=False):
+        rows = frame[frame.metric == metric]
+        for model in ordered_models(rows.model):
+            line = rows[rows.model == model].sort_values("f")
+            if line["mean"].isna().all():
+                continue
+            if model in CONTROL_ROWS:
+                colour = CONTROL_STYLE.get(model.split(":")[0], "#2e8b57")
+                axis.axhline(line["mean"].iloc[0], color=colour, linestyle=":", linewidth=1)
+                low, high = line["low"].iloc[0], line["high"].iloc[0]
+                if pd.notna(low):
+                    axis.axhspan(low, high, color=colour, alpha=0.15, linewidth=0)
+                axis.annotate(model, (1.0, line["mean"].iloc[0]), xycoords=("axes fraction", "data"), fontsize=7,
+                              color=colour, ha="right", va="bottom")
+            elif model == spec.reference_row:
+                handles[model] = axis.plot(line.f, line["mean"], color="black", linestyle="--", linewidth=1)[0]
+            else:
+                handles[model] = axis.plot(line.f, line["mean"], marker="o", markersize=3, color=colours[model])[0]
+                if line["low"].notna().any():
+                    axis.fill_between(line.f, line["low"], line["high"], color=colours[model], alpha=0.15,
+                                      linewidth=0)
+        axis.set_xscale("log")
+        axis.set_xticks(sorted(set(rows.f.dropna())), [f"{f:g}" for f in sorted(set(rows.f.dropna()))])
+        axis.minorticks_off()
+        metric_declared = declared.get(metric)
+        direction = "" if metric_declared is None or metric_declared.higher_is_better is None else \
+            (" (higher is better)" if metric_declared.higher_is_better else " (lower is better)")
+        axis.set_title((metric_declared.label if metric_declared else metric) + direction, fontsize=9)
+        axis.set_xlabel("supervision rate f")
+    figure.tight_layout()
+    figure.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=min(8, len(handles)), fontsize=8, frameon=False)
+    return figure_png(figure)
+
+
+def verdicts_html(results: pd.DataFrame) -> str:
+    """The paper's claims and their verdicts on `results` (`bench.claims`), as the report's opening table."""
+    table = summary(evaluate_claims(results))
+    counts = ["holds", "fails", "undecided", "not measured"]
+    rows = []
+    for claim, line in zip(CLAIMS, table.itertuples(), strict=True):
+        tally = ", ".join(f"{getattr(line, c.replace(' ', '_'), 0)} {c}" for c in counts
+                          if getattr(line, c.replace(" ", "_"), 0))
+        rows.append(f"<tr><td>{html.escape(claim.key)}</td><td>{html.escape(claim.statement)}</td>"
+                    f"<td>{html.escape(claim.source)}</td><td class=\"{line.verdict.split()[0]}\"><b>"
+                    f"{html.escape(line.verdict)}</b></td><td>{html.escape(tally)}</td></tr>")
+    return ("<h2>The paper's claims</h2><p class=note>Each claim tested on these results (CLAIMS.md beside this page "
+            "has every comparison: effect, 95 % interval, Holm-adjusted p, n).</p><table><tr><th>claim</th>"
+            "<th>statement</th><th>source</th><th>verdict</th><th>comparisons</th></tr>" + "".join(rows) + "</table>")
 
 
 def table_html(frame: pd.DataFrame, key: str) -> str:
@@ -91,19 +172,21 @@ def training_curves(runs: dict[str, tuple[RunConfig, Path]]) -> bytes | None:
             if (run_dir / "train_log.csv").is_file()}
     if not logs:
         return None
-    figure, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    for model, log in logs.items():
-        for axis, column in zip(axes, ("valid_accuracy", "sup_loss", "unsup_loss"), strict=True):
+    panels = {"valid_accuracy": "validation accuracy", "sup_loss": "loss, labelled batches (−objective)",
+              "unsup_loss": "loss, unlabelled batches (−objective)"}
+    panels = {column: title for column, title in panels.items()  # none at f = 1: no unlabelled batches
+              if any(pd.to_numeric(log[column], errors="coerce").notna().any() for log in logs.values())}
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for axis, (column, title) in zip(axes[0], panels.items(), strict=True):
+        for model, log in logs.items():
             values = pd.to_numeric(log[column], errors="coerce")
             if values.notna().any():
                 axis.plot(log["epoch"], values, marker="o", label=model)
-    for axis, title in zip(axes, ("validation accuracy", "loss, labelled batches (−objective)",
-                                  "loss, unlabelled batches (−objective)"), strict=True):
         axis.set_title(title)
         axis.set_xlabel("epoch")
-    axes[1].set_yscale("symlog")
-    axes[2].set_yscale("symlog")
-    axes[0].legend(fontsize=8)
+        if column != "valid_accuracy":
+            axis.set_yscale("symlog")
+    axes[0][0].legend(fontsize=8)
     return figure_png(figure)
 
 
@@ -127,12 +210,16 @@ def gallery(runs: dict[str, tuple[RunConfig, Path]], label_names: tuple[str, ...
 
 def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, keys: list[str] | None = None) -> str:
     body = [f"<h1>Results</h1><p class=note>Runs: {html.escape(str(runs_root))} (preset "
-            f"{html.escape(', '.join(sorted(set(results.preset))))}). {html.escape(MARKS_EXPLAINED)}</p>"]
+            f"{html.escape(', '.join(sorted(set(results.preset))))}).</p>", verdicts_html(results),
+            f"<p class=note>{html.escape(MARKS_EXPLAINED)}</p>"]
     for dataset in sorted(set(results.dataset)):
         body.append(f"<h2>{html.escape(dataset)}</h2>")
         for key, frame in dataset_tables(results, dataset, paper, keys).items():
             spec = TABLES[key]
             body.append(f"<h3>Table {key}: {html.escape(spec.title)}</h3>")
+            plot = measures_plot(frame, spec)
+            body += [embedded(plot, alt=f"{dataset} table {key} against f").replace("<img ", "<img class=plot ", 1)
+                     ] if plot else []
             body += [f"<p class=note>{html.escape(spec.caption)}</p>"] if spec.caption else []
             body.append(table_html(frame, key))
             notes = [note for evaluator in spec.evaluators for note in unavailable_notes(runs_root, dataset, evaluator)]

@@ -191,8 +191,9 @@ def gather(runs_root: Path) -> pd.DataFrame:
 
 def unavailable_notes(runs_root: Path, dataset: str, evaluator: str) -> list[str]:
     """Why an evaluator gave no number for some runs of `dataset` (missing FID weights, a model that cannot
-    swap, a singular matrix…), which of the controls' numbers are missing and why, and its warnings."""
-    rows_by_reason: dict[str, set[str]] = {}
+    swap, a singular matrix…), which of the controls' numbers are missing and why, and its warnings: one note per
+    reason, naming every row and metric it applies to (FID and KID missing for one reason are one note)."""
+    by_reason: dict[str, tuple[set[str], list[str]]] = {}  # reason -> (rows, metrics in declaration order)
     found = [(path.parts[-5], path) for path in runs_root.glob(f"{dataset}/*/f=*/seed=*/eval/{evaluator}.json")]
     for control in runs_root.glob(f"{dataset}/{CONTROLS}/*/control.json"):
         if (control.parent / "eval" / f"{evaluator}.json").is_file():
@@ -201,11 +202,16 @@ def unavailable_notes(runs_root: Path, dataset: str, evaluator: str) -> list[str
         result = json.loads(path.read_text())
         for key, reason in result.items():
             if key == "warning" and reason:
-                rows_by_reason.setdefault(f"warning: {reason}", set()).add(row)
+                rows, _ = by_reason.setdefault(f"warning: {reason}", (set(), []))
+                rows.add(row)
             elif key.endswith("unavailable") and reason and not (key == "unavailable" and row in CONTROL_ROWS):
-                what = "" if key == "unavailable" else f"{key[: -len('_unavailable')]}: "
-                rows_by_reason.setdefault(what + reason, set()).add(row)
-    return [f"{', '.join(ordered_models(rows))}: {reason}" for reason, rows in sorted(rows_by_reason.items())]
+                rows, metrics = by_reason.setdefault(reason, (set(), []))
+                rows.add(row)
+                metric = key[: -len("_unavailable")]
+                if key != "unavailable" and metric not in metrics:
+                    metrics.append(metric)
+    return [f"{', '.join(ordered_models(rows))}: {', '.join(metrics) + ': ' if metrics else ''}{reason}"
+            for reason, (rows, metrics) in sorted(by_reason.items())]
 
 
 def read_paper(path: Path) -> pd.DataFrame:
