@@ -346,7 +346,7 @@ def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS)
             lines += ["", declared.note[0].upper() + declared.note[1:] + "."]
         shown = mine.assign(f=mine.f.map(lambda v: "" if pd.isna(v) else f"{v:g}"),
                             effect=[_effect(r) for _, r in mine.iterrows()],
-                            p=mine.p.map(lambda v: "" if pd.isna(v) else f"{v:.3g}"))
+                            p=[_p(r) for _, r in mine.iterrows()])
         lines += ["", tabulate(shown[["part", "dataset", "f", "models", "verdict", "effect", "p", "n", "note"]],
                                headers="keys", tablefmt="github", showindex=False), ""]
     return "\n".join(lines)
@@ -360,6 +360,12 @@ def _effect(row) -> str:
     return f"{row.effect:+.3g} [{row.low:+.3g}, {row.high:+.3g}]"
 
 
+def _p(row) -> str:
+    """The p-value of the test behind the verdict: the opposite one-sided test's for `fails`, else the claim's."""
+    value = row.p_against if row.verdict == FAILS else row.p
+    return "" if pd.isna(value) else f"{value:.3g}"
+
+
 def _counts(row) -> str:
     return ", ".join(f"{row[verdict]} {verdict}" for verdict in VERDICTS if row[verdict])
 
@@ -370,7 +376,8 @@ METHOD = ("Each claim of the paper is a test (`bench/claims.py`): effect = the s
           "Holm's correction over the claim's comparisons, **fails** when the opposite one-sided test does, "
           "**undecided** otherwise, **not measured** when the results lack the metric or a model. A claim holds "
           "when all its comparisons hold and fails when any fails. Effects are shown with their 95 % t interval "
-          "(not adjusted); p is the claim's test, Holm-adjusted.")
+          "(not adjusted); p is the Holm-adjusted p-value of the claim's test, or of the opposite test where "
+          "the verdict is fails.")
 
 
 def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims") -> pd.DataFrame:

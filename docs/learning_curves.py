@@ -137,6 +137,36 @@ def _prepare(work: Path) -> None:
     prepare(config, data, torch.device("cpu"), str(work / "cache"), EVALUATORS)
 
 
+def plot(frame: pd.DataFrame, out: Path) -> None:
+    """One panel per measure against optimiser steps, a line per model and f, the floor as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves, controls = frame[frame.f.notna()], frame[frame.f.isna()]
+    columns = ["accuracy", *MEASURES]
+    figure, axes = plt.subplots(2, 4, figsize=(18, 7.5))
+    colours = {model: plt.get_cmap("tab10")(index) for index, model in enumerate(MODELS)}
+    for axis, column in zip(axes.flat, columns, strict=False):
+        for (model, f), line in curves.groupby(["model", "f"]):
+            axis.plot(line.steps, line[column], marker="o", markersize=3, color=colours.get(model),
+                      linestyle="-" if f == 1 else "--", label=f"{model}, f = {f:g}")
+        for _, control in controls.iterrows():
+            if pd.notna(control[column]):
+                axis.axhline(control[column], color="grey" if control.model.startswith("floor") else "seagreen",
+                             linestyle=":", linewidth=1)
+        axis.set_title(column.replace("_", " "))
+        axis.set_xlabel("optimiser steps")
+    axes.flat[-1].axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, fontsize=8, loc="center")
+    figure.suptitle("synthfaces, standard preset's data and schedule (solid: f = 1, dashed: f = 0.2; dotted: "
+                    "the floor \"does nothing\" (grey) and the renderer (green))", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=80)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("runs/learning-curves"))
@@ -163,7 +193,8 @@ def main() -> None:
     frame = pd.concat([pd.DataFrame(rows), pd.DataFrame(floors(args.work))], ignore_index=True)
     frame = frame.sort_values(["model", "f", "epoch"], na_position="last")
     atomic_write_text(args.out, frame.to_csv(index=False, float_format="%.4f"))
-    print(f"wrote {args.out}")
+    plot(frame, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
