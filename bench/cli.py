@@ -195,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
                           help="e.g. runs/quick/synthfaces/ccvae/f=0.06/seed=0")
     evaluate.add_argument("--model", metavar="MODULE:CLASS", help="a model class with the interface of bench/api.py")
-    evaluate.add_argument("--checkpoint", help="its state dict, or the whole module, as torch.save wrote it")
+    evaluate.add_argument("--checkpoint", help="its state dict as torch.save wrote it (read without running code)")
+    evaluate.add_argument("--trust-checkpoint", action="store_true",
+                          help="allow a checkpoint that holds a whole pickled module: loading it RUNS THE FILE'S CODE; "
+                               "only for files you trust")
     evaluate.add_argument("--dataset", help="the data set to evaluate it on")
     evaluate.add_argument("--model-option", action="append", metavar="NAME=VALUE", help="passed to the class")
     evaluate.add_argument("--name", help="its row in the tables (default: the class name)")
@@ -416,7 +419,7 @@ def _external_run(args: argparse.Namespace):
         raise BenchError(f"evaluating a model trained elsewhere needs {', '.join(missing)} too")
     options = preset_dataset_options(args.preset, args.dataset, _options(args.dataset_option))
     data = load(args.dataset, args.data_root, args.cache_dir, options)
-    source = external_source(args.model, args.checkpoint, _options(args.model_option))
+    source = external_source(args.model, args.checkpoint, _options(args.model_option), args.trust_checkpoint)
     device = resolve_device(args.device)
     model = load_model(source, data, device)
     name = args.name or args.model.rpartition(":")[2].lower()

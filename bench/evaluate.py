@@ -26,7 +26,7 @@ from bench.data import load
 from bench.data.cache import cache_dir
 from bench.errors import BenchError
 from bench.external import load_model, read_source
-from bench.files import atomic_write_text
+from bench.files import UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import preset
 from bench.train import build_model
 from evaluators import EVALUATORS
@@ -65,7 +65,11 @@ def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.dev
     train = data.splits["train"]
     n_train = len(train) if config.train_limit is None else min(len(train), config.train_limit)
     model = build_model(config, data, labelled, n_train, device)
-    state = torch.load(run_dir / "checkpoint.pt", map_location=device, weights_only=False)
+    try:
+        state = load_tensors(run_dir / "checkpoint.pt", map_location=device)  # runs no code from the file
+    except UntrustedFile as error:
+        raise BenchError(f"{run_dir / 'checkpoint.pt'} holds more than tensors ({error}); this suite's checkpoints "
+                         "never do, so it was not written by this suite: it is not loaded") from None
     model.load_state_dict(state["model"])
     return model.eval()
 

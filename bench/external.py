@@ -3,7 +3,10 @@
 The class has the interface of `bench/api.py` and is built as ``MyVAE(spec, **options)`` from the data
 set's spec (every training label counts as labelled: how the model was trained is not known here) and
 the `--model-option`s; the checkpoint is its state dict, this suite's own `checkpoint.pt` (a dict with
-the state dict under "model"), or a whole module saved with `torch.save(model)`. The evaluation writes
+the state dict under "model"), or, with `--trust-checkpoint`, a whole module saved with `torch.save(model)`.
+A checkpoint is read with torch's restricted unpickler (`weights_only=True`): tensors and plain containers,
+no code. A whole pickled module is code (loading it runs whatever the file names), so it is refused with one
+line unless `--trust-checkpoint` says to run it; the run directory remembers that choice. The evaluation writes
 an ordinary run directory, `<runs>/<data set>/<name>/f=<f>/seed=0/`, whose `external.json` names the class
 and the checkpoint (with its SHA-256) and whose `metrics.json` says `evaluated_only`: the tables show
 it as the row "<name> (evaluated only)", judged by every evaluator on the same images as every model.
@@ -26,7 +29,7 @@ from bench.api import missing_members
 from bench.config import RunConfig, check_rate
 from bench.data.base import LabelledImages
 from bench.errors import BenchError
-from bench.files import atomic_write_text
+from bench.files import UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import preset
 
 EXTERNAL = "external.json"  # in a run directory: the model was trained elsewhere
@@ -42,6 +45,7 @@ class ExternalModel:
     checkpoint: str
     checkpoint_sha256: str
     options: dict[str, Any]
+    trusted: bool = False  # --trust-checkpoint: the checkpoint may run code when loaded (a whole pickled module)
 
 
 def import_class(target: str) -> type:
@@ -67,7 +71,11 @@ def load_model(source: ExternalModel, data: LabelledImages, device: torch.device
     if not path.is_file():
         raise BenchError(f"checkpoint {path} not found; give the file torch.save wrote")
     try:
-        saved = torch.load(path, map_location=device, weights_only=False)
+        saved = load_tensors(path, map_location=device, trust=source.trusted)
+    except UntrustedFile as error:
+        raise BenchError(f"checkpoint {path} holds more than tensors and would run code when loaded ({error}); "
+                         "save a state dict (torch.save(model.state_dict(), FILE)), or, only if you trust the file, "
+                         "pass --trust-checkpoint to load it as a whole module (that runs the file's code)") from None
     except Exception as error:  # a file torch cannot read: one line, whatever the reason
         raise BenchError(f"checkpoint {path} is not a file torch.load can read ({type(error).__name__}: {error})"
                          ) from None
@@ -137,10 +145,10 @@ def write_run(source: ExternalModel, model: nn.Module, data: LabelledImages, dat
     return run_dir
 
 
-def external_source(target: str, checkpoint: str, options: dict[str, Any]) -> ExternalModel:
+def external_source(target: str, checkpoint: str, options: dict[str, Any], trusted: bool = False) -> ExternalModel:
     path = Path(checkpoint)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-    return ExternalModel(target, str(path.resolve()), digest, options)
+    return ExternalModel(target, str(path.resolve()), digest, options, trusted)
 
 
 def read_source(run_dir: Path) -> ExternalModel | None:

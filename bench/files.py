@@ -157,6 +157,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
+class UntrustedFile(Exception):
+    """A torch file that holds more than tensors and plain containers: loading it would run the code it names."""
+
+
+def load_tensors(path: Path, map_location: str | torch.device | None = None, trust: bool = False) -> object:
+    """torch.load that runs no code from the file: tensors, numbers, strings and containers of them only
+    (`weights_only=True`, torch's restricted unpickler). Anything else (a pickled module, an arbitrary class or
+    callable) raises `UntrustedFile`, unless `trust` says the file's code may run (`weights_only=False`)."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=not trust)
+    except pickle.UnpicklingError as error:
+        if trust:
+            raise
+        raise UntrustedFile(str(error).splitlines()[0]) from None
+
+
 def atomic_torch_save(obj: object, path: Path) -> None:
     """torch.save to a temporary name beside `path`, then rename it into place (`atomic_write`)."""
     atomic_write(path, lambda handle: torch.save(obj, handle))

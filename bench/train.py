@@ -30,7 +30,7 @@ from bench.api import missing_members
 from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
-from bench.files import atomic_torch_save, atomic_write_text
+from bench.files import atomic_torch_save, atomic_write_text, load_tensors
 from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels
 
@@ -168,7 +168,7 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, step: int, log: l
 
 def _restore_checkpoint(path: Path, model, optimizer) -> tuple[int, int, list[dict]]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_tensors(path, map_location="cpu")  # runs no code from the file
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except Exception as error:

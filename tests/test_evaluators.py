@@ -328,9 +328,14 @@ def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(ci_run
     torch.save(model, tmp_path / "whole.pt")
     grid = ["--dataset", "synthfaces", "--preset", "ci", "--only", "classification,swap", "--f", "0.06",
             "--runs", str(tmp_path / "runs"), "--cache-dir", str(ci_cache)]
-    for name, checkpoint in (("mine", "weights.pt"), ("whole", "whole.pt")):
+    capsys.readouterr()
+    assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(tmp_path / "whole.pt"), "--name",
+                 "whole", *grid]) == 2  # a whole module is code: refused unless trusted
+    error = capsys.readouterr().err.strip()
+    assert "--trust-checkpoint" in error and len(error.splitlines()) == 1, error
+    for name, checkpoint, trust in (("mine", "weights.pt", []), ("whole", "whole.pt", ["--trust-checkpoint"])):
         assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(tmp_path / checkpoint),
-                     "--name", name, *grid]) == 0
+                     "--name", name, *trust, *grid]) == 0
         for evaluator in ("classification", "swap"):
             ours = json.loads((trained / "eval" / f"{evaluator}.json").read_text())
             theirs = json.loads((tmp_path / "runs" / "synthfaces" / name / "f=0.06" / "seed=0" / "eval" /

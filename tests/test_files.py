@@ -11,11 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from bench import files
+from bench.errors import BenchError
 from bench.files import atomic_torch_save, atomic_write, atomic_write_text, exclusive
 from tests.conftest import ROOT
 
@@ -126,3 +128,57 @@ def test_a_stale_lock_file_of_a_dead_process_or_a_silent_host_is_taken_over(tmp_
     os.utime(owner, (old, old))
     with exclusive(lock, wait=False) as held:
         assert held  # no heartbeat for STALE_SECONDS: that node is gone
+
+
+class CreatesAFile:
+    """A pickle that, when loaded, calls `open(path, "w")`: the simplest code a malicious checkpoint could run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, capsys):
+    from bench.cli import main
+    from bench.external import ExternalModel, load_model
+    from bench.files import UntrustedFile, load_tensors
+
+    created = tmp_path / "created-by-the-pickle"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"weight": torch.ones(2)}, "payload": CreatesAFile(created)}, evil)
+    assert not created.exists()
+    with pytest.raises(UntrustedFile):
+        load_tensors(evil)
+    with pytest.raises(BenchError, match="--trust-checkpoint"):
+        load_model(ExternalModel("bench.ccvae:CCVAE", str(evil), "", {}), None, torch.device("cpu"))
+    assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(evil), "--dataset", "synthfaces",
+                 "--preset", "smoke", "--runs", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "would run code" in error and len(error.splitlines()) == 1, error
+    assert not created.exists()  # nothing in the file ran
+    load_tensors(evil, trust=True)  # trusted: it runs, which is what the flag says
+    assert created.exists()
+
+
+def test_this_suites_checkpoints_and_state_dicts_load_without_running_code(tmp_path):
+    """The trainer's checkpoint (model and optimiser state, RNG state, the log's strings and numbers) passes the
+    restricted unpickler."""
+    from bench.files import load_tensors
+    from bench.train import _save_checkpoint
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.ones(4, 3)).sum().backward()
+    optimizer.step()
+    log = [{"epoch": 1, "sup_loss": 1.5, "unsup_loss": "", "valid_accuracy": 0.5, "images_per_s": 10.0,
+            "seconds": 1.0}]
+    _save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, 1, 0, log)
+    state = load_tensors(tmp_path / "checkpoint.pt")
+    assert state["log"] == log and state["epoch"] == 1
+    assert torch.equal(state["model"]["weight"], model.state_dict()["weight"])
+    restored = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=1e-3)
+    restored.load_state_dict(state["optimizer"])
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    assert set(load_tensors(tmp_path / "weights.pt")) == {"weight", "bias"}
