@@ -9,7 +9,10 @@ the others.
 Launchers:
 - inline  one cell after another in this process;
 - local   N worker processes (spawned), each with its share of the CPU threads and, where
-          there are several GPUs, a GPU of its own;
+          there are several GPUs, a GPU of its own. Ctrl-C stops it within seconds: the queued
+          cells are cancelled and the workers stopped (a run in progress keeps its last checkpoint and
+          resumes; a file being written is removed, never left half-written), and the next run of the
+          same command goes on where it stopped;
 - slurm   a submitit job array, one task per cell; each task's log is linked into its run
           directory; this process waits and shows progress.
 """
@@ -21,7 +24,9 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -32,6 +37,7 @@ from typing import Any
 import submitit
 import submitit.helpers
 import torch
+from tqdm import tqdm as tqdm_std
 from tqdm.auto import tqdm
 
 from bench import __version__
@@ -184,15 +190,63 @@ def launch_inline(cells: list[RunConfig], runs_root: Path, settings: CellSetting
     return outcomes
 
 
+STOP_SECONDS = 10.0  # how long a stopped worker has to unwind (remove its temporary files) before it is killed
+
+
+class Stopped(BaseException):
+    """Raised in a local worker by SIGTERM (the sweep was interrupted): not an Exception, so no cell's error handling
+    swallows it; every `finally` on the way out runs (temporary files removed, locks released)."""
+
+
+def _stop(signum, frame) -> None:
+    raise Stopped()
+
+
 def _local_worker_setup(devices: multiprocessing.Queue, threads: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle: it stops the workers
+    signal.signal(signal.SIGTERM, _stop)
+    # tqdm's default lock is a multiprocessing semaphore; a stopped worker ends without finalisers (os._exit) and
+    # would leave it for the resource tracker to report as leaked. The workers' bars are off: a thread lock will do.
+    tqdm_std.set_lock(threading.RLock())  # the base class: every tqdm of the worker (std, auto) shares it
     tune_cpu_allocator()
     torch.set_num_threads(threads)
     device = devices.get()
     os.environ["BENCH_WORKER_DEVICE"] = device  # read by _local_task in this worker process only
 
 
+def _until_stopped(work, *args):
+    """Run `work` in a local worker; when the sweep stops it (SIGTERM), end this process once `work` has unwound,
+    so that it never takes another queued call."""
+    try:
+        return work(*args)
+    except Stopped:
+        os._exit(128 + signal.SIGTERM)
+
+
 def _local_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> Outcome:
-    return guarded_run_cell(config, runs_root, settings, device=torch.device(os.environ["BENCH_WORKER_DEVICE"]))
+    return _until_stopped(guarded_run_cell, config, runs_root, settings,
+                          None, torch.device(os.environ["BENCH_WORKER_DEVICE"]))
+
+
+def _local_prepare(config: RunConfig, settings: CellSettings) -> None:
+    return _until_stopped(prepare_shared, config, settings)
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued calls and stop the workers: SIGTERM (each unwinds: temporary files removed, locks
+    released), then SIGKILL for any still alive after STOP_SECONDS. Waits until every worker has ended."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown, which forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+    pool.shutdown(wait=True)  # the pool's manager thread sees the workers gone, closes its queues and ends
 
 
 def worker_devices(device_name: str, jobs: int) -> list[str]:
@@ -215,11 +269,11 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     threads = max(1, (os.cpu_count() or 1) // jobs)
     quiet = replace(settings, show_progress=False)
     outcomes = []
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup,
-                             initargs=(devices, threads)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup, initargs=(devices, threads))
+    try:
         # What a data set's runs share is built first, by the workers (one data set each, in parallel), while
         # the other workers start training; a run that reaches its evaluation first waits for it (cache locks).
-        shared = [pool.submit(prepare_shared, config, settings) for config in _one_per_dataset(cells)
+        shared = [pool.submit(_local_prepare, config, settings) for config in _one_per_dataset(cells)
                   if settings.evaluators != ()]
         longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
@@ -227,12 +281,18 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
             for future in as_completed([*shared, *futures]):
                 if future in shared:
                     if future.exception() is not None:  # an error building an oracle stops the sweep
-                        pool.shutdown(cancel_futures=True)
                         raise future.exception()
                     continue
                 outcomes.append(future.result())
                 bar.update()
                 report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
+    except BaseException:  # Ctrl-C (KeyboardInterrupt), or an error building what the runs share
+        stop_workers(pool)
+        raise
+    finally:
+        devices.close()
+        devices.join_thread()
+    pool.shutdown()
     return outcomes
 
 

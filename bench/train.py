@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from bench.api import missing_members
 from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
-from bench.files import atomic_torch_save, atomic_write_text, load_tensors
+from bench.files import atomic_torch_save, atomic_write, atomic_write_text, load_tensors
 from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels
 
@@ -127,9 +126,7 @@ def _labelled_split(config: RunConfig, data: LabelledImages, run_dir: Path) -> t
         if not np.array_equal(np.load(path), labelled):
             raise BenchError(f"{path} differs from this configuration's split; delete the run directory")
     else:
-        temporary = path.with_name(f".labelled.{os.getpid()}.tmp.npy")
-        np.save(temporary, labelled)
-        os.replace(temporary, path)
+        atomic_write(path, lambda handle: np.save(handle, labelled))
     return labelled, unlabelled_indices(train, labelled)
 
 

@@ -1,0 +1,68 @@
+"""Ctrl-C stops a local sweep: every process gone within seconds, nothing half-written, one line saying how to
+resume, exit 130; the same command then finishes without retraining what had finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+STOPPED_WITHIN = 20.0  # seconds from Ctrl-C until every process of the sweep has ended
+GRID = ["run", "--preset", "smoke", "--datasets", "synthfaces", "--models", "ccvae,m2,diva", "--fs", "0.2,1",
+        "--jobs", "2"]
+
+
+def group_members(group: int) -> list[int]:
+    """The live processes of a process group (zombies excluded), read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def test_ctrl_c_stops_a_local_sweep_and_the_same_command_resumes(tmp_path):
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    command = [sys.executable, "-m", "bench", *GRID, "--runs", str(runs), "--cache-dir", str(cache),
+               "--out", str(tmp_path / "results")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # its own process group, as a terminal's foreground job
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(runs.glob("*/*/f=*/seed=*/metrics.json")):
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.2)
+    finished = {path: path.stat().st_mtime_ns for path in runs.glob("*/*/f=*/seed=*/metrics.json")}
+    assert finished, "no run finished within 300 s"
+    assert len(group_members(sweep.pid)) >= 3  # the main process and its two workers
+    os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground process group
+    interrupted = time.monotonic()
+    _, stderr = sweep.communicate(timeout=STOPPED_WITHIN)
+    while group_members(sweep.pid) and time.monotonic() - interrupted < STOPPED_WITHIN:
+        time.sleep(0.1)
+    assert not group_members(sweep.pid), "worker processes outlived the sweep"
+    assert time.monotonic() - interrupted < STOPPED_WITHIN
+    assert sweep.returncode == 130
+    last = stderr.strip().splitlines()[-1]
+    assert "interrupted" in last and "again to resume" in last, stderr[-2000:]
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr[-3000:]
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp.*"))  # nothing half-written
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(runs.glob("*/*/f=*/seed=*/metrics.json"))) == 6
+    for path, mtime in finished.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
