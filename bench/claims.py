@@ -9,7 +9,8 @@ the data sets and supervision rates the claim speaks of. A part's test is one of
     equivalent  equivalence with margin δ (two one-sided tests, TOST): |difference| < δ (fails: |difference| > δ)
 
 on the *effect*: the subject's value minus the other's, signed so that positive is better for the subject (the
-metric's declared direction), in the metric's units. Runs of two models at the same (data set, f, seed) share
+metric's declared direction), in the metric's units (for a log-scale metric, `bench.metrics.Metric.scale`, the
+difference of logarithms: a log ratio). Runs of two models at the same (data set, f, seed) share
 their labelled subset (the supervision split depends on the seed, not the model), so the effect is paired by
 seed: a one-sample Student t on the per-seed differences, n the number of seeds both have. A control row does not
 depend on the training seed: the subject's seeds are compared with the control's value (its mean over evaluation
@@ -237,6 +238,8 @@ def part_rows(claim: Claim, index: int, part: Part, values: pd.DataFrame) -> lis
     if part.metric not in declared:
         raise ValueError(f"claim {claim.key}: {part.metric} is not a declared metric")
     better_sign = 1.0 if declared[part.metric].higher_is_better else -1.0
+    if declared[part.metric].log_scale:  # a positive heavy-tailed measure: effects are log ratios
+        values = values.assign(value=values.value.where(values.metric != part.metric, np.log(values.value)))
     datasets = _datasets_of(part, values)
     if not datasets:
         task = f"a {part.task} data set" if part.task else " or ".join(part.datasets)

@@ -48,6 +48,9 @@ class Metric:
     tolerance         how far a fresh value may move from a stored one on another machine
     why               the reason for that tolerance, in a sentence
     digits            format spec for tables
+    scale             "linear", or "log" for a positive, heavy-tailed measure (a Fréchet distance, a condition
+                      number): its intervals, marks, regression check and claims work on log(value), and a table
+                      cell shows the geometric mean with an interval that never goes below zero
     """
 
     key: str
@@ -56,6 +59,18 @@ class Metric:
     tolerance: Tolerance
     why: str
     digits: str = ".3f"
+    scale: str = "linear"
+
+    def __post_init__(self):
+        if self.scale not in SCALES:
+            raise ValueError(f"metric {self.key}: scale {self.scale!r} is not one of {SCALES}")
+
+    @property
+    def log_scale(self) -> bool:
+        return self.scale == "log"
+
+
+SCALES = ("linear", "log")
 
 
 TRAINER_METRICS = (

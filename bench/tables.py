@@ -31,7 +31,7 @@ from bench.errors import BenchError
 from bench.evaluate import CONTROLS, evaluation_dirs
 from bench.external import EVALUATED_ONLY
 from bench.files import atomic_write_text
-from bench.metrics import TRAINER_METRICS
+from bench.metrics import TRAINER_METRICS, Metric
 from bench.presets import preset
 from bench.registry import MODELS
 from bench.stats import BEST, TIED, Interval, interval, marks
@@ -42,7 +42,9 @@ RESULT_COLUMNS = ["dataset", "model", "f", "seed", "eval_seed", "preset", "metri
 SUMMARY_COLUMNS = ["mean", "std", "low", "high", "n"]  # `bench.stats.Interval`'s fields
 EVALUATION_COLUMNS = ["eval_sd", "n_eval"]  # the spread of a run's evaluations over evaluation seeds
 MARKS_EXPLAINED = ("Cells: the mean over training seeds ± the half-width of its 95 % Student's t interval, and "
-                   "n seeds. Bold: best, separated from every other model of the column by Welch's t-test at 5 %; "
+                   "n seeds; for a metric on a log scale (condition numbers, Fréchet distances: positive and "
+                   "heavy-tailed) the geometric mean and its 95 % interval in brackets. "
+                   "Bold: best, separated from every other model of the column by Welch's t-test at 5 %; "
                    "italic: tied, the best mean and the models that test cannot separate from it; no marks in a "
                    "column with a model of fewer than 2 seeds. Where runs were evaluated at several evaluation "
                    "seeds, each run counts with the mean of its evaluations, and \"eval sd\" is the pooled standard "
@@ -241,7 +243,12 @@ def _summaries(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     grouped = runs.groupby(keys).agg(values=("mean", list), eval_var=("var", "mean"), n_eval=("count", "min"))
     grouped = grouped.reset_index()
     grouped["eval_sd"] = grouped.pop("eval_var").pow(0.5).where(grouped.n_eval > 1)
-    intervals = pd.DataFrame([asdict(interval(values)) for values in grouped["values"]], columns=SUMMARY_COLUMNS)
+    metrics = all_metrics()
+    logs = [metric in metrics and metrics[metric].log_scale for metric in grouped["metric"]] \
+        if "metric" in keys else [False] * len(grouped)
+    intervals = pd.DataFrame([asdict(interval(values, log)) for values, log in zip(grouped["values"], logs,
+                                                                                   strict=True)],
+                             columns=SUMMARY_COLUMNS)
     return pd.concat([grouped[[*keys, "values"]], intervals, grouped[EVALUATION_COLUMNS]], axis=1)
 
 
@@ -268,7 +275,8 @@ def column_marks(summary: pd.DataFrame) -> pd.Series:
         direction = metrics[metric].higher_is_better
         if direction is None:
             continue
-        for model, marked in marks(dict(zip(column.model, column["values"], strict=True)), direction).items():
+        chosen = dict(zip(column.model, column["values"], strict=True))
+        for model, marked in marks(chosen, direction, metrics[metric].log_scale).items():
             mark[column.index[column.model == model]] = marked
     return mark
 
@@ -314,11 +322,15 @@ MARKDOWN = Markup("**{}**", "*{}*", "±", " ({})")
 LATEX = Markup(r"\textbf{{{}}}", r"\textit{{{}}}", r"$\pm$", r"\,{{\scriptsize ({})}}")
 
 
-def _cell(row: pd.Series, digits: str, markup: Markup) -> str:
-    """The mean ± the half-width of its 95 % interval (n ≥ 2), marked, n, and the evaluation seeds' pooled
-    standard deviation where each run was evaluated at several."""
+def _cell(row: pd.Series, metric: Metric, markup: Markup) -> str:
+    """The mean ± the half-width of its 95 % interval (n ≥ 2; a log-scale metric: the geometric mean and its
+    interval in brackets), marked, n, and the evaluation seeds' pooled standard deviation where each run was
+    evaluated at several."""
+    digits = metric.digits
     text = _number(row["mean"], digits)
-    if row["n"] > 1:
+    if row["n"] > 1 and metric.log_scale:
+        text += f" [{_number(row['low'], digits)}, {_number(row['high'], digits)}]"
+    elif row["n"] > 1:
         text += f" {markup.plus_minus} {_number(Interval(**row[SUMMARY_COLUMNS]).half_width, digits)}"
     marked = {BEST: markup.best, TIED: markup.tied}.get(row["mark"], "{}")
     count = f"n={int(row['n'])}"
@@ -337,7 +349,7 @@ def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[
     for model in ordered_models(frame.model):
         name = metrics[model].label if model in metrics else model  # the reference row
         ours = frame[frame.model == model].set_index(["metric", "f"])
-        rows.append([name] + [_cell(ours.loc[key], metrics[key[0]].digits, markup) if key in ours.index else "—"
+        rows.append([name] + [_cell(ours.loc[key], metrics[key[0]], markup) if key in ours.index else "—"
                                for key in columns])
         if "paper" in ours and ours["paper"].notna().any():
             rows.append([f"{model} (paper)"] + [_number(ours.loc[key, "paper"], metrics[key[0]].digits)

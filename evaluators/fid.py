@@ -183,12 +183,12 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
 EVALUATOR = Evaluator(
     "fid", evaluate,
     metrics=(Metric("fid", "FID", False, Tolerance(1.0, 0.05),
-                    "a Fréchet distance of fixed Inception features: moved by the generations only", ".1f"),
+                    "a Fréchet distance of fixed Inception features: moved by the generations only", ".1f", "log"),
              Metric("kid", "KID", False, Tolerance(0.002, 0.1),
                     "an unbiased MMD² of the same features, averaged over 100 subsets", ".4f"),
              Metric("oracle_frechet", "oracle Fréchet (not FID)", False, Tolerance(1.0, 0.35),
                     "a float-level change of the training arithmetic (channels-last convolutions, the same losses "
-                    "to 1e-5) moved the CI grid's oracle Fréchet distances by up to 30 %", ".1f")),
+                    "to 1e-5) moved the CI grid's oracle Fréchet distances by up to 30 %", ".1f", "log")),
     details=("n", "kid_std", "warning"),
     count=("n", "generations"),
 )

@@ -142,7 +142,7 @@ EVALUATOR = Evaluator(
                     "the smallest singular value of a briefly trained model's intervention matrix is noise: a "
                     "float-level change of the training arithmetic (channels-last convolutions, the same losses to "
                     "1e-5) moved the CI grid's condition numbers by factors up to 10.4, so only gross changes count",
-                    ".3g")),
+                    ".3g", "log")),
     details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "images_per_label"),
     count=("images_per_label", "intervened images"),
 )

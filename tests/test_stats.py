@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from bench.stats import BEST, TIED, interval, marks, separated
 
@@ -52,3 +53,22 @@ def test_no_marks_where_a_model_has_one_seed_and_constant_seeds_differ_by_their_
     assert separated([0.5, 0.5], [0.6, 0.6]) and not separated([0.5, 0.5], [0.5, 0.5])
     with pytest.raises(ValueError):
         separated([0.5], [0.5, 0.6])
+
+
+def test_log_scale_interval_is_the_geometric_mean_with_exponentiated_t_bounds():
+    result = interval([1.0, 10.0, 100.0], log=True)
+    half = stats.t.ppf(0.975, 2) * math.log(10) / math.sqrt(3)  # the logs are 0, ln 10, 2 ln 10: sd ln 10
+    assert result.mean == pytest.approx(10.0)
+    assert (result.low, result.high) == pytest.approx((10 / math.exp(half), 10 * math.exp(half)))
+    assert result.low > 0  # the linear interval of the same numbers runs far below zero
+    assert interval([1.0, 10.0, 100.0]).low < 0
+    with pytest.raises(ValueError):
+        interval([1.0, -1.0], log=True)
+
+
+def test_log_scale_marks_compare_geometric_means():
+    """Lower is better: A's arithmetic mean (334) is dragged up by one seed; its geometric mean (10) is the best."""
+    column = {"a": [1.0, 1.0, 1000.0], "b": [50.0, 60.0, 70.0]}
+    assert marks(column, higher_is_better=False) == {"a": "tied", "b": "tied"}  # b leads on the arithmetic mean
+    assert marks(column, higher_is_better=False, log=True) == {"a": "tied", "b": "tied"}
+    assert separated([1.0, 1.1, 0.9], [100.0, 110.0, 90.0], log=True)
