@@ -1,31 +1,33 @@
-"""Regression checks: fresh results against the stored ones, metric by metric.
+"""Regression checks: fresh results against the stored ones, metric by metric, with a stated power.
 
-A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long
-table of `bench.tables.gather`) and `provenance.json` (the grid, the suite and library
-versions and the machine that produced it). `compare` pairs every stored number with the
-fresh one of the same (data set, model, f, seed, metric), each at its preset's evaluation seed
-(evaluations at other evaluation seeds are stored but not compared), and judges the fresh number against
-the stored distribution of its cell (data set, model, f, metric) over the stored seeds:
+A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long table of
+`bench.tables.gather`) and `provenance.json` (the grid, the suite, the library versions and the machine that
+produced it). `compare` pairs every stored number with the fresh one of the same (data set, model, f, seed,
+metric), each at its preset's evaluation seed (evaluations at other evaluation seeds are stored but not
+compared), on the metric's scale (`bench.metrics.Metric.scale`: log for the condition number and the Fréchet
+distances), and judges it against the stored seeds of its cell (data set, model, f, metric):
 
-    seed spread (n ≥ 2 stored seeds)  a regression is a fresh value worse than the stored mean by
-                                      more than k of the cell's seed standard deviations plus a
-                                      floor of one unit of the tables' last printed digit; the
-                                      report says how many standard deviations it is. k is the
-                                      one-sided Student-t prediction bound for one new draw from
-                                      the cell's seeds, k = t(1 − α/m; n − 1) · √(1 + 1/n), with a
-                                      false-alarm rate α = 5 % for the whole check, split over its
-                                      m judged numbers (Bonferroni): 9.2 sd for five stored seeds
-                                      and 92 numbers, 35 sd for three. `--sds K` fixes k instead.
-                                      Metrics with a ratio tolerance (the condition number) are
-                                      compared on a log scale.
-    declared tolerance (n = 1)        a single stored seed, or seeds that agree exactly, give no
-                                      spread: the metric's declared tolerance
-                                      (`bench.metrics.Metric.tolerance`, with its reason) around the
-                                      stored value.
+    the noise       the seed standard deviation s pooled over the cells (the four rates) of one data set, model
+                    and metric: s² = Σ (n_c − 1) s_c² / Σ (n_c − 1), with df = Σ (n_c − 1) degrees of freedom.
+                    Per model, because seeds vary more for some models than others (MCCVAE on Fashion-MNIST);
+                    pooled over rates, because three seeds per cell say little about a spread (2 df), twelve
+                    over four rates much more (8 df).
+    one number      WORSE when it is worse than its cell's stored mean by more than k · s · √(1 + 1/n_c) plus
+                    one unit of the tables' last printed digit, k = t(1 − (α/2)/m; df) (Student's t
+                    prediction bound for one new seed, Bonferroni over the m numbers judged this way).
+    one model       a defect usually moves a model's metric at every rate together: per (data set, model,
+                    metric), the fresh cells' standardised deviations are summed, T = Σ_c d_c / (s · w_c · √r)
+                    over its r cells (d_c the fresh mean minus the stored mean, w_c = √(1/k_c + 1/n_c) for k_c
+                    fresh and n_c stored seeds), and the model is WORSE there when the one-sided p-value of T
+                    under t(df) is below (α/2)/m' (Bonferroni over the m' aggregates).
 
-A missing fresh number is a regression too; better by more than the allowance is reported
-(refresh the stored numbers with `--update` when the change is intended). A fresh number equal
-to the stored one of its seed is "same": on one machine a config and seed reproduce exactly.
+The false-alarm rate of the whole check is α = 5 %, half for the single numbers and half for the models' sums.
+`--sds K` fixes the single numbers' k instead. A cell whose model has no pooled spread (one stored seed per cell,
+or seeds that agree exactly: MVAE at the majority baseline on every seed) is judged by the metric's declared
+tolerance (`bench.metrics.Metric.tolerance`, with its reason) around the stored value. `power` states, per
+metric, the smallest drop the check flags. A missing fresh number is a regression too; better by more than the
+allowance is reported (refresh the stored numbers with `--update` when the change is intended). A fresh number
+equal to the stored one of its seed is "same": on one machine a config and seed reproduce exactly.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
@@ -44,20 +47,24 @@ from bench import __version__
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
+from bench.runtime import ENVIRONMENT_FILE, cpu_name, environment
 from bench.tables import RESULT_COLUMNS, at_preset_seed, gather, run_directories
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
 SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
+NOISE_OF = ["dataset", "model", "metric"]  # the cells whose seed variances are pooled
 VERDICTS = ("same", "ok", "better", "WORSE", "missing")
 FALSE_ALARM = 0.05
 """The chance that a check of fresh runs drawn like the stored seeds reports any regression (Bonferroni)."""
 
 
-def seed_allowance(stored_n: int, judged: int, false_alarm: float = FALSE_ALARM) -> float:
+def seed_allowance(stored_n: int, judged: int, false_alarm: float = FALSE_ALARM, df: int | None = None) -> float:
     """How many seed standard deviations below the mean of `stored_n` seeds one fresh seed may fall: the one-sided
-    Student-t prediction bound t(1 − α/m; n − 1) · √(1 + 1/n), α = `false_alarm` split over `judged` numbers."""
-    return float(stats.t.ppf(1 - false_alarm / max(judged, 1), stored_n - 1) * math.sqrt(1 + 1 / stored_n))
+    Student-t prediction bound t(1 − α/m; df) · √(1 + 1/n), α = `false_alarm` split over `judged` numbers, df the
+    degrees of freedom of the standard deviation (n − 1 when it is the cell's own)."""
+    df = stored_n - 1 if df is None else df
+    return float(stats.t.ppf(1 - false_alarm / max(judged, 1), df) * math.sqrt(1 + 1 / stored_n))
 
 
 def default_tolerances() -> dict[str, Tolerance]:
@@ -124,9 +131,20 @@ def _direction(metric: str, difference: float) -> str:
     return "better" if (difference > 0) == direction else "WORSE"
 
 
-def _on_log_scale(metric: str, tolerances: dict[str, Tolerance]) -> bool:
-    tolerance = tolerances.get(metric)
-    return tolerance is not None and tolerance.factor is not None
+def _on_log_scale(metric: str) -> bool:
+    metrics = all_metrics()
+    return metric in metrics and metrics[metric].log_scale
+
+
+def _scaled(metric: str, value: float) -> float:
+    return math.log(value) if _on_log_scale(metric) and value > 0 else value
+
+
+def _worse_sign(metric: str) -> float:
+    """+1 where a larger value is worse, −1 where a smaller one is; 0 for a reference number (either way)."""
+    metrics = all_metrics()
+    direction = metrics[metric].higher_is_better if metric in metrics else None
+    return 0.0 if direction is None else (-1.0 if direction else 1.0)
 
 
 def printed_resolution(metric: str, log_scale: bool) -> float:
@@ -138,20 +156,28 @@ def printed_resolution(metric: str, log_scale: bool) -> float:
     return 10.0 ** -int(digits.strip(".f"))
 
 
-def seed_spread(stored: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
-    """Per cell (data set, model, f, metric): the stored seeds' mean (`stored_mean`), and their mean, standard
-    deviation and n on the scale the check compares on (log for ratio-tolerance metrics)."""
-    scaled = stored.assign(scaled=[math.log(value) if _on_log_scale(metric, tolerances) and value > 0 else value
-                                   for metric, value in zip(stored.metric, stored.value, strict=True)])
+def seed_spread(stored: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (data set, model, f, metric): the stored seeds' mean (`stored_mean`), their mean, standard deviation
+    and n on the metric's scale, and the model's pooled seed standard deviation (`pooled_sd`, `pooled_df`: over the
+    cells of its data set and metric whose seeds differ; NaN and 0 where none do)."""
+    scaled = stored.assign(scaled=[_scaled(metric, value) for metric, value in zip(stored.metric, stored.value,
+                                                                                  strict=True)])
     spread = scaled.groupby(SEEDS_OF).agg(stored_mean=("value", "mean"), scaled_mean=("scaled", "mean"),
-                                          stored_sd=("scaled", "std"), stored_n=("scaled", "count"))
-    return spread.reset_index()
+                                          stored_sd=("scaled", "std"), stored_n=("scaled", "count")).reset_index()
+    varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0)]
+    pooled = (varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
+              .groupby(NOISE_OF)[["ss", "dof"]].sum().reset_index())
+    pooled["pooled_sd"] = (pooled.ss / pooled.dof) ** 0.5
+    spread = spread.merge(pooled[[*NOISE_OF, "pooled_sd", "dof"]].rename(columns={"dof": "pooled_df"}),
+                          on=NOISE_OF, how="left")
+    spread["pooled_df"] = spread.pooled_df.fillna(0).astype(int)
+    return spread
 
 
 def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance],
             sds: float | None = None) -> pd.DataFrame:
     """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that
-    seed is not stored), the stored mean over seeds, fresh, difference, allowed, how many seed standard
+    seed is not stored), the stored mean over seeds, fresh, difference, allowed, how many pooled seed standard
     deviations the fresh number is from the stored mean, the basis of the judgement and the verdict. A fresh
     seed the stored set lacks is judged against its cell's stored seeds. `sds`: a fixed allowance in seed
     standard deviations instead of the prediction bound (`seed_allowance`)."""
@@ -163,10 +189,11 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tol
                          "(see provenance.json beside them) or choose other --stored results")
     paired = (expected.merge(stored[[*CELL, "value"]].rename(columns={"value": "stored"}), on=CELL, how="left")
               .merge(fresh[[*CELL, "value"]].rename(columns={"value": "fresh"}), on=CELL, how="left")
-              .merge(seed_spread(stored, tolerances), on=SEEDS_OF))
+              .merge(seed_spread(stored), on=SEEDS_OF))
     judged_by_spread = sum(_has_spread(row) for row in paired.itertuples())
-    rows = [_judged(row, tolerances, sds if sds is not None else seed_allowance(row.stored_n, judged_by_spread),
-                    sds is None) for row in paired.itertuples()]
+    rows = [_judged(row, tolerances, sds if sds is not None else
+                    seed_allowance(row.stored_n, judged_by_spread, FALSE_ALARM / 2, row.pooled_df), sds is None)
+            for row in paired.itertuples()]
     judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "k", "basis", "verdict"], index=paired.index)
     return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], judged], axis=1)
 
@@ -178,35 +205,89 @@ def _in_sds(deviation: float, sd: float) -> float:
 
 
 def _has_spread(row) -> bool:
-    """Whether a cell's stored seeds give a spread to judge by: two or more that differ. Seeds that agree exactly
-    (MVAE at the majority baseline on every seed) say nothing of how far another machine's arithmetic moves it."""
-    return row.stored_n >= 2 and row.stored_sd > 0
+    """Whether a number is judged by the seeds' spread: its model has a pooled spread and its own cell's seeds do
+    not agree exactly (seeds that agree exactly, MVAE at the majority baseline on every seed, say nothing of how
+    far another machine's arithmetic moves the number)."""
+    return row.pooled_df > 0 and not (row.stored_n >= 2 and row.stored_sd == 0)
 
 
 def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> tuple[float, float, float, float, str,
                                                                                      str]:
-    """(difference, allowed, standard deviations, allowance k in sds (NaN: a declared tolerance), basis, verdict) of
+    """(difference, allowed, pooled standard deviations, allowance k (NaN: a declared tolerance), basis, verdict) of
     one fresh number against its cell."""
-    if not _has_spread(row):  # one seed, or seeds that agree exactly: no spread to judge by
+    if not _has_spread(row):  # no spread to judge by
         reference = row.stored if not pd.isna(row.stored) else row.stored_mean
         tolerance = tolerances.get(row.metric, Tolerance(0.0))
         basis = "declared tolerance (n = 1)" if row.stored_n < 2 else f"declared tolerance ({row.stored_n} equal seeds)"
         return (row.fresh - reference, tolerance.allowed(reference), math.nan, math.nan, basis,
                 verdict(row.metric, reference, row.fresh, tolerance))
-    log_scale = _on_log_scale(row.metric, tolerances)
-    basis = (f"{sds:.3g} sd of {row.stored_n} seeds" + (" (t bound)" if bound else "")
-             + (" (log scale)" if log_scale else ""))
+    log_scale = _on_log_scale(row.metric)
+    basis = (f"{sds:.3g} sd of {row.stored_n} seeds, sd pooled over {row.pooled_df} df" + (" (t bound)" if bound
+             else "") + (" (log scale)" if log_scale else ""))
     if pd.isna(row.fresh):
         return math.nan, math.nan, math.nan, sds, basis, "missing"
-    value = math.log(row.fresh) if log_scale and row.fresh > 0 else row.fresh
-    deviation = value - row.scaled_mean
-    allowed = sds * row.stored_sd + printed_resolution(row.metric, log_scale)
-    in_sds = _in_sds(deviation, row.stored_sd)
+    deviation = _scaled(row.metric, row.fresh) - row.scaled_mean
+    allowed = sds * row.pooled_sd + printed_resolution(row.metric, log_scale)
+    in_sds = _in_sds(deviation, row.pooled_sd)
     if row.fresh == row.stored:
         return deviation, allowed, in_sds, sds, basis, "same"
     if abs(deviation) <= allowed:
         return deviation, allowed, in_sds, sds, basis, "ok"
     return deviation, allowed, in_sds, sds, basis, _direction(row.metric, deviation)
+
+
+def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The models' sums (module docstring): one row per (data set, model, metric) with a direction, a pooled spread
+    and fresh numbers at two or more rates: cells, the mean standardised shift in seed sds (positive: worse), T, its
+    one-sided p-value, the bound on p and the verdict (WORSE, better or ok)."""
+    spread = seed_spread(stored)
+    fresh = fresh.merge(spread[[*SEEDS_OF, "scaled_mean", "stored_n", "pooled_sd", "pooled_df"]], on=SEEDS_OF)
+    fresh = fresh[(fresh.pooled_df > 0) & fresh.metric.map(lambda m: _worse_sign(m) != 0) & fresh.value.notna()]
+    if fresh.empty:
+        return pd.DataFrame(columns=[*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"])
+    fresh = fresh.assign(scaled=[_scaled(m, v) for m, v in zip(fresh.metric, fresh.value, strict=True)])
+    cells = fresh.groupby(SEEDS_OF).agg(fresh_mean=("scaled", "mean"), k=("scaled", "count"),
+                                        scaled_mean=("scaled_mean", "first"), n=("stored_n", "first"),
+                                        sd=("pooled_sd", "first"), df=("pooled_df", "first")).reset_index()
+    cells["z"] = [(_worse_sign(row.metric) * (row.fresh_mean - row.scaled_mean)) / (row.sd * math.sqrt(1 / row.k
+                  + 1 / row.n)) for row in cells.itertuples()]
+    models = cells.groupby(NOISE_OF).agg(cells=("z", "size"), z_sum=("z", "sum"), df=("df", "first")).reset_index()
+    models = models[models.cells >= 2]
+    bound = (FALSE_ALARM / 2) / max(len(models), 1)
+    models["shift_sds"] = models.z_sum / models.cells
+    models["t"] = models.z_sum / models.cells.pow(0.5)
+    models["p"] = [float(stats.t.sf(t, df)) for t, df in zip(models.t, models.df, strict=True)]
+    models["bound"] = bound
+    models["verdict"] = ["WORSE" if p < bound else "better" if float(stats.t.cdf(t, df)) < bound else "ok"
+                         for t, p, df in zip(models.t, models.p, models.df, strict=True)]
+    return models[[*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"]].reset_index(drop=True)
+
+
+def power(stored: pd.DataFrame, rates: int | None = None) -> pd.DataFrame:
+    """Per (data set, metric): the smallest worsening the check flags at its false-alarm rate, for one fresh seed of
+    every stored cell (the number of numbers and model sums a full fresh run is judged by): as one number, and as a
+    shift of every rate of a model together (`rates` cells; default: the stored rates). The median over models of
+    the pooled seed sd, and of each bound, in the metric's units (a log-scale metric: the factor, e.g. 1.25)."""
+    stored = at_preset_seed(stored)
+    spread = seed_spread(stored)
+    spread = spread[(spread.pooled_df > 0) & spread.metric.map(lambda m: _worse_sign(m) != 0)]
+    numbers = len(spread)
+    aggregates = spread.groupby(NOISE_OF).ngroups
+    rows = []
+    for (dataset, metric), cells in spread.groupby(["dataset", "metric"]):
+        r = rates or cells.f.nunique()
+        per_model = cells.groupby("model").agg(sd=("pooled_sd", "first"), df=("pooled_df", "first"),
+                                               n=("stored_n", "median"))
+        one = [seed_allowance(int(m.n), numbers, FALSE_ALARM / 2, int(m.df)) * m.sd for m in per_model.itertuples()]
+        together = [float(stats.t.ppf(1 - FALSE_ALARM / 2 / aggregates, m.df)) * m.sd * math.sqrt(1 + 1 / m.n)
+                    / math.sqrt(r) for m in per_model.itertuples()]
+        log = _on_log_scale(metric)
+        shown = (lambda value: math.exp(value)) if log else (lambda value: value)
+        rows.append({"dataset": dataset, "metric": metric, "scale": "log (factor)" if log else "linear",
+                     "models": len(per_model), "seed_sd": shown(float(np.median(per_model.sd))),
+                     "one_number": shown(float(np.median(one)) + printed_resolution(metric, log)),
+                     "every_rate": shown(float(np.median(together))), "rates": r})
+    return pd.DataFrame(rows)
 
 
 def report(comparison: pd.DataFrame, not_run: int) -> str:
@@ -224,8 +305,63 @@ def report(comparison: pd.DataFrame, not_run: int) -> str:
     return "\n".join(lines)
 
 
+def power_report(stored: pd.DataFrame, where: Path) -> str:
+    """`bench check --power`: the table of `power`, with how to read it."""
+    from tabulate import tabulate
+
+    table = power(stored)
+    if table.empty:
+        return f"{where}: no cell has two or more seeds that differ; its numbers are judged by declared tolerances"
+    return (f"{where}: the smallest worsening `bench check` flags for one fresh seed of every stored cell, at a "
+            f"{FALSE_ALARM:.0%} false-alarm rate over the whole check (medians over models; log-scale metrics as a "
+            "factor):\n" + tabulate(table.to_numpy(), headers=list(table.columns), tablefmt="simple",
+                                     floatfmt=".3g")
+            + "\none_number: one number alone; every_rate: the same worsening of one model's metric at every rate")
+
+
+def models_report(models: pd.DataFrame) -> str:
+    """The models' sums that moved beyond their bound, then the counts."""
+    from tabulate import tabulate
+
+    moved = models[models.verdict != "ok"]
+    lines = [tabulate(moved.to_numpy(), headers=list(moved.columns), tablefmt="simple", floatfmt=".3g")] \
+        if not moved.empty else []
+    counts = models.verdict.value_counts()
+    lines.append(f"{len(models)} model sums over rates compared: "
+                 + ", ".join(f"{counts.get(name, 0)} {name}" for name in ("ok", "better", "WORSE")))
+    return "\n".join(lines)
+
+
 def regressions(comparison: pd.DataFrame) -> pd.DataFrame:
     return comparison[comparison.verdict.isin(["WORSE", "missing"])]
+
+
+def run_environments(run_dirs: list[Path]) -> list[dict]:
+    """The distinct environments the runs were trained in (the current one for runs that did not record theirs)."""
+    found = [json.loads((path / ENVIRONMENT_FILE).read_text()) if (path / ENVIRONMENT_FILE).is_file() else environment()
+             for path in run_dirs]
+    return [json.loads(text) for text in sorted({json.dumps(env, sort_keys=True) for env in found})]
+
+
+def stored_environments(record: dict) -> list[dict]:
+    """A stored set's environments from its provenance (older sets: their torch, CPU and threads)."""
+    parts = record.get("parts", [record])
+    found = []
+    for part in parts:
+        found += part.get("environment") or [{"torch": part.get("torch"), "cpu": part.get("cpu"),
+                                              "threads": part.get("cpu_threads")}]
+    return found
+
+
+def environment_differences(fresh: list[dict], stored: list[dict]) -> list[str]:
+    """One line per environment field whose values differ between the fresh and the stored environments."""
+    lines = []
+    for field in sorted({key for env in fresh + stored for key in env}):
+        ours = sorted({str(env.get(field)) for env in fresh if field in env})
+        theirs = sorted({str(env.get(field)) for env in stored if field in env})
+        if ours and theirs and ours != theirs:
+            lines.append(f"  {field}: fresh {' / '.join(ours)}; stored {' / '.join(theirs)}")
+    return lines
 
 
 def cells_not_run(stored: pd.DataFrame, fresh: pd.DataFrame) -> int:
@@ -247,17 +383,49 @@ class Checked:
             raise Regression(f"{len(self.regressions)} regression(s) beyond tolerance: {', '.join(self.regressions)}")
 
 
-def check(runs_root: Path, stored_dir: Path, tolerances: dict[str, Tolerance],
-          metrics: tuple[str, ...] | None = None, sds: float | None = None) -> Checked:
-    """Compare the finished runs under `runs_root` with the stored set `stored_dir` (only `metrics`, if given)."""
-    fresh, stored = at_preset_seed(gather(runs_root)), at_preset_seed(read_stored(stored_dir))
+def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolerance],
+          metrics: tuple[str, ...] | None = None, sds: float | None = None, results: Path | None = None) -> Checked:
+    """Compare the finished runs under `runs_root` (or the results file `results`, a results.csv written
+    elsewhere) with the stored set `stored_dir` (only `metrics`, if given): every number, then every model's sum
+    over rates; where anything regressed, the environment fields that differ from the stored set's."""
+    if results is not None:
+        fresh, source = read_results_file(results), results
+        beside = results.parent / "provenance.json"
+        fresh_envs = stored_environments(json.loads(beside.read_text())) if beside.is_file() else []
+    else:
+        fresh, source = gather(runs_root), runs_root
+        fresh_envs = run_environments([path for path in run_directories(runs_root)
+                                       if (path / "metrics.json").is_file()])
+    fresh, stored = at_preset_seed(fresh), at_preset_seed(read_stored(stored_dir))
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
     comparison = compare(stored, fresh, tolerances, sds)
-    text = f"{runs_root} against {stored_dir}:\n{report(comparison, cells_not_run(stored, fresh))}"
-    failing = regressions(comparison).itertuples()
-    return Checked(text, tuple(f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}"
-                               + (f" ({row.sds:+.1f} sd)" if not pd.isna(row.sds) else "") for row in failing))
+    models = compare_models(stored, fresh)
+    text = (f"{source} against {stored_dir}:\n{report(comparison, cells_not_run(stored, fresh))}\n"
+            f"{models_report(models)}")
+    failing = [f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" + (f" ({row.sds:+.1f} sd)"
+                                                                       if not pd.isna(row.sds) else "")
+               for row in regressions(comparison).itertuples()]
+    failing += [f"{row.dataset}/{row.model} {row.metric} at every rate ({row.shift_sds:+.1f} sd on average)"
+                for row in models[models.verdict == "WORSE"].itertuples()]
+    if failing:
+        provenance = stored_dir / "provenance.json"
+        differences = environment_differences(fresh_envs, stored_environments(json.loads(provenance.read_text()))) \
+            if provenance.is_file() and fresh_envs else []
+        text += ("\nwhere the fresh numbers were measured differs from the stored set's (a machine difference moves "
+                 "last digits, not means by many sds):\n" + "\n".join(differences)) if differences else \
+            "\nthe fresh and the stored environments do not differ in any recorded field"
+    return Checked(text, tuple(failing))
+
+
+def read_results_file(path: Path) -> pd.DataFrame:
+    """A results.csv written elsewhere (`bench run`, `bench tables`), for `check --results`."""
+    if not path.is_file():
+        raise BenchError(f"{path} does not exist; give --results a results.csv written by `python -m bench run`")
+    frame = pd.read_csv(path)
+    if list(frame.columns) != RESULT_COLUMNS:
+        raise BenchError(f"{path} must have the columns {', '.join(RESULT_COLUMNS)} (a results.csv of this suite)")
+    return frame
 
 
 def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -271,7 +439,7 @@ def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[st
     record = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs),
               "suite_version": __version__, "torch": torch.__version__,
               "machine": f"{platform.machine()} {platform.processor() or platform.platform()}", "cpu": cpu_name(),
-              "cpu_threads": torch.get_num_threads()}
+              "cpu_threads": torch.get_num_threads(), "environment": run_environments(finished)}
     if datasets is not None:
         kept, kept_configs, kept_parts = _kept_part(stored, datasets)
         record = {"parts": [*kept_parts, {**record, "datasets": sorted(datasets)}]}
@@ -295,17 +463,6 @@ def _kept_part(stored: Path, replaced: tuple[str, ...]) -> tuple[pd.DataFrame, l
         if datasets:
             parts.append({**part, "datasets": datasets, "cells": sum(c["dataset"] in datasets for c in configs)})
     return numbers, configs, parts
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows: another CPU gives other last digits."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, ...] | None = None) -> str:

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="for cells of several stored seeds: how many seed standard deviations below the stored "
                             "mean is a regression (default: the Student-t prediction bound at a 5 %% false-alarm "
                             "rate over the whole check, e.g. 9.2 for 5 seeds and 92 numbers)")
+    check.add_argument("--results", metavar="FILE",
+                       help="judge this results.csv (written elsewhere by `bench run`) instead of a runs directory")
+    check.add_argument("--power", action="store_true",
+                       help="print, per metric, the smallest worsening the check flags against the stored set; stop")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
     check.add_argument("--update-datasets", metavar="D1,D2",
                        help="with --update: replace only these data sets' numbers in the stored set, keep the rest")
@@ -365,9 +369,13 @@ def command_check(args: argparse.Namespace) -> None:
         only = tuple(args.update_datasets.split(",")) if args.update_datasets else None
         print(check.update(_runs_root(args), _stored(args), PAPER_CSV, only))
         return
+    if args.power:
+        print(check.power_report(check.read_stored(_stored(args)), _stored(args)))
+        return
     if args.sds is not None and args.sds <= 0:
         raise BenchError(f"--sds must be positive, got {args.sds:g}")
-    checked = check.check(_runs_root(args), _stored(args), tolerances, sds=args.sds)
+    checked = check.check(_runs_root(args), _stored(args), tolerances, sds=args.sds,
+                          results=Path(args.results) if args.results else None)
     print(checked.report)
     checked.raise_for_regressions()
 

@@ -53,12 +53,11 @@ from tqdm.auto import tqdm
 
 from bench import __version__, layers, registry
 from bench.api import DataSpec
-from bench.check import cpu_name
 from bench.config import StepOptions
 from bench.data import celeba
 from bench.data.base import LabelledImages
 from bench.errors import BenchError
-from bench.runtime import tune_cpu_allocator
+from bench.runtime import cpu_name, tune_cpu_allocator
 from bench.train import LOSS_READ_EVERY, EpochLosses, TrainingStep, float_batch
 
 CELEBA_LABELS = len(celeba.LABELS)  # the paper's CelebA label subset

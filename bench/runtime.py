@@ -14,9 +14,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,3 +67,46 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
         if before[3] is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+ENVIRONMENT_FILE = "environment.json"  # in a run directory: where it was trained (`environment`)
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "neon",
+             "asimd")
+"""The CPU features that decide which kernels oneDNN and MKL run, and so a result's last digits."""
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":")[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows: another CPU gives other last digits."""
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
+
+
+def environment(device: torch.device | str | None = None, deterministic: bool | None = None) -> dict[str, Any]:
+    """Where a number was measured: library versions, the CPU (name, kernel-relevant flags), threads, the device and
+    GPU, the math libraries' settings and whether deterministic kernels were on. Recorded with every run
+    (`environment.json`) and every stored set, and compared by `bench check` when it reports a regression."""
+    import numpy
+    import scipy
+
+    present = set((_cpuinfo_field("flags") or _cpuinfo_field("Features")).split())
+    device = torch.device(device) if device is not None else None
+    cuda = device is not None and device.type == "cuda" and torch.cuda.is_available()
+    return {
+        "torch": torch.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__,
+        "python": platform.python_version(), "machine": platform.machine(), "cpu": cpu_name(),
+        "cpu_flags": " ".join(flag for flag in CPU_FLAGS if flag in present), "threads": torch.get_num_threads(),
+        "device": str(device) if device is not None else "", "gpu": torch.cuda.get_device_name(device) if cuda else "",
+        "cuda": torch.version.cuda or "", "cudnn": str(torch.backends.cudnn.version() or "") if cuda else "",
+        "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
+        "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "deterministic": deterministic,
+    }

@@ -31,7 +31,7 @@ from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
 from bench.files import atomic_torch_save, atomic_write, atomic_write_text, load_tensors
 from bench.nets import to_float_images
-from bench.runtime import deterministic_kernels
+from bench.runtime import ENVIRONMENT_FILE, deterministic_kernels, environment
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
 CURVE_VALID_IMAGES = 1000  # train_log.csv's valid_accuracy: the first N validation images (metrics.json's: all)
@@ -336,5 +336,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         "train_seconds": round(sum(float(r["seconds"]) for r in log), 2),
         "device": str(device),
     }
+    atomic_write_text(run_dir / ENVIRONMENT_FILE,
+                      json.dumps(environment(device, config.step.deterministic), indent=2) + "\n")
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     return metrics
