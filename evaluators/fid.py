@@ -15,10 +15,16 @@ Two different numbers are reported, never mixed up:
 
 Both use pytorch-fid's `calculate_frechet_distance`:
 d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^{1/2}).
+
+Every result records where its FID was measured (`extractor`): the weights file and its SHA-256, the resize
+path (pytorch-fid's bilinear resize to 299×299 inside the network, inputs scaled from [0, 1] to [−1, 1]), N and
+the dtypes (float32 features, float64 statistics): FIDs from another extractor or N are not comparable.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +114,25 @@ def save_random_weights(path: Path) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extractor_record(weights: str | Path | None, n: int) -> dict:
+    """What a FID depends on besides the images: the Inception weights (file, SHA-256), the resize path, N, dtypes."""
+    path = Path(weights).expanduser() if weights is not None else hub_weights_path()
+    stat = path.stat()
+    return {"weights": str(path.resolve()), "sha256": _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns),
+            "network": "pytorch-fid InceptionV3, 2048-d pool features",
+            "resize": "bilinear to 299×299 inside the network (resize_input), [0, 1] scaled to [−1, 1]",
+            "n": n, "features_dtype": "float32", "statistics_dtype": "float64"}
+
+
 def inception_features(network: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """(B, 2048) pool features of images in [0, 1]; grey images are repeated to RGB."""
     if images.shape[1] == 1:
@@ -177,6 +202,7 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     theirs = real_features(network, real, cache, device, settings.batch_size)
     result["fid"] = frechet_distance(ours, theirs)
     result["kid"], result["kid_std"] = kernel_inception_distance(ours, theirs, seed=settings.seed)
+    result["extractor"] = extractor_record(resources.fid_weights, n)
     return result
 
 
@@ -189,6 +215,6 @@ EVALUATOR = Evaluator(
              Metric("oracle_frechet", "oracle Fréchet (not FID)", False, Tolerance(1.0, 0.35),
                     "a float-level change of the training arithmetic (channels-last convolutions, the same losses "
                     "to 1e-5) moved the CI grid's oracle Fréchet distances by up to 30 %", ".1f", "log")),
-    details=("n", "kid_std", "warning"),
+    details=("n", "kid_std", "warning", "extractor"),
     count=("n", "generations"),
 )

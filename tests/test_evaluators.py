@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import urllib.error
@@ -166,6 +167,9 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
     assert np.isfinite(result["kid"]) and result["kid_std"] >= 0 and "N = 6 < 2048" in result["warning"]
     assert fid.EVALUATOR.problems(result) == [] and (tmp_path / "real.fid-6-0.pt").is_file()
+    extractor = result["extractor"]  # where this FID was measured
+    assert extractor["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest() and extractor["n"] == 6
+    assert extractor["weights"] == str(weights.resolve()) and "299" in extractor["resize"]
     assert torch.load(tmp_path / "real.fid-6-0.pt", weights_only=True).shape == (6, 2048)  # the real images' features
     network = fid.load_inception(weights, torch.device("cpu"))
     real = torch.rand(6, 1, 4, 4)
