@@ -8,18 +8,22 @@ compared), on the metric's scale (`bench.metrics.Metric.scale`: log for the cond
 distances), and judges it against the stored seeds of its cell (data set, model, f, metric):
 
     the noise       the seed standard deviation s pooled over the cells (the four rates) of one data set, model
-                    and metric: s² = Σ (n_c − 1) s_c² / Σ (n_c − 1), with df = Σ (n_c − 1) degrees of freedom.
-                    Per model, because seeds vary more for some models than others (MCCVAE on Fashion-MNIST);
-                    pooled over rates, because three seeds per cell say little about a spread (2 df), twelve
-                    over four rates much more (8 df).
+                    and metric, s² = Σ (n_c − 1) s_c² / Σ (n_c − 1): per model, because seeds vary more for some
+                    models than others (MCCVAE on Fashion-MNIST); pooled over rates, because three seeds per cell
+                    say little about a spread (2 df), twelve over four rates more (8 df). It is then moderated
+                    (empirical Bayes, as limma): shrunk towards the other models' pooled variance with at most
+                    as much weight as its own degrees of freedom, so that a few seeds that happen to agree
+                    closely do not make an ordinary seed look like a regression.
     one number      WORSE when it is worse than its cell's stored mean by more than k · s · √(1 + 1/n_c) plus
                     one unit of the tables' last printed digit, k = t(1 − (α/2)/m; df) (Student's t
                     prediction bound for one new seed, Bonferroni over the m numbers judged this way).
     one model       a defect usually moves a model's metric at every rate together: per (data set, model,
-                    metric), the fresh cells' standardised deviations are summed, T = Σ_c d_c / (s · w_c · √r)
-                    over its r cells (d_c the fresh mean minus the stored mean, w_c = √(1/k_c + 1/n_c) for k_c
-                    fresh and n_c stored seeds), and the model is WORSE there when the one-sided p-value of T
-                    under t(df) is below (α/2)/m' (Bonferroni over the m' aggregates).
+                    metric), the fresh seed's mean worsening over the rates, D = mean_c (y_c − ȳ_c), against
+                    the spread of a seed's mean over the rates, s_R = s · √q. A seed sets the initial weights at
+                    every rate, so its runs are correlated across rates: q = (1 + (r − 1) ρ) / r, estimated per
+                    data set and metric from the stored seeds' mean residuals over the rates (`seed_effects`).
+                    WORSE when the one-sided p-value of T = D / (s_R · √(1/k + 1/n)) under t(df) is below
+                    (α/2)/m' (Bonferroni over the m' models and metrics).
 
 The false-alarm rate of the whole check is α = 5 %, half for the single numbers and half for the models' sums.
 `--sds K` fixes the single numbers' k instead. A cell whose model has no pooled spread (one stored seed per cell,
@@ -54,6 +58,7 @@ from evaluators import all_metrics
 CELL = ["dataset", "model", "f", "seed", "metric"]
 SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
 NOISE_OF = ["dataset", "model", "metric"]  # the cells whose seed variances are pooled
+TYPICAL_OF = ["dataset", "metric"]  # the typical seed variance a model's is moderated towards
 VERDICTS = ("same", "ok", "better", "WORSE", "missing")
 FALSE_ALARM = 0.05
 """The chance that a check of fresh runs drawn like the stored seeds reports any regression (Bonferroni)."""
@@ -165,9 +170,19 @@ def seed_spread(stored: pd.DataFrame) -> pd.DataFrame:
     spread = scaled.groupby(SEEDS_OF).agg(stored_mean=("value", "mean"), scaled_mean=("scaled", "mean"),
                                           stored_sd=("scaled", "std"), stored_n=("scaled", "count")).reset_index()
     varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0)]
-    pooled = (varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
-              .groupby(NOISE_OF)[["ss", "dof"]].sum().reset_index())
-    pooled["pooled_sd"] = (pooled.ss / pooled.dof) ** 0.5
+    varied = varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
+    per_model = varied.groupby(NOISE_OF)[["ss", "dof"]].sum().reset_index()
+    typical = varied.groupby(TYPICAL_OF)[["ss", "dof"]].sum().reset_index().rename(columns={"ss": "ss0", "dof": "dof0"})
+    pooled = per_model.merge(typical, on=TYPICAL_OF)
+    # moderated (empirical Bayes, as limma): the model's variance shrunk towards the other models' of its data set and
+    # metric, with at most as much weight as the model's own degrees of freedom, so that two or three seeds that
+    # happen to agree closely do not make an ordinary seed look like a regression, while a noisy model keeps most
+    # of its spread (no other model: no shrinking)
+    others_ss, others_df = pooled.ss0 - pooled.ss, pooled.dof0 - pooled.dof
+    prior_df = np.minimum(pooled.dof, others_df)
+    prior_var = (others_ss / others_df.where(others_df > 0)).fillna(0.0)
+    pooled["pooled_sd"] = ((pooled.ss + prior_df * prior_var) / (pooled.dof + prior_df)) ** 0.5
+    pooled["dof"] = pooled.dof + prior_df
     spread = spread.merge(pooled[[*NOISE_OF, "pooled_sd", "dof"]].rename(columns={"dof": "pooled_df"}),
                           on=NOISE_OF, how="left")
     spread["pooled_df"] = spread.pooled_df.fillna(0).astype(int)
@@ -236,57 +251,98 @@ def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> t
     return deviation, allowed, in_sds, sds, basis, _direction(row.metric, deviation)
 
 
-def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
-    """The models' sums (module docstring): one row per (data set, model, metric) with a direction, a pooled spread
-    and fresh numbers at two or more rates: cells, the mean standardised shift in seed sds (positive: worse), T, its
-    one-sided p-value, the bound on p and the verdict (WORSE, better or ok)."""
+def seed_effects(stored: pd.DataFrame) -> pd.DataFrame:
+    """Per (data set, model, metric): the spread of a seed's mean over the model's rates, s_R. A seed sets a run's
+    initial weights at every rate, so a seed's runs are correlated across rates: s_R² = s² · q, with s² the model's
+    (moderated, pooled) seed variance of single numbers and q = (1 + (r − 1) ρ) / r the data set's ratio of the
+    variance of the seeds' mean residuals over the rates, R_s = mean_c (y_cs − ȳ_c), to the single numbers'
+    variance, pooled over its models (ρ: the correlation of one seed's residuals across rates; q between 1/r,
+    independent, and 1, a seed that moves every rate alike). Columns: seed_sd (s_R), seed_df, seeds, rates, q."""
+    columns = [*NOISE_OF, "seed_sd", "seed_df", "seeds", "rates", "q"]
     spread = seed_spread(stored)
-    fresh = fresh.merge(spread[[*SEEDS_OF, "scaled_mean", "stored_n", "pooled_sd", "pooled_df"]], on=SEEDS_OF)
-    fresh = fresh[(fresh.pooled_df > 0) & fresh.metric.map(lambda m: _worse_sign(m) != 0) & fresh.value.notna()]
+    varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0) & (spread.pooled_df > 0)]
+    scaled = stored.assign(scaled=[_scaled(metric, value) for metric, value in zip(stored.metric, stored.value,
+                                                                                  strict=True)])
+    scaled = scaled.merge(varied[[*SEEDS_OF, "scaled_mean"]], on=SEEDS_OF)
+    if scaled.empty:
+        return pd.DataFrame(columns=columns)
+    scaled["residual"] = scaled.scaled - scaled.scaled_mean
+    per_seed = scaled.groupby([*NOISE_OF, "seed"]).agg(R=("residual", "mean"), rates=("f", "nunique")).reset_index()
+    per_model = per_seed.groupby(NOISE_OF).agg(ss_R=("R", lambda r: float((r**2).sum())), seeds=("R", "size"),
+                                               rates=("rates", "max")).reset_index()
+    per_model["dof_R"] = per_model.seeds - 1
+    single = varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
+    single = single.groupby(NOISE_OF).agg(ss=("ss", "sum"), dof=("dof", "sum"), sd=("pooled_sd", "first"),
+                                          df=("pooled_df", "first")).reset_index()
+    per_model = per_model[per_model.dof_R > 0].merge(single, on=NOISE_OF)
+    ratio = per_model.groupby(TYPICAL_OF).apply(
+        lambda group: (group.ss_R.sum() / group.dof_R.sum()) / (group.ss.sum() / group.dof.sum()),
+        include_groups=False).rename("q").reset_index()
+    per_model = per_model.merge(ratio, on=TYPICAL_OF)
+    per_model["q"] = per_model.q.clip(lower=1 / per_model.rates, upper=1.0)
+    per_model["seed_sd"] = per_model.sd * per_model.q**0.5
+    per_model["seed_df"] = per_model.df
+    return per_model[columns]
+
+
+def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
+    """The models' shifts over rates (module docstring): one row per (data set, model, metric) with a direction, a
+    seed spread and fresh numbers at two or more rates: cells, the mean shift in seed sds s_R (positive: worse), T,
+    its one-sided p-value, the bound on p and the verdict (WORSE, better or ok)."""
+    columns = [*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"]
+    spread = seed_spread(stored)
+    fresh = fresh.merge(spread[[*SEEDS_OF, "scaled_mean", "stored_n", "stored_sd"]], on=SEEDS_OF)
+    fresh = fresh[(fresh.stored_n >= 2) & (fresh.stored_sd > 0) & fresh.metric.map(lambda m: _worse_sign(m) != 0)
+                  & fresh.value.notna()]
     if fresh.empty:
-        return pd.DataFrame(columns=[*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"])
+        return pd.DataFrame(columns=columns)
     fresh = fresh.assign(scaled=[_scaled(m, v) for m, v in zip(fresh.metric, fresh.value, strict=True)])
     cells = fresh.groupby(SEEDS_OF).agg(fresh_mean=("scaled", "mean"), k=("scaled", "count"),
-                                        scaled_mean=("scaled_mean", "first"), n=("stored_n", "first"),
-                                        sd=("pooled_sd", "first"), df=("pooled_df", "first")).reset_index()
-    cells["z"] = [(_worse_sign(row.metric) * (row.fresh_mean - row.scaled_mean)) / (row.sd * math.sqrt(1 / row.k
-                  + 1 / row.n)) for row in cells.itertuples()]
-    models = cells.groupby(NOISE_OF).agg(cells=("z", "size"), z_sum=("z", "sum"), df=("df", "first")).reset_index()
+                                        scaled_mean=("scaled_mean", "first")).reset_index()
+    cells["worse"] = [_worse_sign(row.metric) * (row.fresh_mean - row.scaled_mean) for row in cells.itertuples()]
+    models = (cells.groupby(NOISE_OF).agg(cells=("worse", "size"), shift=("worse", "mean"), k=("k", "min"))
+              .reset_index().merge(seed_effects(stored), on=NOISE_OF))
     models = models[models.cells >= 2]
-    bound = (FALSE_ALARM / 2) / max(len(models), 1)
-    models["shift_sds"] = models.z_sum / models.cells
-    models["t"] = models.z_sum / models.cells.pow(0.5)
-    models["p"] = [float(stats.t.sf(t, df)) for t, df in zip(models.t, models.df, strict=True)]
+    if models.empty:
+        return pd.DataFrame(columns=columns)
+    bound = (FALSE_ALARM / 2) / len(models)
+    models["shift_sds"] = models["shift"] / models.seed_sd
+    models["t"] = models.shift_sds / (1 / models.k + 1 / models.seeds).pow(0.5)
+    models["p"] = [float(stats.t.sf(t, df)) for t, df in zip(models.t, models.seed_df, strict=True)]
     models["bound"] = bound
     models["verdict"] = ["WORSE" if p < bound else "better" if float(stats.t.cdf(t, df)) < bound else "ok"
-                         for t, p, df in zip(models.t, models.p, models.df, strict=True)]
-    return models[[*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"]].reset_index(drop=True)
+                         for t, p, df in zip(models.t, models.p, models.seed_df, strict=True)]
+    return models[columns].reset_index(drop=True)
 
 
-def power(stored: pd.DataFrame, rates: int | None = None) -> pd.DataFrame:
-    """Per (data set, metric): the smallest worsening the check flags at its false-alarm rate, for one fresh seed of
-    every stored cell (the number of numbers and model sums a full fresh run is judged by): as one number, and as a
-    shift of every rate of a model together (`rates` cells; default: the stored rates). The median over models of
-    the pooled seed sd, and of each bound, in the metric's units (a log-scale metric: the factor, e.g. 1.25)."""
+def power(stored: pd.DataFrame) -> pd.DataFrame:
+    """Per (data set, metric): the smallest worsening the check flags at its false-alarm rate for one fresh seed of
+    every stored cell (as many numbers and model shifts as a full fresh run is judged by): as one number alone, and as
+    the same shift of one model's metric at every rate. Medians over models, in the metric's units (a log-scale
+    metric: as a factor, e.g. 1.25); seed_sd is the single numbers' (moderated, pooled) seed sd, rate_sd the
+    spread of a seed's mean over the rates (s_R)."""
     stored = at_preset_seed(stored)
     spread = seed_spread(stored)
     spread = spread[(spread.pooled_df > 0) & spread.metric.map(lambda m: _worse_sign(m) != 0)]
-    numbers = len(spread)
-    aggregates = spread.groupby(NOISE_OF).ngroups
+    effects = seed_effects(stored)
+    effects = effects[effects.metric.map(lambda m: _worse_sign(m) != 0)]
+    numbers, aggregates = len(spread), max(len(effects), 1)
     rows = []
     for (dataset, metric), cells in spread.groupby(["dataset", "metric"]):
-        r = rates or cells.f.nunique()
         per_model = cells.groupby("model").agg(sd=("pooled_sd", "first"), df=("pooled_df", "first"),
                                                n=("stored_n", "median"))
         one = [seed_allowance(int(m.n), numbers, FALSE_ALARM / 2, int(m.df)) * m.sd for m in per_model.itertuples()]
-        together = [float(stats.t.ppf(1 - FALSE_ALARM / 2 / aggregates, m.df)) * m.sd * math.sqrt(1 + 1 / m.n)
-                    / math.sqrt(r) for m in per_model.itertuples()]
+        mine = effects[(effects.dataset == dataset) & (effects.metric == metric)]
+        together = [float(stats.t.ppf(1 - FALSE_ALARM / 2 / aggregates, m.seed_df)) * m.seed_sd
+                    * math.sqrt(1 + 1 / m.seeds) for m in mine.itertuples()]
         log = _on_log_scale(metric)
         shown = (lambda value: math.exp(value)) if log else (lambda value: value)
         rows.append({"dataset": dataset, "metric": metric, "scale": "log (factor)" if log else "linear",
                      "models": len(per_model), "seed_sd": shown(float(np.median(per_model.sd))),
+                     "rate_sd": shown(float(np.median(mine.seed_sd))) if len(mine) else math.nan,
                      "one_number": shown(float(np.median(one)) + printed_resolution(metric, log)),
-                     "every_rate": shown(float(np.median(together))), "rates": r})
+                     "every_rate": shown(float(np.median(together))) if together else math.nan,
+                     "rates": int(mine.rates.median()) if len(mine) else 1})
     return pd.DataFrame(rows)
 
 

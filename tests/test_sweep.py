@@ -481,7 +481,7 @@ def test_the_check_keeps_its_false_alarm_rate_on_pure_seed_noise_with_a_noisy_mo
 
 def test_a_model_shifted_at_every_rate_by_the_stated_power_is_flagged():
     """Each check states the worsening it flags (`power`, from its stored set); 1.5 times that at every rate is
-    flagged in ≥ 90 % of 100 simulated checks, 0.3 times it rarely; a single number needs a larger one."""
+    flagged in ≥ 90 % of 100 simulated checks, 0.3 times it rarely."""
     rng = np.random.default_rng(1)
 
     def flagged(factor: float) -> float:
@@ -489,7 +489,6 @@ def test_a_model_shifted_at_every_rate_by_the_stated_power_is_flagged():
         for _ in range(100):
             stored = simulated_set(rng)
             stated = power(stored).set_index("metric").loc["classification.accuracy"]
-            assert stated.every_rate < stated.one_number / 2  # summing four rates halves the detectable shift
             hits += any_regression(stored, simulated_set(rng, factor * stated.every_rate, seeds=1).assign(seed=7))[1]
         return hits / 100
 
