@@ -1,4 +1,4 @@
-"""Command line: python -m bench {train,run,tables,claims,check,reproduce,eval,oracle,data,perf}.
+"""Command line: python -m bench {train,run,tables,claims,check,reproduce,eval,oracle,data,perf,list}.
 
 This module parses and dispatches; the work is done by the modules each command names. Options
 shared by several commands are declared once (the parent parsers below). User errors print one
@@ -160,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="gather every run directory into the paper's tables")
     tables.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
     tables.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
+
+    listing = commands.add_parser("list", parents=[_parent(_debug)],
+                                  help="print a registry (models, data sets, presets, evaluators, tables, claims)")
+    listing.add_argument("registry", nargs="?", help="models, datasets, presets, evaluators, tables or claims "
+                         "(default: all, as docs/REFERENCE.md)")
 
     claims = commands.add_parser("claims", parents=[_parent(_debug)],
                                  help="decide the paper's claims on a results file: claims.csv and CLAIMS.md")
@@ -351,6 +356,12 @@ def command_tables(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} files; reports: {Path(args.out) / 'REPORT.md'}, {Path(args.out) / 'report.html'}")
 
 
+def command_list(args: argparse.Namespace) -> None:
+    from bench.reference import listing
+
+    print(listing(args.registry))
+
+
 def command_claims(args: argparse.Namespace) -> None:
     from bench.claims import read_results, verdict_lines, write_claims
 
@@ -478,8 +489,8 @@ def command_perf(args: argparse.Namespace) -> None:
     perf.run(request, resolve_device(args.device), show_progress=sys.stderr.isatty())
 
 
-COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "claims": command_claims,
-            "check": command_check,
+COMMANDS = {"train": command_train, "run": command_run, "tables": command_tables, "list": command_list,
+            "claims": command_claims, "check": command_check,
             "reproduce": command_reproduce, "eval": command_eval, "oracle": command_oracle, "data": command_data,
             "perf": command_perf}
 

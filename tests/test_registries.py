@@ -163,3 +163,33 @@ def test_ci_runs_the_readmes_set_up_and_test_commands_as_written():
     set_up, test = commands[0], next(command for command in commands if command.endswith("tox -e test"))
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert set_up.replace("pip install tox", "pip install -q tox") in ci and test in ci
+
+
+def test_the_docs_reference_page_is_the_registries_as_bench_list_prints_them():
+    from bench.reference import LISTS, listing
+
+    assert (ROOT / "docs" / "REFERENCE.md").read_text() == listing() + "\n", \
+        "docs/REFERENCE.md is stale: python -m bench list > docs/REFERENCE.md"
+    for name in LISTS:
+        assert listing(name) in listing()
+
+
+def test_the_readmes_verdict_table_is_the_stored_sets_claims():
+    """The README's table of the paper's claims is what `bench claims` decided on the stored sets it names."""
+    import pandas as pd
+
+    from bench.claims import CLAIMS, summary
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- verdicts -->", 2)[1]
+    header = [cell.strip() for cell in table.strip().splitlines()[0].strip("|").split("|")]
+    stored = [column.split("`")[1] for column in header if column.startswith("`")]  # the sets, e.g. `quick`
+    assert stored, header
+    verdicts = {name: summary(pd.read_csv(ROOT / "results" / "stored" / name / "claims.csv",
+                                          dtype={"claim": str})).set_index("claim").verdict for name in stored}
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.strip().splitlines()[2:]]
+    assert [row[0] for row in rows] == [claim.key for claim in CLAIMS]
+    for row in rows:
+        shown = dict(zip(header, row, strict=True))
+        for name in stored:
+            assert shown[f"`{name}`"].strip("*") == verdicts[name][row[0]], (row[0], name)

@@ -1,0 +1,100 @@
+"""`python -m bench list [models|datasets|presets|evaluators|tables|claims]`: the registries as Markdown tables.
+
+Read from the registries themselves (`bench.registry.MODELS`, `bench.data.DATASETS`, `bench.presets.PRESETS`,
+`evaluators.EVALUATORS`, `bench.tables.TABLES`, `bench.claims.CLAIMS`), so they cannot drift from the code;
+docs/REFERENCE.md holds all of them, and a test keeps it equal to this module's output.
+"""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from bench.errors import BenchError
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    escaped = [[str(cell).replace("|", r"\|") for cell in row] for row in rows]
+    return tabulate(escaped, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def models() -> str:
+    from bench.registry import MODELS
+
+    return _table(["name", "class", "options", "what it is"],
+                  [[f"`{name}`", f"`{entry.target}`", ", ".join(f"{k}={v}" for k, v in entry.options.items()) or "—",
+                    entry.summary] for name, entry in MODELS.items()])
+
+
+def datasets() -> str:
+    from bench.data import DATASETS
+
+    def grid(chosen) -> str:
+        return ("yes" if chosen.found is None else "where found") if chosen.in_default_grid else "no"
+
+    return _table(["name", "task", "labels", "sizes", "options (defaults)", "needs --data-root", "in run --all",
+                   "how to get it"],
+                  [[f"`{chosen.name}`", chosen.task, chosen.labels, "/".join(map(str, chosen.image_sizes)),
+                    ", ".join(f"{key}={value}" for key, value in chosen.options.items()) or "—",
+                    "yes" if chosen.needs_root else "no", grid(chosen), chosen.obtain]
+                   for chosen in DATASETS.values()])
+
+
+def presets() -> str:
+    from bench.presets import PRESETS
+
+    rows = []
+    for chosen in PRESETS.values():
+        epochs = str(chosen.epochs) + "".join(f", {model} {count}" for model, count in chosen.model_epochs.items())
+        budget = chosen.evaluation
+        rows.append([f"`{chosen.name}`", chosen.train_limit or "all", epochs, chosen.batch_size, f"{chosen.lr:g}",
+                     chosen.labelled_share if chosen.labelled_share is not None else "—",
+                     f"{budget.pairs} / {budget.intervened} / {budget.generated} / {budget.fid_images} / "
+                     f"{budget.truth_images}", chosen.oracle.steps, chosen.description])
+    return _table(["preset", "training images", "epochs", "batch", "lr", "labelled share",
+                   "pairs / intervened / generated / FID / truth images", "oracle steps", "what it is for"], rows)
+
+
+def evaluators() -> str:
+    from evaluators import EVALUATORS
+
+    rows = []
+    for evaluator in EVALUATORS.values():
+        for metric in evaluator.metrics:
+            direction = {True: "higher", False: "lower", None: "reference"}[metric.higher_is_better]
+            rows.append([f"`{evaluator.name}`", f"`{evaluator.name}.{metric.key}`", metric.label, direction,
+                         metric.scale, metric.why])
+    return _table(["evaluator", "metric (results.csv)", "label", "better", "scale", "regression tolerance: why"],
+                  rows)
+
+
+def tables() -> str:
+    from bench.tables import TABLES
+
+    return _table(["table", "title", "metrics", "data sets"],
+                  [[spec.key, spec.title, ", ".join(f"`{metric}`" for metric in spec.metrics),
+                    spec.task or "any"] for spec in TABLES.values()])
+
+
+def claims() -> str:
+    from bench.claims import CLAIMS
+
+    return _table(["claim", "statement", "source", "tests"],
+                  [[claim.key, claim.statement, claim.source, "; ".join(part.describe for part in claim.parts)]
+                   for claim in CLAIMS])
+
+
+LISTS = {"models": models, "datasets": datasets, "presets": presets, "evaluators": evaluators, "tables": tables,
+         "claims": claims}
+
+
+def listing(name: str | None = None) -> str:
+    """One registry as a Markdown table, or all of them (docs/REFERENCE.md) when `name` is None."""
+    if name is not None:
+        if name not in LISTS:
+            raise BenchError(f"unknown list '{name}'; choose one of {', '.join(LISTS)}")
+        return LISTS[name]()
+    parts = ["# Reference", "", "The registries of the suite, as `python -m bench list` prints them (this page is its "
+             "output, kept current by `tests/test_registries.py`).", ""]
+    for key, function in LISTS.items():
+        parts += [f"## {key.capitalize()}", "", function(), ""]
+    return "\n".join(parts)
