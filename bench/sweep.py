@@ -70,11 +70,12 @@ class Grid:
     step: StepOptions = field(default_factory=StepOptions)
 
     def cells(self, data_root: str | None = None) -> list[RunConfig]:
-        """Every combination, validated before any work starts."""
+        """Every combination, validated before any work starts, seed by seed."""
         datasets = self.datasets or default_datasets(data_root)
         models, fs, seeds = self.models or tuple(MODELS), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
+        # seed-major: an interrupted sweep leaves whole seeds of the grid done, not every seed of a few cells
         return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step)
-                for dataset, model, f, seed in itertools.product(datasets, models, fs, seeds)]
+                for seed, dataset, model, f in itertools.product(seeds, datasets, models, fs)]
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,27 @@ def _prepare(work: Path) -> None:
     prepare(config, data, torch.device("cpu"), str(work / "cache"), EVALUATORS)
 
 
+CHOICE_MEASURES = {"accuracy": True, "swap_error": False, "intervention_error": False, "reconstruction_error": False,
+                   "flip_rate": True}  # measure -> higher is better
+SHARE = 0.9  # a measure has stopped improving once it has made this share of its improvement over the curve
+
+
+def plateau_epochs(frame: pd.DataFrame, share: float = SHARE) -> pd.DataFrame:
+    """Per model, f and measure: the first kept epoch at which the measure has made `share` of its improvement from
+    the first kept epoch to its best over the curve."""
+    rows = []
+    for (model, f), curve in frame[frame.f.notna()].groupby(["model", "f"]):
+        curve = curve.sort_values("epoch")
+        for measure, higher in CHOICE_MEASURES.items():
+            values = curve[measure].to_numpy(dtype=float) * (1 if higher else -1)
+            if np.isnan(values).all():
+                continue
+            start, best = values[0], np.nanmax(values)
+            reached = curve.epoch.to_numpy()[np.nanargmax(values >= start + share * (best - start))]
+            rows.append({"model": model, "f": f, "measure": measure, "epoch": int(reached)})
+    return pd.DataFrame(rows)
+
+
 def plot(frame: pd.DataFrame, out: Path) -> None:
     """One panel per measure against optimiser steps, a line per model and f, the floor as a dotted line."""
     import matplotlib
@@ -194,7 +215,10 @@ def main() -> None:
     frame = frame.sort_values(["model", "f", "epoch"], na_position="last")
     atomic_write_text(args.out, frame.to_csv(index=False, float_format="%.4f"))
     plot(frame, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    plateaus = plateau_epochs(frame)
+    atomic_write_text(args.out.with_name("learning_curves_plateaus.csv"), plateaus.to_csv(index=False))
+    print(plateaus.pivot_table(index=["model", "f"], columns="measure", values="epoch").to_string())
+    print(f"wrote {args.out}, {args.out.with_suffix('.png')} and learning_curves_plateaus.csv")
 
 
 if __name__ == "__main__":
