@@ -52,7 +52,7 @@ from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
 from bench.runtime import ENVIRONMENT_FILE, cpu_name, environment
-from bench.tables import RESULT_COLUMNS, at_preset_seed, gather, run_directories
+from bench.tables import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather, run_directories
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
@@ -531,5 +531,22 @@ def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, 
         raise BenchError(f"{runs_root} has no finished runs of {', '.join(sorted(set(datasets) - set(fresh.dataset)))}"
                          "; run them first, or name only the data sets it has")
     stored_numbers = store(fresh, runs_root, stored, datasets)
-    write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False)
+    notes = all_notes(runs_root, fresh.dataset)
+    if datasets is not None and (stored / NOTES).is_file():  # the kept data sets keep their notes
+        notes = {**json.loads((stored / NOTES).read_text()), **notes}
+    atomic_write_text(stored / NOTES, json.dumps(notes, indent=1, sort_keys=True) + "\n")
+    write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False, notes=notes)
     return f"stored {len(stored_numbers)} numbers and their tables in {stored}"
+
+
+def rerender(stored: Path, paper_csv: Path) -> str:
+    """Write a stored set's tables, REPORT.md and claims again from its results.csv and notes.json (after a change
+    of how tables are drawn; the numbers are not touched)."""
+    from bench.tables import write_tables
+
+    numbers = read_stored(stored)
+    notes = json.loads((stored / NOTES).read_text()) if (stored / NOTES).is_file() else {}
+    provenance = json.loads((stored / "provenance.json").read_text()) if (stored / "provenance.json").is_file() else {}
+    runs = Path(provenance.get("runs") or provenance.get("parts", [{}])[-1].get("runs", str(stored)))
+    write_tables(numbers, runs, stored, paper_csv, figures=False, notes=notes)
+    return f"re-rendered the tables of {stored} from its {len(numbers)} stored numbers"

@@ -239,7 +239,8 @@ def part_rows(claim: Claim, index: int, part: Part, values: pd.DataFrame) -> lis
         raise ValueError(f"claim {claim.key}: {part.metric} is not a declared metric")
     better_sign = 1.0 if declared[part.metric].higher_is_better else -1.0
     if declared[part.metric].log_scale:  # a positive heavy-tailed measure: effects are log ratios
-        values = values.assign(value=values.value.where(values.metric != part.metric, np.log(values.value)))
+        chosen = values.metric == part.metric
+        values = values.assign(value=values.value.where(~chosen, np.log(values.value.where(chosen, 1.0))))
     datasets = _datasets_of(part, values)
     if not datasets:
         task = f"a {part.task} data set" if part.task else " or ".join(part.datasets)

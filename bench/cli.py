@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="gather every run directory into the paper's tables")
     tables.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
     tables.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
+    tables.add_argument("--stored", metavar="DIR", help="re-render a stored set's tables, REPORT.md and claims from "
+                        "its results.csv and notes.json (e.g. results/stored/quick); no runs needed")
 
     listing = commands.add_parser("list", parents=[_parent(_debug)],
                                   help="print a registry (models, data sets, presets, evaluators, tables, claims)")
@@ -349,6 +351,11 @@ def command_run(args: argparse.Namespace) -> None:
 def command_tables(args: argparse.Namespace) -> None:
     from bench.tables import gather, write_tables
 
+    if args.stored:
+        from bench.check import rerender
+
+        print(rerender(Path(args.stored), Path(args.paper)))
+        return
     runs_root = _runs_root(args)
     results = gather(runs_root)
     written = [*write_tables(results, runs_root, Path(args.out), Path(args.paper)),

@@ -414,10 +414,21 @@ def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
     return tables
 
 
+NOTES = "notes.json"  # in a stored set: each data set's evaluators' notes (why a number is missing), from its runs
+
+
+def all_notes(runs_root: Path, datasets) -> dict[str, dict[str, list[str]]]:
+    """Every data set's notes per evaluator (`unavailable_notes`), as a stored set keeps them (notes.json)."""
+    return {dataset: {name: notes for name in EVALUATORS if (notes := unavailable_notes(runs_root, dataset, name))}
+            for dataset in sorted(set(datasets))}
+
+
 def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: Path,
-                 keys: list[str] | None = None, figures: bool = True) -> list[Path]:
+                 keys: list[str] | None = None, figures: bool = True,
+                 notes: dict[str, dict[str, list[str]]] | None = None) -> list[Path]:
     """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv, REPORT.md (linking the runs' figures unless
-    `figures` is False) and the paper's claims decided on these results (claims.csv, CLAIMS.md) under `out`."""
+    `figures` is False) and the paper's claims decided on these results (claims.csv, CLAIMS.md) under `out`. The
+    notes under each table come from the runs under `runs_root`, or from `notes` (a stored set's, without runs)."""
     from bench.claims import write_claims
 
     paper = read_paper(paper_path)
@@ -436,8 +447,9 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
             report += [f"### Table {key}: {spec.title}", "", *([spec.caption, ""] if spec.caption else []),
                        to_markdown(frame, spec), ""]
             for evaluator in spec.evaluators:
-                notes = unavailable_notes(runs_root, dataset, evaluator)
-                report += [f"- — for {note}" for note in notes] + ([""] if notes else [])
+                notes_here = (notes.get(dataset, {}).get(evaluator, []) if notes is not None
+                              else unavailable_notes(runs_root, dataset, evaluator))
+                report += [f"- — for {note}" for note in notes_here] + ([""] if notes_here else [])
         report += figure_links(runs_root, dataset, out) if figures else []
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")

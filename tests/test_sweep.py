@@ -266,6 +266,13 @@ def test_update_stores_results_configs_and_tables_that_then_check_identical(ci_r
     assert (tmp_path / "tables" / "synthfaces" / "table1.tex").is_file() and (tmp_path / "provenance.json").is_file()
     assert main(["check", "--runs", str(ci_runs), "--stored", str(tmp_path)]) == 0
     assert "0 ok, 0 better, 0 WORSE, 0 missing" in capsys.readouterr().out
+    environments = json.loads((tmp_path / "provenance.json").read_text())["environment"]
+    assert environments and {"torch", "cpu", "cpu_flags", "threads", "device", "MKL_CBWR"} <= set(environments[0])
+    # the stored set re-renders from its own files, without the runs: the same report, notes included
+    written = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert "- — for " in (tmp_path / "REPORT.md").read_text()
+    assert main(["tables", "--stored", str(tmp_path)]) == 0
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == written
 
 
 def test_update_of_one_data_set_keeps_the_stored_others_and_records_where_each_part_came_from(ci_runs, tmp_path):
