@@ -47,12 +47,12 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from bench import __version__
+from bench import __version__, rundir
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
-from bench.runtime import ENVIRONMENT_FILE, cpu_name, environment
-from bench.tables import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather, run_directories
+from bench.runtime import cpu_name, environment
+from bench.tables import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]
@@ -394,8 +394,8 @@ def regressions(comparison: pd.DataFrame) -> pd.DataFrame:
 
 def run_environments(run_dirs: list[Path]) -> list[dict]:
     """The distinct environments the runs were trained in (the current one for runs that did not record theirs)."""
-    found = [json.loads((path / ENVIRONMENT_FILE).read_text()) if (path / ENVIRONMENT_FILE).is_file() else environment()
-             for path in run_dirs]
+    found = [json.loads((path / rundir.ENVIRONMENT).read_text()) if (path / rundir.ENVIRONMENT).is_file()
+             else environment() for path in run_dirs]
     return [json.loads(text) for text in sorted({json.dumps(env, sort_keys=True) for env in found})]
 
 
@@ -450,8 +450,7 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
         fresh_envs = stored_environments(json.loads(beside.read_text())) if beside.is_file() else []
     else:
         fresh, source = gather(runs_root), runs_root
-        fresh_envs = run_environments([path for path in run_directories(runs_root)
-                                       if (path / "metrics.json").is_file()])
+        fresh_envs = run_environments([path for path in rundir.run_directories(runs_root) if rundir.finished(path)])
     fresh, stored = at_preset_seed(fresh), at_preset_seed(read_stored(stored_dir))
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
@@ -488,8 +487,8 @@ def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[st
     """Write `fresh` as the stored result set with the configs of its runs (atomically, file by file); returns
     what was stored. With `datasets`, only those data sets' numbers and configs are replaced: the stored set's
     others are kept, and its provenance records where each part came from."""
-    finished = [path for path in run_directories(runs_root) if (path / "metrics.json").is_file()]
-    configs = [json.loads((path / "config.json").read_text()) for path in finished]
+    finished = [path for path in rundir.run_directories(runs_root) if rundir.finished(path)]
+    configs = [json.loads((path / rundir.CONFIG).read_text()) for path in finished]
     if datasets is not None:
         fresh, configs = fresh[fresh.dataset.isin(datasets)], [c for c in configs if c["dataset"] in datasets]
     record = {"runs": str(runs_root), "presets": sorted(set(fresh.preset)), "cells": len(configs),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench import rundir
 from bench.config import RunConfig
 from bench.data import load
 from bench.data.cache import cache_dir
@@ -49,10 +50,11 @@ def evaluator_selection(names: list[str] | None) -> tuple[str, ...]:
 
 
 def read_run(run_dir: Path) -> RunConfig:
-    config_path = run_dir / "config.json"
+    config_path = run_dir / rundir.CONFIG
     if not config_path.is_file():
-        raise BenchError(f"{run_dir} is not a run directory (no config.json); give runs/<data set>/<model>/f=F/seed=S")
-    if not (run_dir / "metrics.json").is_file():
+        raise BenchError(f"{run_dir} is not a run directory (no {rundir.CONFIG}); give "
+                         "runs/<data set>/<model>/f=F/seed=S")
+    if not rundir.finished(run_dir):
         raise BenchError(f"{run_dir} has not finished training; run `python -m bench train` for it first")
     return RunConfig.from_json(config_path.read_text())
 
@@ -61,38 +63,28 @@ def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.dev
     source = read_source(run_dir)
     if source is not None:  # trained elsewhere (`bench eval --model`)
         return load_model(source, data, device)
-    labelled = np.load(run_dir / "labelled.npy")
+    labelled = np.load(run_dir / rundir.LABELLED)
     train = data.splits["train"]
     n_train = len(train) if config.train_limit is None else min(len(train), config.train_limit)
     model = build_model(config, data, labelled, n_train, device)
     try:
-        state = load_tensors(run_dir / "checkpoint.pt", map_location=device)  # runs no code from the file
+        state = load_tensors(run_dir / rundir.CHECKPOINT, map_location=device)  # runs no code from the file
     except UntrustedFile as error:
-        raise BenchError(f"{run_dir / 'checkpoint.pt'} holds more than tensors ({error}); this suite's checkpoints "
+        raise BenchError(f"{run_dir / rundir.CHECKPOINT} holds more than tensors ({error}); this suite's checkpoints "
                          "never do, so it was not written by this suite: it is not loaded") from None
     model.load_state_dict(state["model"])
     return model.eval()
 
 
 def evaluation_dir(eval_root: Path, eval_seed: int | None, preset_name: str) -> Path:
-    """Where the evaluations at `eval_seed` go: `eval_root` itself for the preset's evaluation seed (or None),
-    `eval_root/seed=S` for another."""
-    if eval_seed is None or eval_seed == preset(preset_name).evaluation.seed:
-        return eval_root
-    return eval_root / f"seed={eval_seed}"
+    """Where the evaluations at `eval_seed` go (`bench.rundir.evaluation_dir`, the preset's evaluation seed its own)."""
+    return rundir.evaluation_dir(eval_root, eval_seed, preset(preset_name).evaluation.seed)
 
 
 def evaluation_settings(preset_name: str, eval_seed: int | None) -> EvalSettings:
     """The preset's sample counts, at `eval_seed` (None: the preset's own seed)."""
     budget = preset(preset_name).evaluation
     return budget if eval_seed is None else replace(budget, seed=eval_seed)
-
-
-def evaluation_dirs(eval_root: Path, preset_name: str) -> list[tuple[int, Path]]:
-    """(evaluation seed, directory) of every evaluation seed written under `eval_root`, the preset's first."""
-    others = sorted((int(path.name.removeprefix("seed=")), path) for path in eval_root.glob("seed=*")
-                    if path.name.removeprefix("seed=").isdigit())
-    return [(preset(preset_name).evaluation.seed, eval_root), *others]
 
 
 def evaluate_run(
@@ -104,7 +96,7 @@ def evaluate_run(
     returns name -> result."""
     names = check_names(only)
     config = read_run(run_dir)
-    out = evaluation_dir(run_dir / "eval", eval_seed, config.preset)
+    out = evaluation_dir(run_dir / rundir.EVAL, eval_seed, config.preset)
     if skip_done:
         names = [name for name in names if not (out / f"{name}.json").exists()]
     if not names:
@@ -117,9 +109,9 @@ def evaluate_run(
     resources = evaluation_resources(config, data, cache, fid_weights)
     settings = evaluation_settings(config.preset, eval_seed)
     results = judge(model, data, oracle, oracle_record, settings, resources, names, out, str(run_dir))
-    if out == run_dir / "eval":  # the figures show the preset's evaluation seed
+    if out == run_dir / rundir.EVAL:  # the figures show the preset's evaluation seed
         torch.manual_seed(budget.evaluation.seed)
-        draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / "figures")
+        draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / rundir.FIGURES)
     return results
 
 
@@ -138,18 +130,11 @@ def judge(model, data, oracle, oracle_record: dict, settings: EvalSettings, reso
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
         if name == "interventions" and "matrix" in result:
-            (out / "figures").mkdir(exist_ok=True)
-            intervention_heatmap(result, out / "figures" / "interventions.png")
+            (out / rundir.FIGURES).mkdir(exist_ok=True)
+            intervention_heatmap(result, out / rundir.FIGURES / "interventions.png")
         print(f"{label} {name}: {summary_line(result)}")
         results[name] = result
     return results
-
-
-CONTROLS = "controls"  # <runs>/<data set>/controls/<control>/: the controls' evaluations
-
-
-def controls_dir(runs_root: Path, dataset: str, control: str) -> Path:
-    return runs_root / dataset / CONTROLS / control.replace(": ", "-").replace(" ", "_")
 
 
 def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.device, cache: str | None = None,
@@ -166,14 +151,14 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
     resources = evaluation_resources(config, data, cache, fid_weights)
     for control in controls_for(data, oracle):
-        directory = controls_dir(runs_root, config.dataset, control.row)
-        out = evaluation_dir(directory / "eval", eval_seed, config.preset)
+        directory = rundir.controls_dir(runs_root, config.dataset, control.row)
+        out = evaluation_dir(directory / rundir.EVAL, eval_seed, config.preset)
         todo = [name for name in names if name in control.judges and not (out / f"{name}.json").exists()]
         if not todo:
             continue
         record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
                   "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
-        atomic_write_text(directory / "control.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")
         judge(control.to(device), data, oracle, oracle_record, settings, resources, todo, out,
               f"{config.dataset} {control.row}")
 

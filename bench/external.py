@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench import scoring
+from bench import rundir, scoring
 from bench.api import missing_members
 from bench.config import RunConfig, check_rate
 from bench.data.base import LabelledImages
@@ -32,8 +32,6 @@ from bench.errors import BenchError
 from bench.files import UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import preset
 
-EXTERNAL = "external.json"  # in a run directory: the model was trained elsewhere
-EVALUATED_ONLY = " (evaluated only)"  # the suffix of such a run's row in the tables
 SHOWN_KEYS = 5  # how many mismatched checkpoint keys an error names
 
 
@@ -128,11 +126,11 @@ def write_run(source: ExternalModel, model: nn.Module, data: LabelledImages, dat
                        epochs=0, batch_size=0, lr=0.0, train_limit=None, labelled_share=None,
                        model_options=source.options, dataset_options=dataset_options)
     run_dir = config.run_dir(runs_root)
-    found = run_dir / EXTERNAL
-    if (run_dir / "config.json").exists() and not found.exists():
+    found = run_dir / rundir.EXTERNAL
+    if (run_dir / rundir.CONFIG).exists() and not found.exists():
         raise BenchError(f"{run_dir} holds a run trained by this suite; choose another --name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.to_json() + "\n")
+    atomic_write_text(run_dir / rundir.CONFIG, config.to_json() + "\n")
     atomic_write_text(found, json.dumps(asdict(source), indent=2, sort_keys=True) + "\n")
     test = torch.as_tensor(data.splits["test"])
     metrics: dict[str, Any] = {"evaluated_only": True, "majority_accuracy": scoring.majority_accuracy(
@@ -141,7 +139,7 @@ def write_run(source: ExternalModel, model: nn.Module, data: LabelledImages, dat
         with torch.no_grad():
             metrics["test_accuracy"] = scoring.accuracy(scoring.predict(model, data.images[test].to(device)),
                                                         data.labels[test], data.task)
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(run_dir / rundir.METRICS, json.dumps(metrics, indent=2) + "\n")
     return run_dir
 
 
@@ -153,6 +151,6 @@ def external_source(target: str, checkpoint: str, options: dict[str, Any], trust
 
 def read_source(run_dir: Path) -> ExternalModel | None:
     """The external model of a run directory, or None for a run this suite trained."""
-    path = run_dir / EXTERNAL
+    path = run_dir / rundir.EXTERNAL
     return ExternalModel(**json.loads(path.read_text())) if path.is_file() else None
 

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from tabulate import tabulate
 
+from bench import rundir
 from bench.claims import CLAIMS, evaluate_claims, summary
 from bench.config import RunConfig
 from bench.tables import (
@@ -35,7 +36,6 @@ from bench.tables import (
     dataset_tables,
     display_rows,
     ordered_models,
-    run_directories,
     unavailable_notes,
 )
 from evaluators.controls import ROWS as CONTROL_ROWS
@@ -156,9 +156,9 @@ def table_html(frame: pd.DataFrame, key: str) -> str:
 def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[RunConfig, Path]]:
     """Per model, the run the gallery and the curves show: the largest f, then the smallest seed."""
     runs: dict[str, tuple[RunConfig, Path]] = {}
-    for run_dir in run_directories(runs_root):
-        config = RunConfig.from_json((run_dir / "config.json").read_text())
-        if config.dataset != dataset or not (run_dir / "metrics.json").is_file():
+    for run_dir in rundir.run_directories(runs_root):
+        config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+        if config.dataset != dataset or not rundir.finished(run_dir):
             continue
         best = runs.get(config.model)
         if best is None or (config.f, -config.seed) > (best[0].f, -best[0].seed):
@@ -168,8 +168,8 @@ def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[RunConfig, Pat
 
 def training_curves(runs: dict[str, tuple[RunConfig, Path]]) -> bytes | None:
     """Validation accuracy and the labelled and unlabelled losses over epochs, one line per model."""
-    logs = {model: pd.read_csv(run_dir / "train_log.csv") for model, (_, run_dir) in runs.items()
-            if (run_dir / "train_log.csv").is_file()}
+    logs = {model: pd.read_csv(run_dir / rundir.TRAIN_LOG) for model, (_, run_dir) in runs.items()
+            if (run_dir / rundir.TRAIN_LOG).is_file()}
     if not logs:
         return None
     panels = {"valid_accuracy": "validation accuracy", "sup_loss": "loss, labelled batches (−objective)",
@@ -196,7 +196,7 @@ def gallery(runs: dict[str, tuple[RunConfig, Path]], label_names: tuple[str, ...
     for name, layout in GALLERY.items():
         cells = []
         for model, (config, run_dir) in runs.items():
-            path = run_dir / "eval" / "figures" / f"{name}.png"
+            path = run_dir / rundir.EVAL / rundir.FIGURES / f"{name}.png"
             if path.is_file():
                 caption = f"{model}, f={config.f:g}, seed {config.seed}"
                 image = embedded(path.read_bytes(), 300 if name == "interventions" else 200, caption)
@@ -241,7 +241,7 @@ def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, key
 def label_names(runs: dict[str, tuple[RunConfig, Path]]) -> tuple[str, ...]:
     """The data set's label names, as the interventions evaluator recorded them (empty where none did)."""
     for _, run_dir in runs.values():
-        path = run_dir / "eval" / "interventions.json"
+        path = run_dir / rundir.EVAL / "interventions.json"
         if path.is_file():
             return tuple(json.loads(path.read_text()).get("labels", ()))
     return ()

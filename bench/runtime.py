@@ -69,7 +69,6 @@ def deterministic_kernels(enabled: bool) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-ENVIRONMENT_FILE = "environment.json"  # in a run directory: where it was trained (`environment`)
 CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile", "neon",
              "asimd")
 """The CPU features that decide which kernels oneDNN and MKL run, and so a result's last digits."""

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm as tqdm_std
 from tqdm.auto import tqdm
 
-from bench import __version__
+from bench import __version__, rundir
 from bench.config import RunConfig, StepOptions, make_config
 from bench.data import default_datasets, load
 from bench.errors import BenchError, Regression
@@ -115,17 +115,17 @@ def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] |
     from bench.evaluate import check_names, evaluation_dir
 
     run_dir = config.run_dir(runs_root)
-    if (run_dir / "metrics.json").is_file():
+    if rundir.finished(run_dir):
         names = check_names(list(evaluators) if evaluators else None) if evaluators != () else []
-        directories = [evaluation_dir(run_dir / "eval", seed, config.preset) for seed in eval_seeds or [None]]
+        directories = [evaluation_dir(run_dir / rundir.EVAL, seed, config.preset) for seed in eval_seeds or [None]]
         missing = [name for name in names for out in directories if not (out / f"{name}.json").is_file()]
         return "evaluate" if missing else "done"
-    return "resume" if (run_dir / "checkpoint.pt").is_file() else "todo"
+    return "resume" if (run_dir / rundir.CHECKPOINT).is_file() else "todo"
 
 
 def prepare_runs_root(runs_root: Path) -> None:
     """Mark a runs directory as this suite's; refuse one written by another version."""
-    marker = runs_root / "suite.json"
+    marker = runs_root / rundir.SUITE
     expected = {"runs_format": RUNS_FORMAT, "suite_version": __version__}
     if marker.is_file():
         try:
@@ -136,7 +136,7 @@ def prepare_runs_root(runs_root: Path) -> None:
             raise BenchError(f"{runs_root} was written by another version of the suite ({found or 'unreadable'}, "
                              f"this is {expected}); use a fresh --runs directory")
         return
-    if runs_root.is_dir() and any(runs_root.glob("*/*/f=*/seed=*/config.json")):
+    if runs_root.is_dir() and rundir.run_directories(runs_root):
         raise BenchError(f"{runs_root} holds runs without a suite.json (an older version of the suite); "
                          "use a fresh --runs directory")
     atomic_write_text(marker, json.dumps(expected) + "\n")

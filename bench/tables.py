@@ -25,11 +25,10 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench import rundir
 from bench.config import RunConfig
 from bench.data import entry
 from bench.errors import BenchError
-from bench.evaluate import CONTROLS, evaluation_dirs
-from bench.external import EVALUATED_ONLY
 from bench.files import atomic_write_text
 from bench.metrics import TRAINER_METRICS, Metric
 from bench.presets import preset
@@ -128,22 +127,18 @@ def table_spec(key: str) -> TableSpec:
     return TABLES[key]
 
 
-def run_directories(runs_root: Path) -> list[Path]:
-    return sorted(path.parent for path in runs_root.glob("*/*/f=*/seed=*/config.json"))
-
-
 def run_rows(run_dir: Path) -> list[dict]:
     """The numbers of one finished run as long-format rows (an unfinished run has none)."""
-    if not (run_dir / "metrics.json").is_file():
+    if not rundir.finished(run_dir):
         return []
-    config = RunConfig.from_json((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    model = config.model + (EVALUATED_ONLY if metrics.get("evaluated_only") else "")  # `bench eval --model`
+    config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+    metrics = json.loads((run_dir / rundir.METRICS).read_text())
+    model = config.model + (rundir.EVALUATED_ONLY if metrics.get("evaluated_only") else "")  # `bench eval --model`
     cell = {"dataset": config.dataset, "model": model, "f": config.f, "seed": config.seed, "preset": config.preset}
     trained = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}
     rows = []
-    for eval_seed, directory in evaluation_dirs(run_dir / "eval", config.preset):
-        values = (trained if directory == run_dir / "eval" else {}) | evaluated(directory)
+    for eval_seed, directory in rundir.evaluation_dirs(run_dir / rundir.EVAL, preset(config.preset).evaluation.seed):
+        values = (trained if directory == run_dir / rundir.EVAL else {}) | evaluated(directory)
         rows += [{**cell, "eval_seed": eval_seed, "metric": name, "value": float(value)}
                  for name, value in values.items()]
     return rows
@@ -166,10 +161,11 @@ def control_rows(runs_root: Path) -> list[dict]:
     """The controls' numbers (`bench.evaluate.evaluate_controls`) as long-format rows with f = NaN: a control
     does not depend on the supervision rate, and the tables show its number in every f column."""
     rows = []
-    for path in sorted(runs_root.glob(f"*/{CONTROLS}/*/control.json")):
+    for path in rundir.control_records(runs_root):
         record = json.loads(path.read_text())
         cell = {"dataset": record["dataset"], "model": record["row"], "f": math.nan, "preset": record["preset"]}
-        for eval_seed, directory in evaluation_dirs(path.parent / "eval", record["preset"]):
+        for eval_seed, directory in rundir.evaluation_dirs(path.parent / rundir.EVAL,
+                                                           preset(record["preset"]).evaluation.seed):
             rows += [{**cell, "seed": eval_seed, "eval_seed": eval_seed, "metric": name, "value": value}
                      for name, value in evaluated(directory).items()]
     return rows
@@ -185,7 +181,7 @@ def gather(runs_root: Path) -> pd.DataFrame:
     """Every finished run under `runs_root`, one row per (data set, model, f, seed, metric)."""
     if not runs_root.is_dir():
         raise BenchError(f"runs directory {runs_root} does not exist; train with `python -m bench run` first")
-    rows = [row for run_dir in run_directories(runs_root) for row in run_rows(run_dir)]
+    rows = [row for run_dir in rundir.run_directories(runs_root) for row in run_rows(run_dir)]
     if not rows:
         raise BenchError(f"{runs_root} holds no finished runs; train with `python -m bench run` first")
     return pd.DataFrame(rows + control_rows(runs_root), columns=RESULT_COLUMNS)
@@ -196,10 +192,11 @@ def unavailable_notes(runs_root: Path, dataset: str, evaluator: str) -> list[str
     swap, a singular matrix…), which of the controls' numbers are missing and why, and its warnings: one note per
     reason, naming every row and metric it applies to (FID and KID missing for one reason are one note)."""
     by_reason: dict[str, tuple[set[str], list[str]]] = {}  # reason -> (rows, metrics in declaration order)
-    found = [(path.parts[-5], path) for path in runs_root.glob(f"{dataset}/*/f=*/seed=*/eval/{evaluator}.json")]
-    for control in runs_root.glob(f"{dataset}/{CONTROLS}/*/control.json"):
-        if (control.parent / "eval" / f"{evaluator}.json").is_file():
-            found.append((json.loads(control.read_text())["row"], control.parent / "eval" / f"{evaluator}.json"))
+    found = [(path.parts[-5], path) for path in runs_root.glob(f"{dataset}/{rundir.RUN_PATTERN.split('/', 1)[1]}/"
+                                                                 f"{rundir.EVAL}/{evaluator}.json")]
+    for control in rundir.control_records(runs_root, dataset):
+        if (control.parent / rundir.EVAL / f"{evaluator}.json").is_file():
+            found.append((json.loads(control.read_text())["row"], control.parent / rundir.EVAL / f"{evaluator}.json"))
     for row, path in found:
         result = json.loads(path.read_text())
         for key, reason in result.items():
@@ -474,9 +471,9 @@ FIGURES = {"swaps": "S", "traversals": "T", "conditional": "C", "intervention_va
 def figure_links(runs_root: Path, dataset: str, out: Path) -> list[str]:
     """A model × f grid of links to each run's figures."""
     links: dict[tuple[str, float], str] = {}
-    for run_dir in run_directories(runs_root):
-        config = RunConfig.from_json((run_dir / "config.json").read_text())
-        figures = {path.stem: path for path in (run_dir / "eval" / "figures").glob("*.png")}
+    for run_dir in rundir.run_directories(runs_root):
+        config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+        figures = {path.stem: path for path in (run_dir / rundir.EVAL / rundir.FIGURES).glob("*.png")}
         if config.dataset == dataset and figures:
             cell = " ".join(f"[{short}]({os.path.relpath(figures[name], out)})"
                             for name, short in FIGURES.items() if name in figures)

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench import registry, scoring
+from bench import registry, rundir, scoring
 from bench.api import missing_members
 from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
 from bench.files import atomic_torch_save, atomic_write, atomic_write_text, load_tensors
 from bench.nets import to_float_images
-from bench.runtime import ENVIRONMENT_FILE, deterministic_kernels, environment
+from bench.runtime import deterministic_kernels, environment
 
 LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
 CURVE_VALID_IMAGES = 1000  # train_log.csv's valid_accuracy: the first N validation images (metrics.json's: all)
@@ -105,7 +105,7 @@ def build_model(config: RunConfig, data: LabelledImages, labelled: np.ndarray, n
 
 
 def _prepare_run_dir(config: RunConfig, run_dir: Path) -> None:
-    config_path = run_dir / "config.json"
+    config_path = run_dir / rundir.CONFIG
     if config_path.exists():
         stored = RunConfig.from_json(config_path.read_text())
         if stored != config:
@@ -121,7 +121,7 @@ def _labelled_split(config: RunConfig, data: LabelledImages, run_dir: Path) -> t
     if config.train_limit is not None:
         train = train[: config.train_limit]
     labelled = labelled_indices(train, config.f, config.seed, config.batch_size)
-    path = run_dir / "labelled.npy"
+    path = run_dir / rundir.LABELLED
     if path.exists():
         if not np.array_equal(np.load(path), labelled):
             raise BenchError(f"{path} differs from this configuration's split; delete the run directory")
@@ -135,7 +135,7 @@ def _write_log(run_dir: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, LOG_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(run_dir / "train_log.csv", buffer.getvalue())
+    atomic_write_text(run_dir / rundir.TRAIN_LOG, buffer.getvalue())
 
 
 TENSORBOARD_SCALARS = ("sup_loss", "unsup_loss", "valid_accuracy", "images_per_s")
@@ -253,7 +253,7 @@ def train(
     `on_epoch_end(epoch, model)`, when given, is called after each epoch's checkpoint (epochs count from 1); it
     must not touch the random state or the weights (the learning curves copy the weights there).
     """
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / rundir.METRICS
     _prepare_run_dir(config, run_dir)
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
@@ -264,11 +264,11 @@ def train(
 def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch.device, checkpoint_every: int,
            show_progress: bool | None, log_every: int,
            on_epoch_end: Callable[[int, torch.nn.Module], None] | None) -> dict:
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / rundir.METRICS
     labelled, unlabelled = _labelled_split(config, data, run_dir)
     model = build_model(config, data, labelled, len(labelled) + len(unlabelled), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    checkpoint_path = run_dir / "checkpoint.pt"
+    checkpoint_path = run_dir / rundir.CHECKPOINT
     start_epoch, start_step, log = 0, 0, []
     if checkpoint_path.exists():
         start_epoch, start_step, log = _restore_checkpoint(checkpoint_path, model, optimizer)
@@ -336,7 +336,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         "train_seconds": round(sum(float(r["seconds"]) for r in log), 2),
         "device": str(device),
     }
-    atomic_write_text(run_dir / ENVIRONMENT_FILE,
+    atomic_write_text(run_dir / rundir.ENVIRONMENT,
                       json.dumps(environment(device, config.step.deterministic), indent=2) + "\n")
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
     return metrics

@@ -1,0 +1,70 @@
+"""The layout of a runs directory, in one place.
+
+    <runs>/suite.json                                   which version of the suite wrote it
+    <runs>/<data set>/<model>/f=<f>/seed=<seed>/        one run (`run_dir`)
+        config.json        the RunConfig (its identity)          labelled.npy     the supervision split
+        checkpoint.pt      weights, optimiser and random state   train_log.csv    per epoch: losses, accuracy, speed
+        metrics.json       written last: the run has finished    environment.json where it was trained
+        external.json      a model trained elsewhere (`bench eval --model`)
+        eval/<evaluator>.json, eval/figures/*.png       the evaluations at the preset's evaluation seed
+        eval/seed=<S>/<evaluator>.json                  at another evaluation seed (no figures)
+    <runs>/<data set>/controls/<row>/control.json, eval/...   the control rows, evaluated like a run
+
+Every module that reads or writes these names takes them from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SUITE = "suite.json"
+CONFIG = "config.json"
+METRICS = "metrics.json"
+CHECKPOINT = "checkpoint.pt"
+LABELLED = "labelled.npy"
+TRAIN_LOG = "train_log.csv"
+ENVIRONMENT = "environment.json"
+EXTERNAL = "external.json"
+EVAL = "eval"
+FIGURES = "figures"
+CONTROLS = "controls"
+CONTROL = "control.json"
+EVALUATED_ONLY = " (evaluated only)"  # the suffix of an external model's row in the tables
+RUN_PATTERN = "*/*/f=*/seed=*"  # <data set>/<model>/f=<f>/seed=<seed>, below a runs directory
+
+
+def run_dir(runs_root: Path, dataset: str, model: str, f: float, seed: int) -> Path:
+    return runs_root / dataset / model / f"f={f:g}" / f"seed={seed}"
+
+
+def run_directories(runs_root: Path) -> list[Path]:
+    """Every run directory under `runs_root` (finished or not)."""
+    return sorted(path.parent for path in runs_root.glob(f"{RUN_PATTERN}/{CONFIG}"))
+
+
+def finished(path: Path) -> bool:
+    return (path / METRICS).is_file()
+
+
+def evaluation_dir(eval_root: Path, eval_seed: int | None, own_seed: int) -> Path:
+    """Where the evaluations at `eval_seed` go: `eval_root` itself for the preset's own evaluation seed (or None),
+    `eval_root/seed=S` for another."""
+    if eval_seed is None or eval_seed == own_seed:
+        return eval_root
+    return eval_root / f"seed={eval_seed}"
+
+
+def evaluation_dirs(eval_root: Path, own_seed: int) -> list[tuple[int, Path]]:
+    """(evaluation seed, directory) of every evaluation seed written under `eval_root`, the preset's own first."""
+    others = sorted((int(path.name.removeprefix("seed=")), path) for path in eval_root.glob("seed=*")
+                    if path.name.removeprefix("seed=").isdigit())
+    return [(own_seed, eval_root), *others]
+
+
+def controls_dir(runs_root: Path, dataset: str, control: str) -> Path:
+    return runs_root / dataset / CONTROLS / control.replace(": ", "-").replace(" ", "_")
+
+
+def control_records(runs_root: Path, dataset: str = "*") -> list[Path]:
+    """The control.json of every control row evaluated under `runs_root` (of one data set, or all)."""
+    return sorted(runs_root.glob(f"{dataset}/{CONTROLS}/*/{CONTROL}"))
