@@ -22,9 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 NETWORK_FILESYSTEMS = {"nfs", "nfs4", "lustre", "gpfs", "cifs", "smb3", "beegfs", "ceph", "fuse.sshfs", "9p"}
 """Where flock cannot be trusted across nodes (GPFS: node-local; Lustre: refused without -o flock; NFS with
@@ -155,6 +157,28 @@ def _take_over(owner: Path) -> None:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to a temporary name beside `path`, then rename it into place (`atomic_write`)."""
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def cached_build(path: Path, build: Callable[[], T], save: Callable[[T, Path], None], load: Callable[[Path], T],
+                 what: str) -> T:
+    """The one way a cache is read or made: under an exclusive lock on `path` (two processes build it once; the
+    second waits, then reads), `load(path)` where it exists; else, or where it cannot be read (truncated, from
+    another version, foreign), `build()` and `save(value, path)` (atomic writes). A file that cannot be read is
+    reported in one line on stderr and rebuilt. `path`'s name is the cache key: the caller derives it from every
+    input that determines the result."""
+    import sys
+
+    with exclusive(path.with_name(f".{path.name}.lock")):
+        if path.exists():
+            try:
+                return load(path)
+            except Exception as error:  # a truncated, foreign or stale file: rebuild it
+                print(f"warning: the cached {what} {path} cannot be read ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); rebuilding it", file=sys.stderr)
+                path.unlink(missing_ok=True)
+        value = build()
+        save(value, path)
+        return value
 
 
 class UntrustedFile(Exception):

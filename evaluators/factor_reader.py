@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from bench.data.base import LabelledImages
-from bench.files import atomic_torch_save, atomic_write_text, exclusive
+from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.nets import to_float_images
 from evaluators.oracle import OracleNet, fit_by_steps
 
@@ -109,16 +109,21 @@ def reader_for(data: LabelledImages, truth: ModuleType, cache_path: Path | None,
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:8]
     weights = cache_path.with_name(f"{cache_path.stem}-{digest}.pt")
     record_path = weights.with_suffix(".json")
-    with exclusive(weights.with_name(f".{weights.name}.lock")):  # two sweeps train it once
-        if weights.exists() and record_path.exists():
-            reader = FactorReader(data.image_shape[0], data.image_shape[-1], len(data.factor_names)).to(device)
-            reader.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
-            return reader.eval(), json.loads(record_path.read_text())
+
+    def build() -> tuple[FactorReader, dict]:
         print(f"training the {data.name} factor reader ({config.steps} steps; cached at {weights})", file=sys.stderr)
-        reader, record = _trained(data, truth, config, device, show_progress)
-        atomic_torch_save({k: v.cpu() for k, v in reader.state_dict().items()}, weights)
-        atomic_write_text(record_path, json.dumps(record, indent=2))
-        return reader, record
+        return _trained(data, truth, config, device, show_progress)
+
+    def save(built: tuple[FactorReader, dict], path: Path) -> None:
+        atomic_write_text(record_path, json.dumps(built[1], indent=2))  # the record first: the weights mark it done
+        atomic_torch_save({k: v.cpu() for k, v in built[0].state_dict().items()}, path)
+
+    def load(path: Path) -> tuple[FactorReader, dict]:
+        reader = FactorReader(data.image_shape[0], data.image_shape[-1], len(data.factor_names)).to(device)
+        reader.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+        return reader.eval(), json.loads(record_path.read_text())
+
+    return cached_build(weights, build, save, load, f"{data.name} factor reader")  # two sweeps train it once
 
 
 def _trained(data: LabelledImages, truth: ModuleType, config: ReaderConfig, device: torch.device,

@@ -36,7 +36,7 @@ from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
 from bench.data.base import LabelledImages
-from bench.files import atomic_torch_save
+from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
@@ -162,12 +162,11 @@ def real_features(network: torch.nn.Module, real: torch.Tensor, cache: Path | No
                   batch_size: int) -> np.ndarray:
     """Inception features of the real test images: computed once per data set, sample and weights, and cached
     at `cache` (the same real images serve every model of the data set)."""
-    if cache is not None and cache.exists():
-        features = torch.load(cache, weights_only=True)
-    else:
-        features = batched(lambda x: inception_features(network, x.to(device)).cpu(), real, batch_size=batch_size)
-        if cache is not None:
-            atomic_torch_save(features, cache)
+    def build() -> torch.Tensor:
+        return batched(lambda x: inception_features(network, x.to(device)).cpu(), real, batch_size=batch_size)
+
+    features = build() if cache is None else cached_build(
+        cache, build, atomic_torch_save, lambda path: torch.load(path, weights_only=True), "real images' features")
     return features.double().numpy()  # float64 whether computed or read back: the same FID and KID either way
 
 

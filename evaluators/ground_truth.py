@@ -59,7 +59,7 @@ import torch
 from scipy.stats import spearmanr
 
 from bench.data.base import LabelledImages
-from bench.files import atomic_torch_save, exclusive
+from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from bench.nets import to_float_images
 from evaluators.common import (
@@ -198,12 +198,9 @@ def truth_readings(reader: FactorReader, record: dict, data: LabelledImages, tru
     for part in (chosen.numpy().tobytes(), partner.numpy().tobytes(), f"{batch_size}-{device.type}".encode()):
         key.update(part)
     path = cache.with_name(f"{cache.stem}-{key.hexdigest()[:12]}.pt")
-    with exclusive(path.with_name(f".{path.name}.lock")):  # two workers read them once
-        if path.exists():
-            return torch.load(path, map_location="cpu", weights_only=True)
-        readings = read_truth(reader, data, truth, chosen, partner, batch_size, device)
-        atomic_torch_save(readings, path)
-        return readings
+    return cached_build(path, lambda: read_truth(reader, data, truth, chosen, partner, batch_size, device),
+                        atomic_torch_save, lambda saved: torch.load(saved, map_location="cpu", weights_only=True),
+                        f"{data.name} readings of the true answers")  # two workers read them once
 
 
 @one_thread()

@@ -28,7 +28,7 @@ with warnings.catch_warnings():  # linear_operator scripts functions at import; 
     import gpytorch
 
 from bench.data.base import LabelledImages
-from bench.files import atomic_torch_save, exclusive
+from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
@@ -131,16 +131,16 @@ def gp_head_for(oracle, data: LabelledImages, cache_path: Path | None, config: G
         return fit_gp_on_oracle_features(oracle, data, config)
     settings = "-".join(f"{value:g}" for value in astuple(config) if value is not None)
     cache_path = cache_path.with_name(f"{cache_path.stem}-{settings}{cache_path.suffix}")  # one file per GPConfig
-    with exclusive(cache_path.with_name(f".{cache_path.name}.lock")):
-        if cache_path.exists():
-            state = torch.load(cache_path, weights_only=True)
-            placeholder = torch.zeros(config.inducing_points, len(state["shift"]))  # load_state_dict fills it
-            head = GPHead(state["shift"], state["scale"], placeholder, data.labels.shape[1])
-            head.load_state_dict(state)
-            return head.eval()
-        head = fit_gp_on_oracle_features(oracle, data, config)
-        atomic_torch_save(head.state_dict(), cache_path)
-        return head
+
+    def load(path: Path) -> GPHead:
+        state = torch.load(path, weights_only=True)
+        placeholder = torch.zeros(config.inducing_points, len(state["shift"]))  # load_state_dict fills it
+        head = GPHead(state["shift"], state["scale"], placeholder, data.labels.shape[1])
+        head.load_state_dict(state)
+        return head.eval()
+
+    return cached_build(cache_path, lambda: fit_gp_on_oracle_features(oracle, data, config),
+                        lambda head, path: atomic_torch_save(head.state_dict(), path), load, f"{data.name} GP head")
 
 
 def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) -> GPHead:

@@ -26,7 +26,7 @@ from bench import scoring
 from bench.api import Task
 from bench.data.base import LabelledImages
 from bench.data.cache import cache_dir, cache_key
-from bench.files import atomic_torch_save, atomic_write_text, exclusive
+from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.labels import label_log_terms
 from bench.nets import to_float_images
 from evaluators.common import one_thread
@@ -174,24 +174,22 @@ def load_or_train_oracle(
     """The cached oracle for this data set (trained on first use) and its record (test accuracy…)."""
     config = config or OracleConfig()
     weights, record_path = oracle_paths(data, options, config, cache_dir(cache))
-    with exclusive(weights.with_name(f".{weights.name}.lock")):  # two sweeps train it once
-        return _load_or_train(data, options, device, config, weights, record_path, show_progress)
 
+    def build() -> tuple[OracleNet, dict]:
+        print(f"training the {data.name} oracle ({config.steps} steps; cached at {weights})", file=sys.stderr)
+        net = train_oracle(data, config, device, show_progress)
+        return net, {"dataset": data.name, "dataset_options": options, "config": asdict(config),
+                     "test_accuracy": oracle_accuracy(net, data, "test"),
+                     "majority_accuracy": scoring.majority_accuracy(
+                         data.labels[data.splits["train"]], data.labels[data.splits["test"]], data.task)}
 
-def _load_or_train(
-    data: LabelledImages, options: dict, device: torch.device, config: OracleConfig, weights: Path,
-    record_path: Path, show_progress: bool,
-) -> tuple[OracleNet, dict]:
-    net = OracleNet(data.image_shape[0], data.image_shape[-1], data.labels.shape[1], data.task).to(device)
-    if weights.exists() and record_path.exists():
-        net.load_state_dict(torch.load(weights, map_location=device, weights_only=True))
+    def save(built: tuple[OracleNet, dict], path: Path) -> None:
+        atomic_write_text(record_path, json.dumps(built[1], indent=2))  # the record first: the weights mark it done
+        atomic_torch_save({k: v.cpu() for k, v in built[0].state_dict().items()}, path)
+
+    def load(path: Path) -> tuple[OracleNet, dict]:
+        net = OracleNet(data.image_shape[0], data.image_shape[-1], data.labels.shape[1], data.task).to(device)
+        net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         return net.eval(), json.loads(record_path.read_text())
-    print(f"training the {data.name} oracle ({config.steps} steps; cached at {weights})", file=sys.stderr)
-    net = train_oracle(data, config, device, show_progress)
-    record = {"dataset": data.name, "dataset_options": options, "config": asdict(config),
-              "test_accuracy": oracle_accuracy(net, data, "test"),
-              "majority_accuracy": scoring.majority_accuracy(
-                  data.labels[data.splits["train"]], data.labels[data.splits["test"]], data.task)}
-    atomic_torch_save({k: v.cpu() for k, v in net.state_dict().items()}, weights)
-    atomic_write_text(record_path, json.dumps(record, indent=2))
-    return net, record
+
+    return cached_build(weights, build, save, load, f"{data.name} oracle")  # two sweeps train it once

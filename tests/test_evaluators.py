@@ -30,7 +30,7 @@ from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings, Resources
 from evaluators.controls import Floor, Renderer
 from evaluators.factor_reader import ReaderConfig, reader_for, reader_r2
-from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
+from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
 
 SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
 
@@ -437,3 +437,78 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
                          Resources(gp_cache=cache, gp_config=mutual_info.GPConfig(inducing_points=10, epochs=1,
                                                                                   batch_size=30)))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 3  # each GPConfig has its own head
+
+
+def corrupt(path: Path) -> None:
+    path.write_bytes(b"not a torch file")
+
+
+def test_every_cache_rebuilds_a_corrupt_file_with_a_warning(tmp_path, capsys):
+    """The six caches (data, oracle, factor reader, readings of the true answers, GP head, real images' Inception
+    features) all go through `bench.files.cached_build`: a corrupt file is reported in one line and rebuilt."""
+    from bench.data.cache import cached
+    from evaluators import mutual_info
+    from evaluators.ground_truth import truth_readings
+
+    def rebuilt(what: str) -> None:
+        err = capsys.readouterr().err
+        assert f"the cached {what}" in err and "rebuilding it" in err, err
+
+    small = lambda: synthfaces.build(None, 200, 10, 100, seed=0, image_size=32)  # noqa: E731
+    data = cached("synthfaces", {"n": 200}, small, tmp_path)
+    (path,) = tmp_path.glob("synthfaces-*.pt")
+    corrupt(path)
+    assert torch.equal(cached("synthfaces", {"n": 200}, small, tmp_path).images, data.images)
+    rebuilt("synthfaces data set")
+
+    config = OracleConfig(steps=3)
+    oracle, record = load_or_train_oracle(data, {"n": 200}, torch.device("cpu"), tmp_path, config, False)
+    (weights,) = (tmp_path / "oracle").glob("oracle-synthfaces-*.pt")
+    corrupt(weights)
+    again, record_again = load_or_train_oracle(data, {"n": 200}, torch.device("cpu"), tmp_path, config, False)
+    assert record_again == record and all(torch.equal(a, b) for a, b in zip(
+        oracle.state_dict().values(), again.state_dict().values(), strict=True))  # the same fit, on one thread
+    rebuilt("synthfaces oracle")
+
+    reader_cache = tmp_path / "oracle" / "x.reader.pt"
+    reader, reader_record = reader_for(data, synthfaces, reader_cache, ReaderConfig(steps=3, batch_size=20),
+                                       torch.device("cpu"), False)
+    corrupt(next(reader_cache.parent.glob("x.reader-*.pt")))
+    assert reader_for(data, synthfaces, reader_cache, ReaderConfig(steps=3, batch_size=20), torch.device("cpu"),
+                      False)[1] == reader_record
+    rebuilt("synthfaces factor reader")
+
+    chosen, partner = torch.arange(10), torch.arange(10, 20)
+    readings = truth_readings(reader, reader_record, data, synthfaces, chosen, partner, 5, torch.device("cpu"),
+                              tmp_path / "x.truth.pt")
+    corrupt(next(tmp_path.glob("x.truth-*.pt")))
+    assert torch.equal(truth_readings(reader, reader_record, data, synthfaces, chosen, partner, 5,
+                                      torch.device("cpu"), tmp_path / "x.truth.pt"), readings)
+    rebuilt("synthfaces readings of the true answers")
+
+    rng = np.random.default_rng(6)
+    toy = toy_data(np.eye(3)[rng.integers(0, 3, 60)], rng.integers(0, 255, (60, 3)))
+    toy = LabelledImages("toy", toy.images, toy.labels, toy.label_names, "multiclass", toy.splits)
+    net, gp = OracleNet(1, 4, 3, "multiclass").eval(), mutual_info.GPConfig(inducing_points=10, epochs=1,
+                                                                             batch_size=30)
+    head = mutual_info.gp_head_for(net, toy, tmp_path / "h.gp.pt", gp)
+    corrupt(next(tmp_path.glob("h.gp-*.pt")))
+    again = mutual_info.gp_head_for(net, toy, tmp_path / "h.gp.pt", gp)
+    assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), again.state_dict().values(),
+                                                 strict=True))
+    rebuilt("toy GP head")
+
+    counting = {"calls": 0}
+
+    class Network(torch.nn.Module):  # stands in for the Inception network: features of its input
+        def forward(self, x):
+            counting["calls"] += 1
+            return [x.flatten(1)[:, :4].reshape(len(x), 4, 1, 1)]
+
+    real = torch.rand(6, 3, 4, 4)
+    features = fid.real_features(Network(), real, tmp_path / "real.fid.pt", torch.device("cpu"), 3)
+    corrupt(tmp_path / "real.fid.pt")
+    np.testing.assert_array_equal(fid.real_features(Network(), real, tmp_path / "real.fid.pt",
+                                                    torch.device("cpu"), 3), features)
+    rebuilt("real images' features")
+    assert counting["calls"] == 4  # built twice (two batches each), never read from a corrupt file

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bench.data.base import LabelledImages
-from bench.files import atomic_torch_save, exclusive
+from bench.files import atomic_torch_save, cached_build
 
 CACHE_FORMAT = 1
 
@@ -54,14 +54,7 @@ def _from_payload(payload: dict) -> LabelledImages:
 
 
 def cached(name: str, params: dict, build: Callable[[], LabelledImages], directory: Path) -> LabelledImages:
-    """Load `name` with `params` from the cache, building and storing it on a miss."""
-    path = directory / cache_key(name, params)
-    with exclusive(path.with_name(f".{path.name}.lock")):  # a second process waits, then reads
-        if path.exists():
-            try:
-                return _from_payload(torch.load(path, weights_only=True))
-            except Exception:  # a truncated or foreign file: rebuild it
-                path.unlink(missing_ok=True)
-        data = build()
-        atomic_torch_save(_to_payload(data), path)
-        return data
+    """Load `name` with `params` from the cache, building and storing it on a miss (`bench.files.cached_build`)."""
+    return cached_build(directory / cache_key(name, params), build,
+                        lambda data, path: atomic_torch_save(_to_payload(data), path),
+                        lambda path: _from_payload(torch.load(path, weights_only=True)), f"{name} data set")
