@@ -96,6 +96,20 @@ def _dataset_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-option", action="append", metavar="NAME=VALUE", help="e.g. uncertain=zeros")
 
 
+def _out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="results", metavar="DIR",
+                        help="the folder written to (tables, reports, results.csv, claims; perf.csv; default results)")
+
+
+def _paper(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
+
+
+def _eval_seeds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--eval-seeds", type=_ints, help="evaluate at these evaluation seeds too (the preset's, 0, "
+                        "always); another seed draws other test images and samples and writes eval/seed=S/")
+
+
 def _fid_weights(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fid-weights", help="pytorch-fid Inception weights file (default: torch's hub cache)")
 
@@ -118,8 +132,6 @@ def _grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_names, help="comma-separated (default: every registered model)")
     parser.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     parser.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
-    parser.add_argument("--eval-seeds", type=_ints, default=(), help="evaluate each run at these evaluation seeds "
-                        "too (the preset's, 0, always; e.g. 0,1,2)")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
     parser.add_argument("--launcher", default=LAUNCHERS[0], choices=LAUNCHERS,
                         help="local (default: --jobs processes), inline or slurm")
@@ -132,7 +144,10 @@ def _grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-max-retries", type=int, default=3,
                         help="requeues of a cell after a timeout or preemption, each resuming from its checkpoint "
                              "(default 3)")
-    parser.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
+    _eval_seeds(parser)
+    _dataset_option(parser)
+    _out(parser)
+    _paper(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tables = commands.add_parser("tables", parents=[_parent(_runs, _debug)],
                                  help="gather every run directory into the paper's tables")
-    tables.add_argument("--out", default="results", help="where tables/ and REPORT.md go (default results)")
-    tables.add_argument("--paper", default=str(PAPER_CSV), help=f"the paper's numbers (default {PAPER_CSV})")
+    _out(tables)
+    _paper(tables)
     tables.add_argument("--stored", metavar="DIR", help="re-render a stored set's tables, REPORT.md and claims from "
                         "its results.csv and notes.json (e.g. results/stored/quick); no runs needed")
 
@@ -172,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="decide the paper's claims on a results file: claims.csv and CLAIMS.md")
     claims.add_argument("--results", default=str(Path("results") / "results.csv"),
                         help="a results.csv (default results/results.csv; e.g. results/stored/quick/results.csv)")
-    claims.add_argument("--out", help="folder for claims.csv and CLAIMS.md (default: the results file's folder)")
+    claims.add_argument("--out", metavar="DIR",
+                        help="the folder for claims.csv and CLAIMS.md (default: the results file's folder)")
 
     check = commands.add_parser("check", parents=[_parent(_runs, _debug)],
                                 help="compare fresh results with stored ones; exit 1 on a regression")
@@ -215,8 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--name", help="its row in the tables (default: the class name)")
     evaluate.add_argument("--f", type=float, default=1.0, help="the f column it goes in (default 1)")
     evaluate.add_argument("--only", type=_names, help="comma-separated evaluators (default all)")
-    evaluate.add_argument("--eval-seeds", type=_ints, help="evaluation seeds (default: the preset's, 0); another "
-                          "seed draws other test images and samples and writes eval/seed=S/")
+    _eval_seeds(evaluate)
 
     oracle = commands.add_parser("oracle", parents=[_parent(_data, _device, _preset, _dataset_option, _debug)],
                                  help="train (once, cached) or show a data set's oracle classifier")
@@ -242,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--epoch-f", type=float, default=1.0, help="supervision rate of that epoch (default 1)")
     perf.add_argument("--no-layers", dest="layers", action="store_false",
                       help="skip timing bench.layers' layers beside torch's")
-    perf.add_argument("--out", default="results/perf.csv", help="CSV to write (default results/perf.csv)")
+    _out(perf)
     perf.add_argument("--profile", action="store_true",
-                      help="also profile every timed step by operator (torch.profiler) into <out>-profile.csv")
+                      help="also profile every timed step by operator (torch.profiler) into DIR/perf-profile.csv")
     return parser
 
 
@@ -270,7 +285,7 @@ def _cells(args: argparse.Namespace, datasets: tuple[str, ...] = ()) -> list:
 
     grid = Grid(datasets=tuple(args.datasets or datasets), models=tuple(args.models or ()),
                 fs=tuple(args.fs or ()), seeds=tuple(args.seeds or ()), preset=args.preset, epochs=args.epochs,
-                step=_step_options(args))
+                step=_step_options(args), dataset_options=_options(args.dataset_option))
     return grid.cells(args.data_root)
 
 
@@ -278,7 +293,7 @@ def _cell_settings(args: argparse.Namespace, evaluators: tuple[str, ...] | None)
     from bench import sweep
 
     return sweep.CellSettings(args.data_root, args.cache_dir, args.device, evaluators, args.fid_weights,
-                              eval_seeds=tuple(args.eval_seeds))
+                              eval_seeds=tuple(args.eval_seeds or ()))
 
 
 def _sweep(args: argparse.Namespace, cells: list, evaluators: tuple[str, ...] | None) -> list:
@@ -292,12 +307,13 @@ def _sweep(args: argparse.Namespace, cells: list, evaluators: tuple[str, ...] | 
     return outcomes
 
 
-def _write_tables(runs_root: Path, out: Path, keys: list[str] | None = None):
+def _write_tables(runs_root: Path, out: Path, paper: Path, keys: list[str] | None = None):
+    """tables/, REPORT.md, results.csv, the claims and report.html of the runs under `runs_root`, into `out`."""
     from bench.tables import gather, write_tables
 
     results = gather(runs_root)
-    write_tables(results, runs_root, out, PAPER_CSV, keys)
-    _write_html(results, runs_root, out, PAPER_CSV, keys)
+    write_tables(results, runs_root, out, paper, keys)
+    _write_html(results, runs_root, out, paper, keys)
     print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'} and {out / 'report.html'}; the paper's claims: "
           f"{out / 'CLAIMS.md'}", file=sys.stderr)
     return results
@@ -341,7 +357,7 @@ def command_run(args: argparse.Namespace) -> None:
         return
     outcomes = _sweep(args, cells, evaluators)
     if any(outcome.state == "done" for outcome in outcomes):
-        results = _write_tables(_runs_root(args), Path(args.out))
+        results = _write_tables(_runs_root(args), Path(args.out), Path(args.paper))
         print("\n" + accuracy_report(results, read_paper(PAPER_CSV)))
         print(f"\nThe paper's claims on these results ({Path(args.out) / 'CLAIMS.md'}):\n"
               + verdict_lines(evaluate_claims(results)))
@@ -349,18 +365,12 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_tables(args: argparse.Namespace) -> None:
-    from bench.tables import gather, write_tables
-
     if args.stored:
         from bench.check import rerender
 
         print(rerender(Path(args.stored), Path(args.paper)))
         return
-    runs_root = _runs_root(args)
-    results = gather(runs_root)
-    written = [*write_tables(results, runs_root, Path(args.out), Path(args.paper)),
-               _write_html(results, runs_root, Path(args.out), Path(args.paper))]
-    print(f"wrote {len(written)} files; reports: {Path(args.out) / 'REPORT.md'}, {Path(args.out) / 'report.html'}")
+    _write_tables(_runs_root(args), Path(args.out), Path(args.paper))
 
 
 def command_list(args: argparse.Namespace) -> None:
@@ -405,7 +415,7 @@ def command_reproduce(args: argparse.Namespace) -> None:
     spec = table_spec(args.table)
     outcomes = _sweep(args, _cells(args, spec.default_datasets), spec.evaluators)
     sweep.raise_for_failures(outcomes)
-    _write_tables(_runs_root(args), Path(args.out), [spec.key])
+    _write_tables(_runs_root(args), Path(args.out), Path(args.paper), [spec.key])
     if not (_stored(args) / "results.csv").is_file():
         print(f"no stored results at {_stored(args)}: Table {spec.key} written, not checked")
         return
@@ -429,11 +439,7 @@ def command_eval(args: argparse.Namespace) -> None:
 
 
 def _external_run(args: argparse.Namespace):
-    """The run directory of a model trained elsewhere (`bench.external`), written before its evaluation, and the
-    data set it is evaluated on (loaded once)."""
-    from bench.config import preset_dataset_options
-    from bench.data import load
-    from bench.external import external_source, load_model, write_run
+    from bench.external import external_run
     from bench.train import resolve_device
 
     given = {"--model": args.model, "--checkpoint": args.checkpoint, "--dataset": args.dataset}
@@ -443,14 +449,9 @@ def _external_run(args: argparse.Namespace):
     missing = [flag for flag, value in given.items() if not value]
     if missing:
         raise BenchError(f"evaluating a model trained elsewhere needs {', '.join(missing)} too")
-    options = preset_dataset_options(args.preset, args.dataset, _options(args.dataset_option))
-    data = load(args.dataset, args.data_root, args.cache_dir, options)
-    source = external_source(args.model, args.checkpoint, _options(args.model_option), args.trust_checkpoint)
-    device = resolve_device(args.device)
-    model = load_model(source, data, device)
-    name = args.name or args.model.rpartition(":")[2].lower()
-    return write_run(source, model, data, args.dataset, args.preset, options, name, args.f, _runs_root(args),
-                     device), data
+    return external_run(args.model, args.checkpoint, args.dataset, args.preset, _options(args.dataset_option),
+                        _options(args.model_option), args.name, args.f, _runs_root(args), resolve_device(args.device),
+                        args.data_root, args.cache_dir, args.trust_checkpoint)
 
 
 def command_oracle(args: argparse.Namespace) -> None:
@@ -490,7 +491,7 @@ def command_perf(args: argparse.Namespace) -> None:
                                  step=_step_options(args))
     request = perf.PerfRequest(
         models=tuple(args.models or MODELS), evaluators=evaluator_selection(args.evaluators), settings=settings,
-        out=Path(args.out), reference=Path(args.reference).expanduser() if args.reference else None,
+        out=Path(args.out) / "perf.csv", reference=Path(args.reference).expanduser() if args.reference else None,
         fid_weights=args.fid_weights, epoch_images=args.epoch_images, epoch_f=args.epoch_f, layers=args.layers,
         profile=args.profile)
     perf.run(request, resolve_device(args.device), show_progress=sys.stderr.isatty())

@@ -143,6 +143,23 @@ def write_run(source: ExternalModel, model: nn.Module, data: LabelledImages, dat
     return run_dir
 
 
+def external_run(target: str, checkpoint: str, dataset: str, preset_name: str, dataset_overrides: dict[str, Any],
+                 model_options: dict[str, Any], name: str | None, f: float, runs_root: Path, device: torch.device,
+                 data_root: str | None = None, cache: str | None = None, trusted: bool = False
+                 ) -> tuple[Path, LabelledImages]:
+    """`bench eval --model`: load the data set, build the model from its checkpoint and write its run directory;
+    returns the directory and the data set (loaded once, for the evaluation)."""
+    from bench.config import preset_dataset_options
+    from bench.data import load
+
+    options = preset_dataset_options(preset_name, dataset, dataset_overrides)
+    data = load(dataset, data_root, cache, options)
+    source = external_source(target, checkpoint, model_options, trusted)
+    model = load_model(source, data, device)
+    row = name or target.rpartition(":")[2].lower()
+    return write_run(source, model, data, dataset, preset_name, options, row, f, runs_root, device), data
+
+
 def external_source(target: str, checkpoint: str, options: dict[str, Any], trusted: bool = False) -> ExternalModel:
     path = Path(checkpoint)
     digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""

@@ -68,13 +68,15 @@ class Grid:
     preset: str = "quick"
     epochs: int | None = None  # None: the preset's
     step: StepOptions = field(default_factory=StepOptions)
+    dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset-option, for every data set of the grid
 
     def cells(self, data_root: str | None = None) -> list[RunConfig]:
         """Every combination, validated before any work starts, seed by seed."""
         datasets = self.datasets or default_datasets(data_root)
         models, fs, seeds = self.models or tuple(MODELS), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
         # seed-major: an interrupted sweep leaves whole seeds of the grid done, not every seed of a few cells
-        return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step)
+        return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step,
+                            dataset_overrides=self.dataset_options)
                 for seed, dataset, model, f in itertools.product(seeds, datasets, models, fs)]
 
 

@@ -170,12 +170,12 @@ LAYER_NAMES = ("StridedConvTranspose2d", "PhasedConvTranspose2d", "WholeInputCon
 
 @pytest.mark.slow
 def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference(tmp_path, capsys):
-    out = tmp_path / "perf.csv"
+    out = tmp_path / "perf.csv"  # --out is a folder: perf.csv and perf-profile.csv are written into it
     reference = fake_authors_checkout(tmp_path / "ccvae_pytorch")
     assert main(["perf", "--models", "ccvae,m2", "--batch", "8", "--steps", "1", "--repeats", "1",
                  "--evaluators", "classification,fid", "--eval-samples", "16", "--reference", str(reference),
                  "--epoch-images", "40", "--profile",
-                 "--device", "cpu", "--out", str(out)]) == 0
+                 "--device", "cpu", "--out", str(tmp_path)]) == 0
     frame = pd.read_csv(out)
     rows = list(zip(frame.model, frame["mode"], frame.implementation, strict=True))
     assert rows == [("ccvae", "sup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "bench"),
@@ -245,7 +245,7 @@ def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
 ])
 def test_bad_perf_input_is_one_line_and_exit_code_2(args, message, tmp_path, capsys):
     assert main(["perf", "--models", "ccvae", "--steps", "1", "--repeats", "1", "--evaluators", "none",
-                 "--batch", "4", *args, "--out", str(tmp_path / "p.csv")]) == 2
+                 "--batch", "4", *args, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and "\n" not in error
     assert not (tmp_path / "p.csv").exists()

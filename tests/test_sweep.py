@@ -517,3 +517,16 @@ def test_check_judges_a_results_file_and_prints_power(tmp_path, capsys):
     assert main(["check", "--stored", str(stored_dir), "--power"]) == 0
     assert "classification.accuracy" in capsys.readouterr().out
     assert main(["check", "--stored", str(stored_dir), "--results", str(tmp_path / "nowhere.csv")]) == 2
+
+
+def test_run_takes_dataset_options_for_its_grid_and_refuses_an_unknown_one(tmp_path, capsys):
+    grid = ["run", "--preset", "smoke", "--datasets", "synthfaces", "--models", "ccvae", "--fs", "1", "--dry-run",
+            "--runs", str(tmp_path)]
+    assert main([*grid, "--dataset-option", "n_train=300"]) == 0
+    assert "1 cells: 1 todo" in capsys.readouterr().out
+    cells = sweep.Grid(datasets=("synthfaces",), models=("ccvae",), fs=(1.0,), preset="smoke",
+                       dataset_options={"n_train": 300}).cells()
+    assert cells[0].dataset_options["n_train"] == 300 and cells[0].dataset_options["image_size"] == 32
+    assert main([*grid, "--dataset-option", "colour=blue"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "colour" in error, error
