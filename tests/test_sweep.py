@@ -475,29 +475,29 @@ def any_regression(stored: pd.DataFrame, fresh: pd.DataFrame) -> tuple[bool, boo
 
 
 def test_the_check_keeps_its_false_alarm_rate_on_pure_seed_noise_with_a_noisy_model():
-    """200 simulated checks of fresh seeds drawn like the stored ones: at most the stated 5 % raise an alarm (the
+    """120 simulated checks of fresh seeds drawn like the stored ones: at most the stated 5 % raise an alarm (the
     noisy model's honest spread is its own, not the others')."""
     rng = np.random.default_rng(0)
     alarms = 0
-    for _ in range(200):
+    for _ in range(120):
         stored = simulated_set(rng)
         fresh = simulated_set(rng, seeds=1).assign(seed=7)  # a seed the stored set lacks
         alarms += any(any_regression(stored, fresh))
-    assert alarms / 200 <= 0.05 + 2 * (0.05 * 0.95 / 200) ** 0.5  # 5 % and two binomial standard errors
+    assert alarms / 120 <= 0.05 + 2 * (0.05 * 0.95 / 120) ** 0.5  # 5 % and two binomial standard errors
 
 
 def test_a_model_shifted_at_every_rate_by_the_stated_power_is_flagged():
     """Each check states the worsening it flags (`power`, from its stored set); 1.5 times that at every rate is
-    flagged in ≥ 90 % of 100 simulated checks, 0.3 times it rarely."""
+    flagged in ≥ 90 % of 60 simulated checks, 0.3 times it rarely."""
     rng = np.random.default_rng(1)
 
     def flagged(factor: float) -> float:
         hits = 0
-        for _ in range(100):
+        for _ in range(60):
             stored = simulated_set(rng)
             stated = power(stored).set_index("metric").loc["classification.accuracy"]
             hits += any_regression(stored, simulated_set(rng, factor * stated.every_rate, seeds=1).assign(seed=7))[1]
-        return hits / 100
+        return hits / 60
 
     assert flagged(1.5) >= 0.9
     assert flagged(0.3) <= 0.15
