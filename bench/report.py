@@ -27,7 +27,6 @@ from tabulate import tabulate
 
 from bench import rundir
 from bench.claims import CLAIMS, evaluate_claims, summary
-from bench.config import RunConfig
 from bench.tables import (
     MARKS_EXPLAINED,
     TABLES,
@@ -153,11 +152,11 @@ def table_html(frame: pd.DataFrame, key: str) -> str:
                     disable_numparse=True)
 
 
-def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[RunConfig, Path]]:
+def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[rundir.RunIdentity, Path]]:
     """Per model, the run the gallery and the curves show: the largest f, then the smallest seed."""
-    runs: dict[str, tuple[RunConfig, Path]] = {}
+    runs: dict[str, tuple[rundir.RunIdentity, Path]] = {}
     for run_dir in rundir.run_directories(runs_root):
-        config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+        config = rundir.read_identity(run_dir)
         if config.dataset != dataset or not rundir.finished(run_dir):
             continue
         best = runs.get(config.model)
@@ -166,7 +165,7 @@ def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[RunConfig, Pat
     return {model: runs[model] for model in ordered_models(runs)}
 
 
-def training_curves(runs: dict[str, tuple[RunConfig, Path]]) -> bytes | None:
+def training_curves(runs: dict[str, tuple[rundir.RunIdentity, Path]]) -> bytes | None:
     """Validation accuracy and the labelled and unlabelled losses over epochs, one line per model."""
     logs = {model: pd.read_csv(run_dir / rundir.TRAIN_LOG) for model, (_, run_dir) in runs.items()
             if (run_dir / rundir.TRAIN_LOG).is_file()}
@@ -190,7 +189,7 @@ def training_curves(runs: dict[str, tuple[RunConfig, Path]]) -> bytes | None:
     return figure_png(figure)
 
 
-def gallery(runs: dict[str, tuple[RunConfig, Path]], label_names: tuple[str, ...]) -> list[str]:
+def gallery(runs: dict[str, tuple[rundir.RunIdentity, Path]], label_names: tuple[str, ...]) -> list[str]:
     parts = []
     labels = ", ".join(label_names)
     for name, layout in GALLERY.items():
@@ -238,7 +237,7 @@ def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, key
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-def label_names(runs: dict[str, tuple[RunConfig, Path]]) -> tuple[str, ...]:
+def label_names(runs: dict[str, tuple[rundir.RunIdentity, Path]]) -> tuple[str, ...]:
     """The data set's label names, as the interventions evaluator recorded them (empty where none did)."""
     for _, run_dir in runs.values():
         path = run_dir / rundir.EVAL / "interventions.json"

@@ -15,6 +15,8 @@ Every module that reads or writes these names takes them from here.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 SUITE = "suite.json"
@@ -31,6 +33,22 @@ CONTROLS = "controls"
 CONTROL = "control.json"
 EVALUATED_ONLY = " (evaluated only)"  # the suffix of an external model's row in the tables
 RUN_PATTERN = "*/*/f=*/seed=*"  # <data set>/<model>/f=<f>/seed=<seed>, below a runs directory
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What the tables and the report need of a run's config.json (its full form is `bench.config.RunConfig`)."""
+
+    dataset: str
+    model: str
+    f: float
+    seed: int
+    preset: str
+
+
+def read_identity(path: Path) -> RunIdentity:
+    fields = json.loads((path / CONFIG).read_text())
+    return RunIdentity(fields["dataset"], fields["model"], float(fields["f"]), int(fields["seed"]), fields["preset"])
 
 
 def run_dir(runs_root: Path, dataset: str, model: str, f: float, seed: int) -> Path:

@@ -109,3 +109,17 @@ def environment(device: torch.device | str | None = None, deterministic: bool | 
         "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "deterministic": deterministic,
     }
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block (or, as `@one_thread()`, the function) on one CPU thread. What every run of a data set shares
+    (the oracle, the factor reader, the GP head) is trained this way: a float reduction's order depends on the
+    thread count, so a fit on one thread is the same whichever process builds it (a sweep's worker or
+    `bench oracle`) and however many cores it has."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

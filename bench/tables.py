@@ -26,7 +26,6 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import rundir
-from bench.config import RunConfig
 from bench.data import entry
 from bench.errors import BenchError
 from bench.files import atomic_write_text
@@ -131,7 +130,7 @@ def run_rows(run_dir: Path) -> list[dict]:
     """The numbers of one finished run as long-format rows (an unfinished run has none)."""
     if not rundir.finished(run_dir):
         return []
-    config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+    config = rundir.read_identity(run_dir)
     metrics = json.loads((run_dir / rundir.METRICS).read_text())
     model = config.model + (rundir.EVALUATED_ONLY if metrics.get("evaluated_only") else "")  # `bench eval --model`
     cell = {"dataset": config.dataset, "model": model, "f": config.f, "seed": config.seed, "preset": config.preset}
@@ -472,7 +471,7 @@ def figure_links(runs_root: Path, dataset: str, out: Path) -> list[str]:
     """A model × f grid of links to each run's figures."""
     links: dict[tuple[str, float], str] = {}
     for run_dir in rundir.run_directories(runs_root):
-        config = RunConfig.from_json((run_dir / rundir.CONFIG).read_text())
+        config = rundir.read_identity(run_dir)
         figures = {path.stem: path for path in (run_dir / rundir.EVAL / rundir.FIGURES).glob("*.png")}
         if config.dataset == dataset and figures:
             cell = " ".join(f"[{short}]({os.path.relpath(figures[name], out)})"

@@ -6,12 +6,16 @@ Mean over labels of per-label accuracy at threshold 0.5 (multi-label), top-1 acc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from bench import scoring
-from bench.data.base import LabelledImages
 from bench.metrics import Metric, Tolerance
 from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, float_images
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,

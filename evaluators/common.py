@@ -6,19 +6,19 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench.data import DATASETS
-from bench.data.base import LabelledImages
 from bench.metrics import Metric
 from bench.nets import to_float_images
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,8 @@ class Evaluator:
 
 def truth_of(data: LabelledImages) -> ModuleType | None:
     """The module that renders a data set's true answers (its registry entry's `truth`), or None."""
+    from bench.data import DATASETS  # the registry, read when asked (not needed to import the evaluators)
+
     name = DATASETS[data.name].truth if data.name in DATASETS and data.factors is not None else None
     return importlib.import_module(name) if name else None
 
@@ -125,17 +127,3 @@ def sample_test_indices(data: LabelledImages, count: int, generator: torch.Gener
     """`count` test indices drawn without replacement (all of them when the test set is smaller)."""
     test = torch.as_tensor(data.splits["test"])
     return test[torch.randperm(len(test), generator=generator)[: min(count, len(test))]]
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block (or, as `@one_thread()`, the function) on one CPU thread. What every run of a data set shares
-    (the oracle, the factor reader, the GP head) is trained this way: a float reduction's order depends on the
-    thread count, so a fit on one thread is the same whichever process builds it (a sweep's worker or
-    `bench oracle`) and however many cores it has."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

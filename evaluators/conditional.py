@@ -8,12 +8,16 @@ The oracle's accuracy on the real test images bounds what a perfect generator co
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from bench import scoring
-from bench.data.base import LabelledImages
 from bench.metrics import Metric, Tolerance
 from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, sample_test_indices
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,

@@ -28,14 +28,18 @@ control's numbers are reproducible like a model's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from bench.api import Capabilities
-from bench.data.base import LabelledImages
 from bench.nets import to_float_images
 from evaluators.common import truth_of
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 class Control(nn.Module):

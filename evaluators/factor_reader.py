@@ -24,6 +24,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,10 +32,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.nets import to_float_images
-from evaluators.oracle import OracleNet, fit_by_steps
+from evaluators.networks import OracleNet, fit_by_steps
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 @dataclass(frozen=True)

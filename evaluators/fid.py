@@ -29,13 +29,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from pytorch_fid import inception as fid_inception
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
@@ -48,6 +48,9 @@ from evaluators.common import (
     float_images,
     sample_test_indices,
 )
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 WEIGHTS_NAME = Path(fid_inception.FID_WEIGHTS_URL).name
 INCEPTION_DIMENSION = 2048  # pool features: fewer images than this leave their covariance rank-deficient

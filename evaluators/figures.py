@@ -5,6 +5,7 @@ intervention matrix heat-map (figures 10–16). Every figure uses the evaluation
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,10 +15,12 @@ import numpy as np
 import torch
 from torchvision.utils import save_image
 
-from bench.data.base import LabelledImages
 from bench.files import atomic_write
 from evaluators.common import device_of, float_images, sample_test_indices
 from evaluators.interventions import intervened_to, target_labels
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 ROWS = 8
 

@@ -53,15 +53,16 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from bench.nets import to_float_images
+from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
     EvalSettings,
@@ -70,11 +71,13 @@ from evaluators.common import (
     batched,
     device_of,
     float_images,
-    one_thread,
     sample_test_indices,
     truth_of,
 )
 from evaluators.factor_reader import FactorReader, ReaderConfig, reader_for
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 CONTEXT_PREFIX = ("background_", "face_")
 

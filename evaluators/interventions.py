@@ -31,10 +31,11 @@ missing, with that reason.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from bench.data.base import LabelledImages
 from bench.labels import hard_labels, label_log_terms
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
@@ -46,6 +47,9 @@ from evaluators.common import (
     float_images,
     sample_test_indices,
 )
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 SINGULAR = 1e-12  # σ_min / σ_max below this: the matrix is singular to float64 precision
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import astuple, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,9 +28,9 @@ with warnings.catch_warnings():  # linear_operator scripts functions at import; 
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     import gpytorch
 
-from bench.data.base import LabelledImages
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
+from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
     EvalSettings,
@@ -38,9 +39,11 @@ from evaluators.common import (
     batched,
     device_of,
     float_images,
-    one_thread,
     sample_test_indices,
 )
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 INDUCING_POINTS = 200
 POSTERIOR_SAMPLES = 64

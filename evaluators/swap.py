@@ -20,9 +20,10 @@ swap to the true, rendered swap is Table G's `swap_error` (`evaluators/ground_tr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from bench.data.base import LabelledImages
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
@@ -34,6 +35,9 @@ from evaluators.common import (
     float_images,
     sample_test_indices,
 )
+
+if TYPE_CHECKING:
+    from bench.data.base import LabelledImages
 
 
 def swap_score(swapped_log_probs: torch.Tensor, original_log_probs: torch.Tensor) -> float:

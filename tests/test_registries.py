@@ -193,3 +193,39 @@ def test_the_readmes_verdict_table_is_the_stored_sets_claims():
         shown = dict(zip(header, row, strict=True))
         for name in stored:
             assert shown[f"`{name}`"].strip("*") == verdicts[name][row[0]], (row[0], name)
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each suite module's top-level imports of other suite modules (a submodule's import of its own package is not
+    a link; importing a submodule runs its package's __init__, which is)."""
+    modules = {}
+    for path in [*ROOT.glob("bench/**/*.py"), *ROOT.glob("evaluators/*.py"), *ROOT.glob("baselines/*.py")]:
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    links = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.parse(path.read_text()).body:  # top level only: imports inside functions are lazy
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                          for alias in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+        found = {module for module in found if module in modules}
+        found |= {".".join(module.split(".")[:i]) for module in list(found) for i in range(1, module.count(".") + 1)}
+        links[name] = {module for module in found & set(modules)
+                       if module != name and not name.startswith(module + ".")}
+    return links
+
+
+def test_the_harness_is_shallow_and_has_no_import_cycles():
+    links, memo = module_imports(), {}
+
+    def longest(name: str, stack: tuple[str, ...] = ()) -> tuple[str, ...]:
+        assert name not in stack, "import cycle: " + " -> ".join((*stack, name))
+        if name not in memo:
+            memo[name] = max([(name, *longest(other, (*stack, name))) for other in links[name]] or [(name,)], key=len)
+        return memo[name]
+
+    chain = max((longest(name) for name in links), key=len)
+    assert len(chain) <= 10, " -> ".join(chain)
