@@ -31,9 +31,8 @@ from bench.files import UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import preset
 from bench.train import build_model
 from evaluators import EVALUATORS
-from evaluators.common import EvalSettings, Evaluator, Resources, truth_of
-from evaluators.factor_reader import reader_for
-from evaluators.figures import draw_all, intervention_heatmap
+from evaluators.common import EvalSettings, Evaluator, Resources
+from evaluators.figures import draw_all
 from evaluators.oracle import load_or_train_oracle, oracle_paths
 
 
@@ -129,9 +128,8 @@ def judge(model, data, oracle, oracle_record: dict, settings: EvalSettings, reso
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
-        if name == "interventions" and "matrix" in result:
-            (out / rundir.FIGURES).mkdir(exist_ok=True)
-            intervention_heatmap(result, out / rundir.FIGURES / "interventions.png")
+        if EVALUATORS[name].draw is not None and "unavailable" not in result:
+            EVALUATORS[name].draw(result, out / rundir.FIGURES)
         print(f"{label} {name}: {summary_line(result)}")
         results[name] = result
     return results
@@ -186,18 +184,14 @@ def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
-    """Build what every run of this data set shares (the oracle; the GP head for multi-class data; the factor
-    reader for data with a renderer) once, before parallel workers would each wait for it."""
+    """Build what every run of this data set shares once, before parallel workers would each wait for it: the
+    oracle, then each chosen evaluator's own (its `prepare` hook: the GP head, the factor reader)."""
     names = check_names(only)
     oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, preset(config.preset).oracle)
     resources = evaluation_resources(config, data, cache, None)
-    if data.task == "multiclass" and "mutual_info" in names:
-        from evaluators.mutual_info import gp_head_for
-
-        gp_head_for(oracle, data, resources.gp_cache, resources.gp_config)
-    truth = truth_of(data)
-    if truth is not None and "ground_truth" in names:
-        reader_for(data, truth, resources.reader_cache, resources.reader_config, device)
+    for name in names:
+        if EVALUATORS[name].prepare is not None:
+            EVALUATORS[name].prepare(data, oracle, resources, device)
 
 
 def summary_line(result: dict) -> str:

@@ -182,6 +182,9 @@ def launch_inline(cells: list[RunConfig], runs_root: Path, settings: CellSetting
     from bench.train import resolve_device
 
     device = resolve_device(settings.device)
+    if settings.evaluators != ():
+        for config in _one_per_dataset(cells):  # what the runs of each data set share, built first (as local does)
+            prepare_shared(config, settings)
     outcomes, loaded = [], {}
     for position, config in enumerate(cells, 1):
         print(f"[{position}/{len(cells)}] {cell_name(config)}", file=sys.stderr)

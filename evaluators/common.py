@@ -70,6 +70,11 @@ class Evaluator:
     details  the other keys of its result (sample counts, per-label breakdowns, matrices)
     count    (key, unit): the result key holding the sample count and what it counts, which
              `bench perf` divides by the evaluator's time
+    prepare  optional: (data, oracle, resources, device) -> None, builds what every run of a data set shares
+             for this evaluator (a cached helper: the GP head, the factor reader) once, before parallel
+             workers would each wait for it; the harness calls it for every data set of a sweep
+    draw     optional: (result, folder) -> None, the figures drawn from a result (at the preset's evaluation
+             seed), into the run's eval/figures/
     """
 
     name: str
@@ -77,6 +82,8 @@ class Evaluator:
     metrics: tuple[Metric, ...]
     details: tuple[str, ...]
     count: tuple[str, str]
+    prepare: Callable[..., None] | None = None
+    draw: Callable[[dict, Path], None] | None = None
 
     def qualified(self) -> dict[str, Metric]:
         """The metrics under their results.csv names, "<evaluator>.<key>"."""

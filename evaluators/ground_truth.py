@@ -268,6 +268,13 @@ def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings
 
 
 ERROR_TOLERANCE = "a mean of normalised factor errors (as read) over 1,000 test images after a short run"
+def prepare(data: LabelledImages, oracle, resources: Resources, device: torch.device) -> None:
+    """The factor reader every run of a data set with a renderer shares, trained (and cached) once."""
+    truth = truth_of(data)
+    if truth is not None:
+        reader_for(data, truth, resources.reader_cache, resources.reader_config or ReaderConfig(), device)
+
+
 EVALUATOR = Evaluator(
     "ground_truth", evaluate,
     metrics=(Metric("capture", "capture (Spearman)", True, Tolerance(0.05),
@@ -280,4 +287,5 @@ EVALUATOR = Evaluator(
     details=("capture_per_label", "leakage_per_factor", "n", "swap_error_parts", "intervention_error_parts",
              "reconstruction_error_parts", "reader_test_r2"),
     count=("n", "test images"),
+    prepare=prepare,
 )

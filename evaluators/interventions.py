@@ -31,6 +31,7 @@ missing, with that reason.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -136,6 +137,15 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     return result
 
 
+def draw_heatmap(result: dict, folder: Path) -> None:
+    """The intervention matrix as a heat-map, `folder/interventions.png`."""
+    from evaluators.figures import intervention_heatmap  # figures draws interventions: imported when drawing
+
+    if "matrix" in result:
+        folder.mkdir(parents=True, exist_ok=True)
+        intervention_heatmap(result, folder / "interventions.png")
+
+
 EVALUATOR = Evaluator(
     "interventions", evaluate,
     metrics=(Metric("flip_rate", "flip rate", True, Tolerance(0.05),
@@ -148,5 +158,6 @@ EVALUATOR = Evaluator(
                     "1e-5) moved the CI grid's condition numbers by factors up to 10.4, so only gross changes count",
                     ".3g", "log")),
     details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "images_per_label"),
+    draw=draw_heatmap,
     count=("images_per_label", "intervened images"),
 )

@@ -172,6 +172,12 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             "inducing_points": INDUCING_POINTS}
 
 
+def prepare(data: LabelledImages, oracle, resources: Resources, device: torch.device) -> None:
+    """The GP head every run of a multi-class data set shares, fitted (and cached) once."""
+    if data.task == "multiclass":
+        gp_head_for(oracle, data, resources.gp_cache, resources.gp_config or GPConfig())
+
+
 EVALUATOR = Evaluator(
     "mutual_info", evaluate,
     metrics=(Metric("generated", "MI of generations", False, Tolerance(0.01, 0.25),
@@ -179,4 +185,5 @@ EVALUATOR = Evaluator(
                     ".4f"),),
     details=("n", "posterior_samples", "inducing_points"),
     count=("n", "generations"),
+    prepare=prepare,
 )
