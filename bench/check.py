@@ -51,6 +51,7 @@ from bench import __version__, rundir
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
+from bench.presets import preset
 from bench.runtime import cpu_name, environment
 from bench.tables import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather
 from evaluators import all_metrics
@@ -536,6 +537,45 @@ def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, 
     atomic_write_text(stored / NOTES, json.dumps(notes, indent=1, sort_keys=True) + "\n")
     write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False, notes=notes)
     return f"stored {len(stored_numbers)} numbers and their tables in {stored}"
+
+
+def restore(stored: Path, runs_root: Path) -> str:
+    """Rebuild the run directories of a stored set's runs from its configs.json and results.csv: config.json,
+    metrics.json and each evaluator's numbers at every stored evaluation seed (no checkpoint, no figures; every file
+    says `restored_from`). A sweep over the same grid then takes those cells as done and trains only the others,
+    so a long sweep stored part-way (`check --update`) goes on in another checkout. A run directory that exists is
+    left as it is. Controls are not restored: a sweep evaluates them again at its end."""
+    from bench.evaluate import check_names
+    from bench.sweep import prepare_runs_root
+
+    numbers = read_stored(stored)
+    configs = json.loads((stored / "configs.json").read_text())
+    provenance = json.loads((stored / "provenance.json").read_text()) if (stored / "provenance.json").is_file() else {}
+    environments = stored_environments(provenance) if provenance else []
+    prepare_runs_root(runs_root)
+    origin, written = {"restored_from": str(stored)}, 0
+    by_cell = {cell: group for cell, group in numbers[numbers.f.notna()].groupby(["dataset", "model", "f", "seed"])}
+    for config in configs:
+        run = rundir.run_dir(runs_root, config["dataset"], config["model"], config["f"], config["seed"])
+        rows = by_cell.get((config["dataset"], config["model"], float(config["f"]), config["seed"]))
+        if rows is None or run.exists():
+            continue
+        own = preset(config["preset"]).evaluation.seed
+        atomic_write_text(run / rundir.CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if environments:
+            atomic_write_text(run / rundir.ENVIRONMENT, json.dumps(environments[0], indent=2) + "\n")
+        for eval_seed, group in rows.groupby("eval_seed"):
+            out = rundir.evaluation_dir(run / rundir.EVAL, int(eval_seed), own)
+            values = dict(zip(group.metric, group.value, strict=True))
+            for name in check_names(None):
+                prefix = f"{name}."
+                found = {metric[len(prefix):]: value for metric, value in values.items() if metric.startswith(prefix)}
+                atomic_write_text(out / f"{name}.json", json.dumps({**found, **origin}, indent=2) + "\n")
+        trained = rows[(rows.eval_seed == own) & ~rows.metric.str.contains(".", regex=False)]
+        metrics = {**dict(zip(trained.metric, trained.value, strict=True)), "epochs": config["epochs"], **origin}
+        atomic_write_text(run / rundir.METRICS, json.dumps(metrics, indent=2) + "\n")  # last: the run is finished
+        written += 1
+    return f"restored {written} runs of {stored} into {runs_root}"
 
 
 def rerender(stored: Path, paper_csv: Path) -> str:

@@ -205,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--power", action="store_true",
                        help="print, per metric, the smallest worsening the check flags against the stored set; stop")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
+    check.add_argument("--restore", action="store_true",
+                       help="rebuild the stored set's run directories under --runs (numbers, no checkpoints), so that "
+                            "a sweep stored part-way goes on without retraining what it had finished")
     check.add_argument("--update-datasets", metavar="D1,D2",
                        help="with --update: replace only these data sets' numbers in the stored set, keep the rest")
 
@@ -396,6 +399,9 @@ def command_check(args: argparse.Namespace) -> None:
     if args.update:
         only = tuple(args.update_datasets.split(",")) if args.update_datasets else None
         print(check.update(_runs_root(args), _stored(args), PAPER_CSV, only))
+        return
+    if args.restore:
+        print(check.restore(_stored(args), _runs_root(args)))
         return
     if args.power:
         print(check.power_report(check.read_stored(_stored(args)), _stored(args)))

@@ -530,3 +530,15 @@ def test_run_takes_dataset_options_for_its_grid_and_refuses_an_unknown_one(tmp_p
     assert main([*grid, "--dataset-option", "colour=blue"]) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "colour" in error, error
+
+
+def test_a_stored_set_restores_its_runs_so_that_a_sweep_goes_on_without_retraining(ci_runs, tmp_path, capsys):
+    stored, restored = tmp_path / "stored", tmp_path / "restored"
+    assert main(["check", "--update", "--runs", str(ci_runs), "--stored", str(stored)]) == 0
+    assert main(["check", "--restore", "--stored", str(stored), "--runs", str(restored)]) == 0
+    assert "restored 6 runs" in capsys.readouterr().out
+    runs = lambda frame: frame[frame.f.notna()].sort_values(list(frame.columns)).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(runs(gather(restored)), runs(gather(ci_runs)))  # every number, as stored
+    assert main(["run", *CI_GRID, "--runs", str(restored), "--dry-run"]) == 0
+    assert "6 cells: 6 done" in capsys.readouterr().out  # a sweep of the same grid trains nothing
+    assert main(["check", "--runs", str(restored), "--stored", str(stored)]) == 0
