@@ -307,7 +307,7 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
     starts, with one epoch, and read from a cache during the timing)."""
     from evaluators import EVALUATORS, fid
     from evaluators.common import EvalSettings, Resources
-    from evaluators.mutual_info import GPConfig, gp_head_for
+    from evaluators.mutual_info import GPConfig
     from evaluators.oracle import OracleNet
 
     samples = settings.eval_samples
@@ -319,16 +319,17 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
             note = "Inception with random weights (FID weights not found)"
             weights = fid.save_random_weights(Path(scratch) / fid.WEIGHTS_NAME)
         for name in names:
-            task, labels = ("multiclass", 10) if name == "mutual_info" else ("multilabel", CELEBA_LABELS)
+            evaluator = EVALUATORS[name]
+            task = evaluator.tasks[0]  # the first task it is defined for: CelebA-like labels, or ten classes
+            labels = CELEBA_LABELS if task == "multilabel" else 10
             data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
             torch.manual_seed(settings.seed)
             model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
             oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
             resources = Resources(fid_weights=weights, gp_cache=Path(scratch) / "perf.gp.pt",
                                   gp_config=GPConfig(epochs=1))
-            if name == "mutual_info":
-                gp_head_for(oracle, data, resources.gp_cache, resources.gp_config)  # fitted before the clock starts
-            evaluator = EVALUATORS[name]
+            if evaluator.prepare is not None:  # what it shares across runs is built before the clock starts
+                evaluator.prepare(data, oracle, resources, device)
             torch.manual_seed(settings.seed)
             started = time.perf_counter()
             result = evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(settings.seed),

@@ -75,6 +75,7 @@ class Evaluator:
              workers would each wait for it; the harness calls it for every data set of a sweep
     draw     optional: (result, folder) -> None, the figures drawn from a result (at the preset's evaluation
              seed), into the run's eval/figures/
+    tasks    the data sets' tasks it is defined for (mutual_info: multi-class only)
     """
 
     name: str
@@ -84,6 +85,7 @@ class Evaluator:
     count: tuple[str, str]
     prepare: Callable[..., None] | None = None
     draw: Callable[[dict, Path], None] | None = None
+    tasks: tuple[str, ...] = ("multilabel", "multiclass")  # the data it is defined for (others: "unavailable")
 
     def qualified(self) -> dict[str, Metric]:
         """The metrics under their results.csv names, "<evaluator>.<key>"."""

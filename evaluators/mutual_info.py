@@ -186,4 +186,5 @@ EVALUATOR = Evaluator(
     details=("n", "posterior_samples", "inducing_points"),
     count=("n", "generations"),
     prepare=prepare,
+    tasks=("multiclass",),
 )
