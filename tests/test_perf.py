@@ -211,7 +211,7 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
 
 def test_operator_profile_attributes_a_convolution_to_convolutions_and_a_matrix_product_to_none():
     settings = perf.PerfSettings(steps=3, warmup=1)
-    images, kernels = torch.randn(16, 8, 32, 32), torch.randn(16, 8, 3, 3)
+    images, kernels = torch.randn(32, 16, 48, 48), torch.randn(32, 16, 3, 3)  # large enough to dominate its step
     matrix = torch.randn(256, 256)
     convolution = perf.operator_profile(lambda call: torch.conv2d(images, kernels), settings, torch.device("cpu"))
     product = perf.operator_profile(lambda call: matrix @ matrix, settings, torch.device("cpu"))
