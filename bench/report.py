@@ -55,7 +55,7 @@ text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
 img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0}
 td.holds{background:#d9f2d9}td.fails{background:#f8d7d7}td.undecided{background:#fff3cd}
-td.not{background:#eee}.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
+td.not{background:#eee}table.claims td,table.claims th{text-align:left}.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
 padding-top:.5em}"""
 
 
@@ -141,8 +141,9 @@ def verdicts_html(results: pd.DataFrame) -> str:
                     f"<td>{html.escape(claim.source)}</td><td class=\"{line.verdict.split()[0]}\"><b>"
                     f"{html.escape(line.verdict)}</b></td><td>{html.escape(tally)}</td></tr>")
     return ("<h2>The paper's claims</h2><p class=note>Each claim tested on these results (CLAIMS.md beside this page "
-            "has every comparison: effect, 95 % interval, Holm-adjusted p, n).</p><table><tr><th>claim</th>"
-            "<th>statement</th><th>source</th><th>verdict</th><th>comparisons</th></tr>" + "".join(rows) + "</table>")
+            "has every comparison: effect, 95 % interval, Holm-adjusted p, n).</p><table class=claims><tr>"
+            "<th>claim</th><th>statement</th><th>source</th><th>verdict</th><th>comparisons</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def table_html(frame: pd.DataFrame, key: str) -> str:
