@@ -55,7 +55,8 @@ text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
 img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0}
 td.holds{background:#d9f2d9}td.fails{background:#f8d7d7}td.undecided{background:#fff3cd}
-td.not{background:#eee}table.claims td,table.claims th{text-align:left}.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
+td.not{background:#eee}table.claims td,table.claims th{text-align:left}
+.note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
 padding-top:.5em}"""
 
 
