@@ -1,7 +1,7 @@
 """Regression checks: fresh results against the stored ones, metric by metric, with a stated power.
 
 A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long table of
-`bench.tables.gather`) and `provenance.json` (the grid, the suite, the library versions and the machine that
+`bench.results.gather`) and `provenance.json` (the grid, the suite, the library versions and the machine that
 produced it). `compare` pairs every stored number with the fresh one of the same (data set, model, f, seed,
 metric), each at its preset's evaluation seed (evaluations at other evaluation seeds are stored but not
 compared), on the metric's scale (`bench.metrics.Metric.scale`: log for the condition number and the Fréchet
@@ -52,8 +52,8 @@ from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
 from bench.presets import preset
+from bench.results import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather
 from bench.runtime import cpu_name, environment
-from bench.tables import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather
 from evaluators import all_metrics
 
 CELL = ["dataset", "model", "f", "seed", "metric"]

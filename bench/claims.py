@@ -401,7 +401,7 @@ def verdict_lines(rows: pd.DataFrame) -> str:
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    from bench.tables import RESULT_COLUMNS
+    from bench.results import RESULT_COLUMNS
 
     if not path.is_file():
         raise BenchError(f"{path} does not exist; give --results a results.csv written by `python -m bench run` or "

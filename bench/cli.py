@@ -312,7 +312,8 @@ def _sweep(args: argparse.Namespace, cells: list, evaluators: tuple[str, ...] | 
 
 def _write_tables(runs_root: Path, out: Path, paper: Path, keys: list[str] | None = None):
     """tables/, REPORT.md, results.csv, the claims and report.html of the runs under `runs_root`, into `out`."""
-    from bench.tables import gather, write_tables
+    from bench.results import gather
+    from bench.tables import write_tables
 
     results = gather(runs_root)
     write_tables(results, runs_root, out, paper, keys)

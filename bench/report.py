@@ -27,6 +27,7 @@ from tabulate import tabulate
 
 from bench import rundir
 from bench.claims import CLAIMS, evaluate_claims, summary
+from bench.results import ordered_models, unavailable_notes
 from bench.tables import (
     MARKS_EXPLAINED,
     TABLES,
@@ -34,8 +35,6 @@ from bench.tables import (
     TableSpec,
     dataset_tables,
     display_rows,
-    ordered_models,
-    unavailable_notes,
 )
 from evaluators.controls import ROWS as CONTROL_ROWS
 

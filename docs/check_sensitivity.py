@@ -39,7 +39,7 @@ from bench.check import (
     regressions,
 )
 from bench.cli import main
-from bench.tables import at_preset_seed, gather
+from bench.results import at_preset_seed, gather
 
 CI_GRID = ["--datasets", "synthfaces", "--fs", "0.06", "--models", "ccvae,diva,m2", "--preset", "ci"]
 CI_SEEDS = "0,1,2,3,4"

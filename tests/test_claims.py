@@ -27,7 +27,7 @@ from bench.claims import (
 )
 from bench.cli import main
 from bench.registry import MODELS
-from bench.tables import RESULT_COLUMNS
+from bench.results import RESULT_COLUMNS
 from evaluators import all_metrics
 from evaluators.controls import ROWS
 

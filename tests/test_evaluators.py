@@ -25,7 +25,7 @@ from bench.evaluate import load_trained_model
 from bench.files import atomic_torch_save
 from bench.nets import to_float_images
 from bench.presets import preset
-from bench.tables import run_rows
+from bench.results import run_rows
 from evaluators import fid, ground_truth, interventions, swap
 from evaluators.common import EvalSettings, Resources
 from evaluators.controls import Floor, Renderer

@@ -14,6 +14,7 @@ import torch
 
 import evaluators
 from bench import check, perf, tables
+from bench import results as bench_results
 from bench.cli import main
 from bench.data import DATASETS, dataset_options, default_datasets
 from bench.errors import BenchError
@@ -46,7 +47,7 @@ def test_a_metric_declared_in_its_evaluator_reaches_the_tables_the_check_and_per
     (run_dir / "config.json").write_text(make_config("ccvae", "synthfaces", 0.06, 0, "smoke").to_json())
     (run_dir / "metrics.json").write_text(json.dumps({"test_accuracy": 0.8, "majority_accuracy": 0.6}))
     (run_dir / "eval" / "swap.json").write_text(json.dumps({"score": 0.1, "sharpness": 0.7, "pairs": 10}))
-    results = tables.gather(tmp_path / "runs")
+    results = bench_results.gather(tmp_path / "runs")
     assert set(results.metric) == {"test_accuracy", "majority_accuracy", "swap.score", "swap.sharpness"}
     markdown = tables.to_markdown(tables.table_frame(results, "synthfaces", tables.TABLES["2"],
                                                      tables.read_paper(tmp_path / "none.csv")), tables.TABLES["2"])
@@ -88,7 +89,7 @@ def test_a_model_registered_only_in_the_registry_joins_the_default_grid(monkeypa
     listed = capsys.readouterr().out
     assert "synthfaces/broken/f=0.06/seed=0" in listed
     assert all(f"synthfaces/{model}/f=1/seed=0" in listed for model in MODELS)
-    assert tables.ordered_models(["broken", "ccvae", "zeta"]) == ["ccvae", "broken", "zeta"]
+    assert bench_results.ordered_models(["broken", "ccvae", "zeta"]) == ["ccvae", "broken", "zeta"]
 
 
 def test_every_data_set_is_loadable_at_sizes_the_networks_support_and_listed(capsys):

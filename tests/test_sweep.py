@@ -34,12 +34,10 @@ from bench.errors import BenchError
 from bench.files import exclusive
 from bench.metrics import Tolerance
 from bench.registry import MODELS
+from bench.results import RESULT_COLUMNS, at_preset_seed, gather
 from bench.tables import (
     PAPER_COLUMNS,
-    RESULT_COLUMNS,
     TABLES,
-    at_preset_seed,
-    gather,
     latex_text,
     table_frame,
     to_latex,
