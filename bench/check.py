@@ -52,7 +52,7 @@ from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
 from bench.presets import preset
-from bench.results import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather
+from bench.results import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather, read_results
 from bench.runtime import cpu_name, environment
 from evaluators import all_metrics
 
@@ -446,7 +446,7 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     elsewhere) with the stored set `stored_dir` (only `metrics`, if given): every number, then every model's sum
     over rates; where anything regressed, the environment fields that differ from the stored set's."""
     if results is not None:
-        fresh, source = read_results_file(results), results
+        fresh, source = read_results(results), results
         beside = results.parent / "provenance.json"
         fresh_envs = stored_environments(json.loads(beside.read_text())) if beside.is_file() else []
     else:
@@ -472,16 +472,6 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
                  "last digits, not means by many sds):\n" + "\n".join(differences)) if differences else \
             "\nthe fresh and the stored environments do not differ in any recorded field"
     return Checked(text, tuple(failing))
-
-
-def read_results_file(path: Path) -> pd.DataFrame:
-    """A results.csv written elsewhere (`bench run`, `bench tables`), for `check --results`."""
-    if not path.is_file():
-        raise BenchError(f"{path} does not exist; give --results a results.csv written by `python -m bench run`")
-    frame = pd.read_csv(path)
-    if list(frame.columns) != RESULT_COLUMNS:
-        raise BenchError(f"{path} must have the columns {', '.join(RESULT_COLUMNS)} (a results.csv of this suite)")
-    return frame
 
 
 def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -398,17 +398,3 @@ def verdict_lines(rows: pd.DataFrame) -> str:
     table = summary(rows)
     width = max(len(key) for key in table.claim)
     return "\n".join(f"{r.claim:>{width}}  {r.verdict:<12}  {r.statement}" for r in table.itertuples())
-
-
-def read_results(path: Path) -> pd.DataFrame:
-    from bench.results import RESULT_COLUMNS
-
-    if not path.is_file():
-        raise BenchError(f"{path} does not exist; give --results a results.csv written by `python -m bench run` or "
-                         "`tables` (e.g. results/stored/quick/results.csv)")
-    results = pd.read_csv(path)
-    missing = set(RESULT_COLUMNS) - set(results.columns)
-    if missing:
-        raise BenchError(f"{path} lacks the column(s) {', '.join(sorted(missing))}; a results.csv has "
-                         f"{', '.join(RESULT_COLUMNS)}")
-    return results

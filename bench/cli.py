@@ -384,7 +384,8 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_claims(args: argparse.Namespace) -> None:
-    from bench.claims import read_results, verdict_lines, write_claims
+    from bench.claims import verdict_lines, write_claims
+    from bench.results import read_results
 
     path = Path(args.results)
     out = Path(args.out) if args.out else path.parent

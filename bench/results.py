@@ -25,6 +25,22 @@ from evaluators.controls import ROWS as CONTROL_ROWS
 RESULT_COLUMNS = ["dataset", "model", "f", "seed", "eval_seed", "preset", "metric", "value"]
 
 
+def read_results(path: Path) -> pd.DataFrame:
+    """A results.csv written by `bench run` or `bench tables` (exactly `RESULT_COLUMNS`), for `claims --results` and
+    `check --results`; one line naming the problem for a missing file or other columns."""
+    if not path.is_file():
+        raise BenchError(f"{path} does not exist; give --results a results.csv written by `python -m bench run` or "
+                         "`tables` (e.g. results/stored/quick/results.csv)")
+    frame = pd.read_csv(path)
+    missing = [column for column in RESULT_COLUMNS if column not in frame.columns]
+    if missing:
+        raise BenchError(f"{path} lacks the column(s) {', '.join(missing)}; a results.csv has "
+                         f"{', '.join(RESULT_COLUMNS)}")
+    if list(frame.columns) != RESULT_COLUMNS:
+        raise BenchError(f"{path} must have the columns {', '.join(RESULT_COLUMNS)} (a results.csv of this suite)")
+    return frame
+
+
 def run_rows(run_dir: Path) -> list[dict]:
     """The numbers of one finished run as long-format rows (an unfinished run has none)."""
     if not rundir.finished(run_dir):
