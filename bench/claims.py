@@ -26,8 +26,9 @@ fails, and is undecided otherwise; it is `not measured` when none of its rows co
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,35 +256,34 @@ def part_rows(claim: Claim, index: int, part: Part, values: pd.DataFrame) -> lis
                 for other in part.against:
                     row = dict(claim=claim, index=index, part=part, dataset=dataset, f=f, subject=subject,
                                other=other)
-                    if mine.empty:
-                        rows.append(_row(**row, verdict=NOT_MEASURED, n=0,
-                                         note=_missing(values, dataset, part.metric, subject, f)))
-                        continue
-                    theirs = here[here.model == other]
-                    if theirs.empty:
-                        rows.append(_row(**row, verdict=NOT_MEASURED, n=0,
-                                         note=_missing(values, dataset, part.metric, other, f)))
-                        continue
-                    if theirs.f.isna().all():  # a control: one value for every f
-                        differences = better_sign * (mine - theirs.value.mean())
-                    else:
-                        paired = theirs[np.isclose(theirs.f, f)].set_index("seed").value
-                        differences = better_sign * (mine - paired).dropna()
-                        if differences.empty:
-                            rows.append(_row(**row, verdict=NOT_MEASURED, n=0,
-                                             note=_missing(values, dataset, part.metric, other, f)))
-                            continue
-                    if len(differences) < 2:
-                        rows.append(_row(**row, verdict=UNDECIDED, effect=float(differences.iloc[0]), n=1,
-                                         note="one seed: no spread to test against"))
-                        continue
-                    result = compare(differences.to_numpy(), part.test, part.margin)
-                    rows.append(_row(**row, effect=result.effect, low=result.low, high=result.high, p=result.p,
-                                     p_against=result.p_against, n=result.n, note=""))
+                    rows.append(_compared(row, mine, here[here.model == other], better_sign,
+                                          functools.partial(_missing, values, dataset, part.metric, f=f)))
     return rows
 
 
-def _missing(values: pd.DataFrame, dataset: str, metric: str, model: str, f: float) -> str:
+def _compared(row: dict, mine: pd.Series, theirs: pd.DataFrame, better_sign: float,
+              missing: Callable[[str], str]) -> dict:
+    """One comparison: the subject's numbers by seed (`mine`) against the other's (`theirs`: paired by seed, or a
+    control's one value for every f), in the better direction; `not measured` (with why) where either side lacks
+    numbers, `undecided` on one seed."""
+    part, f = row["part"], row["f"]
+    if mine.empty or theirs.empty:
+        return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["subject"] if mine.empty else row["other"]))
+    if theirs.f.isna().all():  # a control: one value for every f
+        differences = better_sign * (mine - theirs.value.mean())
+    else:
+        differences = better_sign * (mine - theirs[np.isclose(theirs.f, f)].set_index("seed").value).dropna()
+    if differences.empty:
+        return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["other"]))
+    if len(differences) < 2:
+        return _row(**row, verdict=UNDECIDED, effect=float(differences.iloc[0]), n=1,
+                    note="one seed: no spread to test against")
+    result = compare(differences.to_numpy(), part.test, part.margin)
+    return _row(**row, effect=result.effect, low=result.low, high=result.high, p=result.p,
+                p_against=result.p_against, n=result.n, note="")
+
+
+def _missing(values: pd.DataFrame, dataset: str, metric: str, model: str, *, f: float) -> str:
     if values[(values.dataset == dataset) & (values.metric == metric)].empty:
         return f"no {metric} numbers on {dataset} (the evaluator did not run, or could not: see its table's notes)"
     return f"no {model} run with {metric} on {dataset} at f = {f:g}"

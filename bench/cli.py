@@ -211,11 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--update-datasets", metavar="D1,D2",
                        help="with --update: replace only these data sets' numbers in the stored set, keep the rest")
 
-    from bench.tables import TABLES
+    from bench.tables import all_tables
 
     reproduce = commands.add_parser("reproduce", parents=[common, grid],
                                     help="the cells and evaluators of one table: run, tabulate, check")
-    reproduce.add_argument("--table", required=True, choices=list(TABLES), help=", ".join(TABLES))
+    reproduce.add_argument("--table", required=True, choices=list(all_tables()), help=", ".join(all_tables()))
     reproduce.add_argument("--stored", help="stored result set (default results/stored/<preset>)")
 
     evaluate = commands.add_parser("eval", parents=[_parent(_data, _device, _fid_weights, _runs, _dataset_option,

@@ -5,14 +5,14 @@ evaluator starts from the same seeds (torch's global seed for the models' own sa
 torch.Generator for which test images are used), so two models are judged on the same images
 and a re-run gives the same numbers.
 
-The evaluation seed is the preset's (`EvalSettings.seed`) unless another is asked for: an evaluation at
+Each evaluator draws as many samples as the run's preset sets in its budget (`Preset.budgets`). The evaluation
+seed is the preset's (`EvalSettings.seed`) unless another is asked for: an evaluation at
 seed S draws other test images, pairs and generations, and is written to `eval/seed=S/` (no figures),
 so that the tables can tell the spread over training seeds from the spread of the evaluators' samples.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import replace
@@ -28,7 +28,7 @@ from bench.data.cache import cache_dir
 from bench.errors import BenchError
 from bench.external import load_model, read_source
 from bench.files import UntrustedFile, atomic_write_text, load_tensors
-from bench.presets import preset
+from bench.presets import Preset, preset
 from bench.train import build_model
 from evaluators import EVALUATORS
 from evaluators.common import EvalSettings, Evaluator, Resources
@@ -81,9 +81,9 @@ def evaluation_dir(eval_root: Path, eval_seed: int | None, preset_name: str) -> 
 
 
 def evaluation_settings(preset_name: str, eval_seed: int | None) -> EvalSettings:
-    """The preset's sample counts, at `eval_seed` (None: the preset's own seed)."""
-    budget = preset(preset_name).evaluation
-    return budget if eval_seed is None else replace(budget, seed=eval_seed)
+    """The settings the evaluators share (batch size, seed) at `eval_seed` (None: the preset's own seed)."""
+    shared = preset(preset_name).evaluation
+    return shared if eval_seed is None else replace(shared, seed=eval_seed)
 
 
 def evaluate_run(
@@ -107,29 +107,31 @@ def evaluate_run(
                                                  show_progress)
     resources = evaluation_resources(config, data, cache, fid_weights)
     settings = evaluation_settings(config.preset, eval_seed)
-    results = judge(model, data, oracle, oracle_record, settings, resources, names, out, str(run_dir))
+    results = judge(model, data, oracle, oracle_record, budget, settings, resources, names, out, str(run_dir))
     if out == run_dir / rundir.EVAL:  # the figures show the preset's evaluation seed
         torch.manual_seed(budget.evaluation.seed)
         draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / rundir.FIGURES)
     return results
 
 
-def judge(model, data, oracle, oracle_record: dict, settings: EvalSettings, resources: Resources, names: list[str],
-          out: Path, label: str) -> dict[str, dict]:
-    """Each evaluator of `names` on `model`, from the same seeds, written to `out/<name>.json`."""
+def judge(model, data, oracle, oracle_record: dict, budget: Preset, settings: EvalSettings, resources: Resources,
+          names: list[str], out: Path, label: str) -> dict[str, dict]:
+    """Each evaluator of `names` on `model` at its budget of the preset, from the same seeds, written to
+    `out/<name>.json`."""
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for name in names:
+        evaluator = EVALUATORS[name]
         torch.manual_seed(settings.seed)
         generator = torch.Generator().manual_seed(settings.seed)
         started = time.perf_counter()
-        result = checked(EVALUATORS[name], EVALUATORS[name].evaluate(model, data, oracle, generator, settings,
-                                                                      resources))
+        result = checked(evaluator, evaluator.evaluate(model, data, oracle, generator, settings, resources,
+                                                       budget.budget_for(evaluator)))
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
-        if EVALUATORS[name].draw is not None and "unavailable" not in result:
-            EVALUATORS[name].draw(result, out / rundir.FIGURES)
+        if evaluator.draw is not None and "unavailable" not in result:
+            evaluator.draw(result, out / rundir.FIGURES)
         print(f"{label} {name}: {summary_line(result)}")
         results[name] = result
     return results
@@ -157,7 +159,7 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
         record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
                   "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
         atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        judge(control.to(device), data, oracle, oracle_record, settings, resources, todo, out,
+        judge(control.to(device), data, oracle, oracle_record, budget, settings, resources, todo, out,
               f"{config.dataset} {control.row}")
 
 
@@ -172,26 +174,22 @@ def checked(evaluator: Evaluator, result: dict) -> dict:
 
 
 def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights: str | None) -> Resources:
-    """What the evaluators of a run of `config` share: FID weights, and caches beside the data set's oracle for
-    mutual_info's GP head (mutual_info adds the GPConfig to the name), for ground_truth's factor reader (it adds
-    its config's hash) and its readings of the true answers, and for the real images' Inception features."""
+    """What the evaluators of a run of `config` share: the FID weights, and the data set's oracle file, beside
+    which each evaluator caches what it builds once (`Resources.cache_file`)."""
     oracle_weights, _ = oracle_paths(data, config.dataset_options, preset(config.preset).oracle, cache_dir(cache))
-    weights = hashlib.sha256(str(Path(fid_weights).resolve()).encode()).hexdigest()[:8] if fid_weights else "hub"
-    return Resources(fid_weights=fid_weights, gp_cache=oracle_weights.with_suffix(".gp.pt"),
-                     fid_cache=oracle_weights.with_suffix(f".fid-{weights}.pt"),
-                     reader_cache=oracle_weights.with_suffix(".reader.pt"), reader_config=preset(config.preset).reader,
-                     truth_cache=oracle_weights.with_suffix(".truth.pt"), gp_config=preset(config.preset).gp)
+    return Resources(cache=oracle_weights, fid_weights=fid_weights)
 
 
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
     """Build what every run of this data set shares once, before parallel workers would each wait for it: the
     oracle, then each chosen evaluator's own (its `prepare` hook: the GP head, the factor reader)."""
     names = check_names(only)
-    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, preset(config.preset).oracle)
+    budget = preset(config.preset)
+    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
     resources = evaluation_resources(config, data, cache, None)
-    for name in names:
-        if EVALUATORS[name].prepare is not None:
-            EVALUATORS[name].prepare(data, oracle, resources, device)
+    for evaluator in (EVALUATORS[name] for name in names):
+        if evaluator.prepare is not None:
+            evaluator.prepare(data, oracle, resources, budget.budget_for(evaluator), device)
 
 
 def summary_line(result: dict) -> str:

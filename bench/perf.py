@@ -302,38 +302,38 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
                     fid_weights: str | None = None) -> list[dict]:
     """Images per second of each evaluator on synthetic sets, with an untrained CCVAE and oracle.
 
-    What an evaluator needs beyond them is passed in, as any caller passes it: FID's Inception weights
-    (random ones where the FID weights are not found) and mutual_info's GP head (fitted before the clock
-    starts, with one epoch, and read from a cache during the timing)."""
-    from evaluators import EVALUATORS, fid
+    Each evaluator runs at the smoke preset's budget with `settings.eval_samples` samples, and with the resources
+    any caller passes (a missing file replaced by its `stand_in`, whose note its row carries); what it shares
+    across runs (its `prepare`: mutual_info's GP head) is built before the clock starts and read from the cache
+    during the timing."""
+    from bench.presets import preset
+    from evaluators import EVALUATORS
     from evaluators.common import EvalSettings, Resources
-    from evaluators.mutual_info import GPConfig
     from evaluators.oracle import OracleNet
 
-    samples = settings.eval_samples
-    eval_settings = EvalSettings(pairs=samples, intervened=samples, generated=samples, fid_images=samples)
+    eval_settings = EvalSettings(seed=settings.seed)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        note, weights = "", fid_weights
-        if "fid" in names and not fid_weights_found(fid_weights, device):
-            note = "Inception with random weights (FID weights not found)"
-            weights = fid.save_random_weights(Path(scratch) / fid.WEIGHTS_NAME)
         for name in names:
             evaluator = EVALUATORS[name]
+            budget = preset("smoke").budget_for(evaluator)
+            if budget is not None:
+                budget = replace(budget, samples=settings.eval_samples)
             task = evaluator.tasks[0]  # the first task it is defined for: CelebA-like labels, or ten classes
             labels = CELEBA_LABELS if task == "multilabel" else 10
             data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
             torch.manual_seed(settings.seed)
             model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
             oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
-            resources = Resources(fid_weights=weights, gp_cache=Path(scratch) / "perf.gp.pt",
-                                  gp_config=GPConfig(epochs=1))
+            resources, note = Resources(cache=Path(scratch) / f"perf-{name}.pt", fid_weights=fid_weights), ""
+            if evaluator.stand_in is not None:
+                resources, note = evaluator.stand_in(resources, Path(scratch), device)
             if evaluator.prepare is not None:  # what it shares across runs is built before the clock starts
-                evaluator.prepare(data, oracle, resources, device)
+                evaluator.prepare(data, oracle, resources, budget, device)
             torch.manual_seed(settings.seed)
             started = time.perf_counter()
             result = evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(settings.seed),
-                                        eval_settings, resources)
+                                        eval_settings, resources, budget)
             synchronise(device)
             seconds = time.perf_counter() - started
             key, unit = evaluator.count
@@ -342,7 +342,7 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
                 raise BenchError(f"evaluator {name} returned no '{key}' on the perf set: {result}")
             count = sum(count) if isinstance(count, list) else count
             rows.append({"model": "ccvae", "mode": f"eval:{name}", "batch": eval_settings.batch_size,
-                         "images_per_s": count / seconds, "unit": unit, "note": note if name == "fid" else ""})
+                         "images_per_s": count / seconds, "unit": unit, "note": note})
     return rows
 
 
@@ -380,16 +380,6 @@ def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch
     losses.read()
     synchronise(device)
     return time.perf_counter() - started
-
-
-def fid_weights_found(fid_weights: str | None, device: torch.device) -> bool:
-    from evaluators import fid
-
-    try:
-        fid.load_inception(fid_weights, device)
-    except fid.InceptionUnavailable:
-        return False
-    return True
 
 
 def matmul_gflop_per_s(device: torch.device, size: int = 2048, repeats: int = 4, rounds: int = 3) -> float:

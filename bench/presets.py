@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.errors import BenchError
-from evaluators.common import EvalSettings
+from evaluators.common import Budget, EvalSettings, Evaluator
 from evaluators.factor_reader import ReaderConfig
-from evaluators.mutual_info import GPConfig
+from evaluators.ground_truth import GroundTruthBudget
+from evaluators.mutual_info import GPConfig, MutualInfoBudget
 from evaluators.oracle import OracleConfig
 
 
@@ -24,24 +25,38 @@ class Preset:
     cycles the labelled set so that at least that share of each epoch's steps is supervised
     (None: each labelled image once per epoch, the authors' schedule); `dataset_overrides`
     changes a data set's options (e.g. synthfaces at 32×32).
-    Evaluation: `evaluation` (sample counts), `oracle` (how the oracle is trained), `reader` (how
-    ground_truth's factor reader is trained, for data sets with a renderer) and `gp` (how mutual_info's
-    GP head is fitted, for multi-class data).
+    Evaluation: `oracle` (how the oracle every evaluator reads is trained), `budgets` (each evaluator's
+    `Budget`, by name: its sample count and how any helper it builds is trained; an evaluator not named runs at
+    its own declared default) and `evaluation` (the batch size and seed they share).
     """
 
     name: str
     epochs: int
     batch_size: int
     lr: float
-    evaluation: EvalSettings
     oracle: OracleConfig
-    reader: ReaderConfig
+    budgets: dict[str, Budget]
+    evaluation: EvalSettings = field(default_factory=EvalSettings)
     train_limit: int | None = None
     labelled_share: float | None = None
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_epochs: dict[str, int] = field(default_factory=dict)
-    gp: GPConfig = field(default_factory=GPConfig)
     description: str = ""
+
+    def budget_for(self, evaluator: Evaluator) -> Budget | None:
+        """The evaluator's budget at this preset: the one it sets, or the evaluator's own default."""
+        return self.budgets.get(evaluator.name, evaluator.budget)
+
+    def problems(self, evaluators: dict[str, Evaluator]) -> list[str]:
+        """Budgets that would be dropped or misread: for no registered evaluator, or not of the evaluator's kind."""
+        found = []
+        for name, budget in self.budgets.items():
+            if name not in evaluators:
+                found.append(f"a budget for '{name}', which is no evaluator ({', '.join(evaluators)})")
+            elif evaluators[name].budget is None or not isinstance(budget, type(evaluators[name].budget)):
+                kind = type(evaluators[name].budget).__name__ if evaluators[name].budget is not None else "no budget"
+                found.append(f"'{name}' takes {kind}, not {type(budget).__name__}")
+        return found
 
 
 SMALL_SYNTHFACES = {"n_train": 1000, "n_valid": 200, "n_test": 1000, "image_size": 32}
@@ -51,10 +66,10 @@ PRESETS = {preset.name: preset for preset in (
     Preset(
         "smoke", epochs=2, batch_size=50, lr=1e-3, train_limit=500, labelled_share=0.5,
         dataset_overrides={"synthfaces": SMALL_SYNTHFACES},
-        evaluation=EvalSettings(pairs=100, intervened=50, generated=100, fid_images=100, truth_images=100),
         oracle=OracleConfig(steps=100),
-        reader=ReaderConfig(steps=100),
-        gp=GPConfig(epochs=1, train_images=5000),
+        budgets={"swap": Budget(100), "interventions": Budget(50), "conditional": Budget(100),
+                 "fid": Budget(100), "mutual_info": MutualInfoBudget(100, gp=GPConfig(epochs=1, train_images=5000)),
+                 "ground_truth": GroundTruthBudget(100, reader=ReaderConfig(steps=100))},
         description="every code path in seconds (`run --all --preset smoke`: 48 runs, evaluators and tables, in "
                     "under 5 minutes on 2 cores): 500 training images, 2 epochs of batch 50; its numbers "
                     "mean nothing — the models have not learnt yet",
@@ -66,9 +81,10 @@ PRESETS = {preset.name: preset for preset in (
         # experts; at f = 0.06 it is at the majority baseline after 10 epochs (0.607 vs 0.609)
         # and clearly above it after 40 (0.704).
         model_epochs={"mvae": 40},
-        evaluation=EvalSettings(pairs=200, intervened=100, generated=200, fid_images=200, truth_images=1000),
         oracle=OracleConfig(steps=300),  # ≥ 0.95 test accuracy on the small synthfaces
-        reader=ReaderConfig(steps=300),
+        budgets={"swap": Budget(200), "interventions": Budget(100), "conditional": Budget(200),
+                 "fid": Budget(200), "mutual_info": MutualInfoBudget(200),
+                 "ground_truth": GroundTruthBudget(1000, reader=ReaderConfig(steps=300))},
         description="the tests' grid (CI trains it at f = 0.06 and checks it against results/stored/ci): 1,000 "
                     "training images (synthfaces at 32×32), 10 epochs (~200 steps at f = 0.06; MVAE 40), enough "
                     "for every model to beat the majority baseline; 15–30 s per run (MVAE ~100 s)",
@@ -80,18 +96,20 @@ PRESETS = {preset.name: preset for preset in (
         # f = 0.2 its accuracy was 0.610 after 4 epochs (the majority baseline: 0.608), 0.633 after 12,
         # 0.689 after 16 and 0.766 after 48 (0.704 and 0.782 at f = 1)
         model_epochs={"mvae": 16},
-        evaluation=EvalSettings(pairs=1000, intervened=300, generated=1000, fid_images=1000, truth_images=1000),
         oracle=OracleConfig(steps=1000),
-        reader=ReaderConfig(steps=1000),
+        budgets={"swap": Budget(1000), "interventions": Budget(300), "conditional": Budget(1000),
+                 "fid": Budget(1000), "mutual_info": MutualInfoBudget(1000),
+                 "ground_truth": GroundTruthBudget(1000, reader=ReaderConfig(steps=1000))},
         description="the CPU default: 3,000 training images (synthfaces rendered at 32×32), 4 epochs (MVAE 16), "
                     "lr 1e-3, batch 100, labelled batches recycled to half of the steps",
     ),
     Preset(
         "standard", epochs=10, batch_size=100, lr=1e-3, labelled_share=0.5,
         dataset_overrides={"synthfaces": {"image_size": 32}},
-        evaluation=EvalSettings(pairs=2000, intervened=500, generated=2000, fid_images=2000, truth_images=2000),
         oracle=OracleConfig(steps=1000),  # the quick preset's: the same cached oracle and factor reader
-        reader=ReaderConfig(steps=1000),
+        budgets={"swap": Budget(2000), "interventions": Budget(500), "conditional": Budget(2000),
+                 "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
+                 "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))},
         description="where the models learn on synthfaces: all 20,000 training images at 32×32, 10 epochs (3,200 "
                     "steps at f = 0.2), batch 100, lr 1e-3, labelled batches recycled to half of the steps; the least "
                     "budget at which every model's accuracy and ground-truth errors have made 90 % of their "
@@ -99,15 +117,22 @@ PRESETS = {preset.name: preset for preset in (
     ),
     Preset(
         "paper", epochs=100, batch_size=200, lr=2e-4,
-        evaluation=EvalSettings(),
         oracle=OracleConfig(steps=5000),
-        reader=ReaderConfig(steps=5000),
+        budgets={"swap": Budget(2000), "interventions": Budget(1000), "conditional": Budget(2000),
+                 "fid": Budget(10_000), "mutual_info": MutualInfoBudget(2000),
+                 "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=5000))},
         description="the paper's settings: all training images, 100 epochs, Adam lr 2e-4, batch 200",
     ),
 )}
 
 
 def preset(name: str) -> Preset:
+    """The preset called `name`, its budgets checked against the evaluators' registry."""
+    from evaluators import EVALUATORS  # the registry, read when asked (presets need only the budgets' types)
+
     if name not in PRESETS:
         raise BenchError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
+    problems = PRESETS[name].problems(EVALUATORS)
+    if problems:
+        raise BenchError(f"preset '{name}' sets {'; '.join(problems)}: fix its budgets in bench/presets.py")
     return PRESETS[name]

@@ -41,17 +41,19 @@ def datasets() -> str:
 
 def presets() -> str:
     from bench.presets import PRESETS
+    from evaluators import EVALUATORS
 
     rows = []
     for chosen in PRESETS.values():
         epochs = str(chosen.epochs) + "".join(f", {model} {count}" for model, count in chosen.model_epochs.items())
-        budget = chosen.evaluation
+        samples = ", ".join(f"{name} {budget.samples}" for name, budget in
+                            ((name, chosen.budget_for(evaluator)) for name, evaluator in EVALUATORS.items())
+                            if budget is not None)
         rows.append([f"`{chosen.name}`", chosen.train_limit or "all", epochs, chosen.batch_size, f"{chosen.lr:g}",
-                     chosen.labelled_share if chosen.labelled_share is not None else "—",
-                     f"{budget.pairs} / {budget.intervened} / {budget.generated} / {budget.fid_images} / "
-                     f"{budget.truth_images}", chosen.oracle.steps, chosen.description])
+                     chosen.labelled_share if chosen.labelled_share is not None else "—", samples,
+                     chosen.oracle.steps, chosen.description])
     return _table(["preset", "training images", "epochs", "batch", "lr", "labelled share",
-                   "pairs / intervened / generated / FID / truth images", "oracle steps", "what it is for"], rows)
+                   "evaluators' samples (their budgets)", "oracle steps", "what it is for"], rows)
 
 
 def evaluators() -> str:
@@ -61,18 +63,19 @@ def evaluators() -> str:
     for evaluator in EVALUATORS.values():
         for metric in evaluator.metrics:
             direction = {True: "higher", False: "lower", None: "reference"}[metric.higher_is_better]
+            default = f"{evaluator.budget.samples} {evaluator.count[1]}" if evaluator.budget is not None else "—"
             rows.append([f"`{evaluator.name}`", f"`{evaluator.name}.{metric.key}`", metric.label, direction,
-                         metric.scale, metric.why])
-    return _table(["evaluator", "metric (results.csv)", "label", "better", "scale", "regression tolerance: why"],
-                  rows)
+                         metric.scale, default, metric.why])
+    return _table(["evaluator", "metric (results.csv)", "label", "better", "scale", "default budget",
+                   "regression tolerance: why"], rows)
 
 
 def tables() -> str:
-    from bench.tables import TABLES
+    from bench.tables import all_tables
 
     return _table(["table", "title", "metrics", "data sets"],
                   [[spec.key, spec.title, ", ".join(f"`{metric}`" for metric in spec.metrics),
-                    spec.task or "any"] for spec in TABLES.values()])
+                    spec.task or "any"] for spec in all_tables().values()])
 
 
 def claims() -> str:

@@ -30,24 +30,15 @@ from bench.claims import CLAIMS, evaluate_claims, summary
 from bench.results import ordered_models, unavailable_notes
 from bench.tables import (
     MARKS_EXPLAINED,
-    TABLES,
     Markup,
     TableSpec,
     dataset_tables,
     display_rows,
+    table_spec,
 )
 from evaluators.controls import ROWS as CONTROL_ROWS
 
 HTML = Markup("<b>{}</b>", "<i>{}</i>", "±", " <small>({})</small>")
-GALLERY = {  # figure file -> what it shows (the rows and columns of the grid)
-    "swaps": "each row: characteristics of a, context of b, the swap",
-    "conditional": "each row: 8 generations for the labels of one test image",
-    "traversals": "one row per label ({labels}), the first test image",
-    "interventions_grid": "each row: a test image, then each label flipped in turn ({labels})",
-    "intervention_variance": "top: 8 test images; bottom: per-pixel variance of 16 stochastic interventions on "
-                             "{first}",
-    "interventions": "the oracle's |Δ log p| of each label when each label is intervened on",
-}
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}th,td{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}
@@ -147,7 +138,7 @@ def verdicts_html(results: pd.DataFrame) -> str:
 
 
 def table_html(frame: pd.DataFrame, key: str) -> str:
-    headers, rows = display_rows(frame, TABLES[key], HTML)
+    headers, rows = display_rows(frame, table_spec(key), HTML)
     escaped = [[html.escape(cell) if index == 0 else cell for index, cell in enumerate(row)] for row in rows]
     return tabulate(escaped, headers=[html.escape(header) for header in headers], tablefmt="unsafehtml",
                     disable_numparse=True)
@@ -190,16 +181,26 @@ def training_curves(runs: dict[str, tuple[rundir.RunIdentity, Path]]) -> bytes |
     return figure_png(figure)
 
 
+def gallery_figures() -> dict[str, tuple[str, int]]:
+    """Every figure a run may hold: file stem -> (what it shows, width in pixels): the model's image grids
+    (`evaluators.figures.FIGURES`), then the figures each evaluator declares it draws, wider."""
+    from evaluators import EVALUATORS
+    from evaluators.figures import FIGURES
+
+    return {stem: (layout, 200) for stem, layout in FIGURES.items()} | {
+        stem: (layout, 300) for evaluator in EVALUATORS.values() for stem, layout in evaluator.figures}
+
+
 def gallery(runs: dict[str, tuple[rundir.RunIdentity, Path]], label_names: tuple[str, ...]) -> list[str]:
     parts = []
     labels = ", ".join(label_names)
-    for name, layout in GALLERY.items():
+    for name, (layout, width) in gallery_figures().items():
         cells = []
         for model, (config, run_dir) in runs.items():
             path = run_dir / rundir.EVAL / rundir.FIGURES / f"{name}.png"
             if path.is_file():
                 caption = f"{model}, f={config.f:g}, seed {config.seed}"
-                image = embedded(path.read_bytes(), 300 if name == "interventions" else 200, caption)
+                image = embedded(path.read_bytes(), width, caption)
                 cells.append(f"<figure>{image}<figcaption>{html.escape(caption)}</figcaption></figure>")
         if cells:
             description = layout.format(labels=labels or "in the data set's order",
@@ -215,7 +216,7 @@ def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, key
     for dataset in sorted(set(results.dataset)):
         body.append(f"<h2>{html.escape(dataset)}</h2>")
         for key, frame in dataset_tables(results, dataset, paper, keys).items():
-            spec = TABLES[key]
+            spec = table_spec(key)
             body.append(f"<h3>Table {key}: {html.escape(spec.title)}</h3>")
             plot = measures_plot(frame, spec)
             body += [embedded(plot, alt=f"{dataset} table {key} against f").replace("<img ", "<img class=plot ", 1)

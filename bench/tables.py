@@ -116,10 +116,21 @@ TRAINER_ACCURACY = TableSpec("A", "Test accuracy beside the majority-class basel
 """What `run` prints when it finishes: the trainer's own test accuracy (not a paper table)."""
 
 
+def all_tables() -> dict[str, TableSpec]:
+    """The declared tables, then a table of its own, keyed by its name, for each registered evaluator no declared
+    table shows (a plug-in's): no evaluator's numbers are left out of the tables and the report. Read at call time,
+    so the registries are the only lists there are."""
+    shown = {name for spec in TABLES.values() for name in spec.evaluators}
+    return TABLES | {name: TableSpec(name, f"Evaluator {name} (in no paper table)", (name,),
+                                     evaluator.tasks[0] if len(evaluator.tasks) == 1 else None)
+                     for name, evaluator in EVALUATORS.items() if name not in shown}
+
+
 def table_spec(key: str) -> TableSpec:
-    if key not in TABLES:
-        raise BenchError(f"unknown table '{key}'; choose one of {', '.join(TABLES)}")
-    return TABLES[key]
+    tables = all_tables()
+    if key not in tables:
+        raise BenchError(f"unknown table '{key}'; choose one of {', '.join(tables)}")
+    return tables[key]
 
 
 def read_paper(path: Path) -> pd.DataFrame:
@@ -300,12 +311,12 @@ def to_latex(frame: pd.DataFrame, spec: TableSpec, dataset: str) -> str:
 def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
                    keys: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """Every table (of `keys`, default all) that has numbers for `dataset`."""
-    tables = {}
-    for key in keys or list(TABLES):
-        if TABLES[key].task not in (None, entry(dataset).task):
+    tables, specs = {}, all_tables()
+    for key in keys or list(specs):
+        if specs[key].task not in (None, entry(dataset).task):
             continue
-        frame = table_frame(results, dataset, TABLES[key], paper)
-        if not frame.empty and frame[frame.model != TABLES[key].reference_row].shape[0]:
+        frame = table_frame(results, dataset, specs[key], paper)
+        if not frame.empty and frame[frame.model != specs[key].reference_row].shape[0]:
             tables[key] = frame
     return tables
 
@@ -325,7 +336,7 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
     for dataset in sorted(set(results.dataset)):
         report += [f"## {dataset}", ""]
         for key, frame in dataset_tables(results, dataset, paper, keys).items():
-            spec = TABLES[key]
+            spec = table_spec(key)
             stem = out / "tables" / dataset / f"table{key}"
             for suffix, text in ((".csv", frame.to_csv(index=False)), (".tex", to_latex(frame, spec, dataset)),
                                  (".md", to_markdown(frame, spec) + "\n")):

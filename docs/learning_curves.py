@@ -86,7 +86,7 @@ def curve(model: str, f: float, epochs: int, at: list[int], work: Path) -> list[
         trained.load_state_dict(torch.load(snapshots / f"epoch={epoch}.pt", weights_only=True))
         trained.eval()
         if not evaluated:
-            judge(trained, data, oracle, oracle_record, settings, resources, EVALUATORS, out,
+            judge(trained, data, oracle, oracle_record, preset(PRESET), settings, resources, EVALUATORS, out,
                   f"{model} f={f:g} epoch {epoch}")
         row = {"model": model, "f": f, "epoch": epoch, "steps": epoch * steps_per_epoch,
                "train_seconds": round(float(log.loc[:epoch, "seconds"].sum()), 1),
@@ -111,8 +111,8 @@ def floors(work: Path) -> list[dict]:
         out = work / "controls" / control.row.replace(" ", "_").replace(":", "")
         missing = [name for name in names if not (out / f"{name}.json").is_file()]
         if missing:
-            judge(control.to(device), data, oracle, oracle_record, preset(PRESET).evaluation, resources, missing, out,
-                  control.row)
+            judge(control.to(device), data, oracle, oracle_record, preset(PRESET), preset(PRESET).evaluation, resources,
+                  missing, out, control.row)
         row = {"model": control.row}
         for column, (name, key) in MEASURES.items():
             row[column] = json.loads((out / f"{name}.json").read_text()).get(key) if name in names else None

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: None = None) -> dict:
     if not model.capabilities.classify:
         return {"unavailable": "the model cannot classify"}
     device = device_of(model)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,43 +23,44 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Sample counts; the same for every model. Each preset (`bench.presets`) chooses its own."""
+    """What every evaluator of one evaluation shares: the batch size of its model calls and the seed its samples
+    are drawn from. How many samples each draws is its own `Budget`."""
 
-    pairs: int = 2000  # swap: random test pairs
-    intervened: int = 1000  # interventions: test images per label
-    generated: int = 2000  # conditional / mutual_info: generations
-    fid_images: int = 10_000  # FID and oracle Fréchet distance: generated and test images each
-    truth_images: int = 2000  # ground_truth: test images (capture, swaps, interventions, reconstructions)
     batch_size: int = 250
     seed: int = 0
 
 
 @dataclass(frozen=True)
-class Resources:
-    """What some evaluators need beyond the model, the data and the oracle; every field is optional.
+class Budget:
+    """An evaluator's budget: `samples`, how many test images, pairs or generations it draws (what its `count`
+    counts). An evaluator that needs more (how a helper it builds is trained) declares a subclass with those
+    fields. Each preset sets every evaluator's budget in one place (`bench.presets`); an evaluator a preset does
+    not name runs at its own declared default."""
 
-    fid_weights   pytorch-fid's Inception weights file (None: torch's hub cache)
-    fid_cache     where fid caches the real test images' Inception features (None: no cache)
-    gp_cache      where mutual_info caches the GP head it fits on the oracle's features (None: no cache)
-    gp_config     how mutual_info fits that head (`evaluators.mutual_info.GPConfig`; None: its defaults)
-    reader_cache  where ground_truth caches its factor reader (`evaluators/factor_reader.py`; None: no cache)
-    reader_config how that reader is trained (`evaluators.factor_reader.ReaderConfig`; None: its defaults)
-    truth_cache   where ground_truth caches its reader's factors of the true answers, the same for every run of a
-                  data set at an evaluation seed (None: no cache)
+    samples: int
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What evaluators need beyond the model, the data and the oracle; every field is optional.
+
+    cache        the data set's oracle weights file (`evaluators/oracle.py`): an evaluator keeps what it builds
+                 once per data set and oracle (a fitted helper, features of the real images) beside it, at
+                 `cache_file(suffix)` (None: nothing is cached)
+    fid_weights  pytorch-fid's Inception weights file, given by the user (None: torch's hub cache)
     """
 
+    cache: Path | None = None
     fid_weights: str | Path | None = None
-    fid_cache: Path | None = None
-    gp_cache: Path | None = None
-    gp_config: Any = None
-    reader_cache: Path | None = None
-    reader_config: Any = None
-    truth_cache: Path | None = None
+
+    def cache_file(self, suffix: str) -> Path | None:
+        """Where an evaluator caches a helper: beside the oracle, its name ending in `suffix` (".gp.pt")."""
+        return None if self.cache is None else self.cache.with_suffix(suffix)
 
 
 NO_RESOURCES = Resources()
 
-Evaluate = Callable[..., dict]  # (model, data, oracle, generator, settings, resources) -> result
+Evaluate = Callable[..., dict]  # (model, data, oracle, generator, settings, resources, budget) -> result
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,18 @@ class Evaluator:
     details  the other keys of its result (sample counts, per-label breakdowns, matrices)
     count    (key, unit): the result key holding the sample count and what it counts, which
              `bench perf` divides by the evaluator's time
-    prepare  optional: (data, oracle, resources, device) -> None, builds what every run of a data set shares
-             for this evaluator (a cached helper: the GP head, the factor reader) once, before parallel
+    budget   its default `Budget` (None: it draws no sample, e.g. it reads the whole test set); each preset
+             sets its own in `Preset.budgets`, and the harness passes it to `evaluate` and `prepare`
+    prepare  optional: (data, oracle, resources, budget, device) -> None, builds what every run of a data set
+             shares for this evaluator (a cached helper: the GP head, the factor reader) once, before parallel
              workers would each wait for it; the harness calls it for every data set of a sweep
     draw     optional: (result, folder) -> None, the figures drawn from a result (at the preset's evaluation
              seed), into the run's eval/figures/
+    figures  what `draw` writes: (file stem, what it shows) per PNG, which the report's gallery shows
     tasks    the data sets' tasks it is defined for (mutual_info: multi-class only)
+    stand_in optional: (resources, scratch folder, device) -> (resources, note), what `bench perf` times it
+             with where a file it needs is missing on this machine (FID: Inception with random weights), and
+             the note its row carries; None: it is timed with the resources as given
     """
 
     name: str
@@ -83,9 +90,12 @@ class Evaluator:
     metrics: tuple[Metric, ...]
     details: tuple[str, ...]
     count: tuple[str, str]
+    budget: Budget | None = None
     prepare: Callable[..., None] | None = None
     draw: Callable[[dict, Path], None] | None = None
+    figures: tuple[tuple[str, str], ...] = ()
     tasks: tuple[str, ...] = ("multilabel", "multiclass")  # the data it is defined for (others: "unavailable")
+    stand_in: Callable[..., tuple[Resources, str]] | None = None
 
     def qualified(self) -> dict[str, Metric]:
         """The metrics under their results.csv names, "<evaluator>.<key>"."""

@@ -14,18 +14,30 @@ import torch
 
 from bench import scoring
 from bench.metrics import Metric, Tolerance
-from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, sample_test_indices
+from evaluators.common import (
+    NO_RESOURCES,
+    Budget,
+    EvalSettings,
+    Evaluator,
+    Resources,
+    batched,
+    device_of,
+    sample_test_indices,
+)
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
 
 
+BUDGET = Budget(samples=2000)  # generations, their labels drawn from the test set
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: Budget = BUDGET) -> dict:
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = device_of(model)
-    requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
+    requested = data.labels[sample_test_indices(data, budget.samples, generator)].float()
     probs = batched(lambda y: oracle.probs(model.generate(y.to(device), 1)[:, 0]).cpu(), requested,
                     batch_size=settings.batch_size)
     return {"accuracy": scoring.accuracy(probs, requested, data.task), "n": len(requested)}
@@ -37,4 +49,5 @@ EVALUATOR = Evaluator(
                     "an accuracy judged on generated images, noisier than on test images"),),
     details=("n",),
     count=("n", "generations"),
+    budget=BUDGET,
 )

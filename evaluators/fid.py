@@ -1,7 +1,7 @@
 """`fid` (Table 4): Fréchet distances between generated and real test images.
 
 N images are generated, one per label vector drawn from the test set (as `conditional`), and
-compared with N real test images (N = min(settings.fid_images, test set size), recorded).
+compared with N real test images (N = min(its budget's samples, test set size), recorded).
 Two different numbers are reported, never mixed up:
 
 - `fid`: pytorch-fid's FID Inception network (2048-dimensional pool features; images resized to
@@ -28,6 +28,7 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,7 @@ from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
+    Budget,
     EvalSettings,
     Evaluator,
     Resources,
@@ -117,6 +119,17 @@ def save_random_weights(path: Path) -> Path:
     return path
 
 
+def random_weights_stand_in(resources: Resources, scratch: Path, device: torch.device) -> tuple[Resources, str]:
+    """For `bench perf`: the resources as given where the FID weights are found; otherwise Inception with random
+    weights (the same network and cost), saved in `scratch`, and a note saying so."""
+    try:
+        load_inception(resources.fid_weights, device)
+    except InceptionUnavailable:
+        weights = save_random_weights(scratch / WEIGHTS_NAME)
+        return replace(resources, fid_weights=weights), "Inception with random weights (FID weights not found)"
+    return resources, ""
+
+
 @functools.lru_cache(maxsize=4)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
@@ -173,12 +186,15 @@ def real_features(network: torch.nn.Module, real: torch.Tensor, cache: Path | No
     return features.double().numpy()  # float64 whether computed or read back: the same FID and KID either way
 
 
+BUDGET = Budget(samples=10_000)  # generated and real test images, each (the paper's scale for FID)
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: Budget = BUDGET) -> dict:
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = device_of(model)
-    real_indices = sample_test_indices(data, settings.fid_images, generator)
+    real_indices = sample_test_indices(data, budget.samples, generator)
     requested = data.labels[sample_test_indices(data, len(real_indices), generator)].float()
     generated = batched(lambda y: model.generate(y.to(device), 1)[:, 0].cpu(), requested,
                         batch_size=settings.batch_size)
@@ -198,8 +214,10 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     except InceptionUnavailable as missing:
         return {**result, "fid": None, "fid_unavailable": str(missing), "kid": None, "kid_unavailable": str(missing)}
     cache = None
-    if resources.fid_cache is not None:
-        cache = resources.fid_cache.with_name(f"{resources.fid_cache.stem}-{n}-{settings.seed}.pt")
+    if resources.cache is not None:  # one file per weights file, sample size and seed
+        weights = (hashlib.sha256(str(Path(resources.fid_weights).resolve()).encode()).hexdigest()[:8]
+                   if resources.fid_weights else "hub")
+        cache = resources.cache_file(f".fid-{weights}-{n}-{settings.seed}.pt")
     ours = features(lambda x: inception_features(network, x), generated)
     theirs = real_features(network, real, cache, device, settings.batch_size)
     result["fid"] = frechet_distance(ours, theirs)
@@ -219,4 +237,6 @@ EVALUATOR = Evaluator(
                     "to 1e-5) moved the CI grid's oracle Fréchet distances by up to 30 %", ".1f", "log")),
     details=("n", "kid_std", "warning", "extractor"),
     count=("n", "generations"),
+    budget=BUDGET,
+    stand_in=random_weights_stand_in,
 )

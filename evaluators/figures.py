@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from bench.data.base import LabelledImages
 
 ROWS = 8
+FIGURES = {  # what draw_all writes: file stem -> what it shows (the rows and columns of the grid)
+    "swaps": "each row: characteristics of a, context of b, the swap",
+    "conditional": "each row: 8 generations for the labels of one test image",
+    "traversals": "one row per label ({labels}), the first test image",
+    "interventions_grid": "each row: a test image, then each label flipped in turn ({labels})",
+    "intervention_variance": "top: 8 test images; bottom: per-pixel variance of 16 stochastic interventions on "
+                             "{first}",
+}
 
 
 def _save_grid(images: torch.Tensor, columns: int, path: Path) -> None:

@@ -51,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ from bench.nets import to_float_images
 from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
+    Budget,
     EvalSettings,
     Evaluator,
     Resources,
@@ -110,18 +112,29 @@ def ridge_r2(inputs: np.ndarray, targets: np.ndarray, penalty: float = 1e-3) -> 
     return 1 - residual / total
 
 
+@dataclass(frozen=True)
+class GroundTruthBudget(Budget):
+    """`samples` test images (each paired with the one drawn before it), and how the factor reader is trained
+    (`reader`)."""
+
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+
+
+BUDGET = GroundTruthBudget(samples=2000, reader=ReaderConfig(steps=5000))
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: GroundTruthBudget = BUDGET) -> dict:
     if data.factors is None:
         return {"unavailable": f"{data.name} has no ground-truth factors"}
-    chosen = sample_test_indices(data, settings.truth_images, generator)
+    chosen = sample_test_indices(data, budget.samples, generator)
     result: dict = {"n": len(chosen)}
     if model.capabilities.characteristic:
         result |= characteristic_capture(model, data, chosen, settings)
     else:
         reason = "the model has no characteristic coordinates"
         result |= {"capture": None, "capture_unavailable": reason, "leakage_r2": None, "leakage_r2_unavailable": reason}
-    return result | operation_errors(model, data, chosen, settings, resources)
+    return result | operation_errors(model, data, chosen, settings, resources, budget.reader)
 
 
 def characteristic_capture(model, data: LabelledImages, chosen: torch.Tensor, settings: EvalSettings) -> dict:
@@ -208,7 +221,7 @@ def truth_readings(reader: FactorReader, record: dict, data: LabelledImages, tru
 
 @one_thread()
 def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings: EvalSettings,
-                     resources: Resources) -> dict:
+                     resources: Resources, reader_config: ReaderConfig) -> dict:
     """swap_error, intervention_error and reconstruction_error, read by the factor reader (see the module
     docstring); on one thread, as the true answers are read (`read_truth`), so that a result that is the truth
     reads exactly as the truth."""
@@ -222,10 +235,11 @@ def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings
         return {key: value for name, reason in reasons.items()
                 for key, value in ((name, None), (f"{name}_unavailable", reason))}
     device, labels = device_of(model), len(data.label_names)
-    reader, record = reader_for(data, truth, resources.reader_cache, resources.reader_config or ReaderConfig(), device)
+    reader, record = reader_for(data, truth, resources.cache_file(".reader.pt"), reader_config, device)
     partner = chosen.roll(1)  # pairs (a, b): each test image with the one drawn before it
-    read_a, read_b, true_swap, true_intervened = truth_readings(
-        reader, record, data, truth, chosen, partner, settings.batch_size, device, resources.truth_cache).unbind(1)
+    read_a, read_b, true_swap, true_intervened = truth_readings(reader, record, data, truth, chosen, partner,
+                                                                settings.batch_size, device,
+                                                                resources.cache_file(".truth.pt")).unbind(1)
 
     def read_results(a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
         """(B, 3, F): the reader's factors of the model's swap of (a, b), of its intervention on a and of its
@@ -268,11 +282,12 @@ def operation_errors(model, data: LabelledImages, chosen: torch.Tensor, settings
 
 
 ERROR_TOLERANCE = "a mean of normalised factor errors (as read) over 1,000 test images after a short run"
-def prepare(data: LabelledImages, oracle, resources: Resources, device: torch.device) -> None:
+def prepare(data: LabelledImages, oracle, resources: Resources, budget: GroundTruthBudget,
+            device: torch.device) -> None:
     """The factor reader every run of a data set with a renderer shares, trained (and cached) once."""
     truth = truth_of(data)
     if truth is not None:
-        reader_for(data, truth, resources.reader_cache, resources.reader_config or ReaderConfig(), device)
+        reader_for(data, truth, resources.cache_file(".reader.pt"), budget.reader, device)
 
 
 EVALUATOR = Evaluator(
@@ -287,5 +302,6 @@ EVALUATOR = Evaluator(
     details=("capture_per_label", "leakage_per_factor", "n", "swap_error_parts", "intervention_error_parts",
              "reconstruction_error_parts", "reader_test_r2"),
     count=("n", "test images"),
+    budget=BUDGET,
     prepare=prepare,
 )

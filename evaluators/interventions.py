@@ -41,6 +41,7 @@ from bench.labels import hard_labels, label_log_terms
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
+    Budget,
     EvalSettings,
     Evaluator,
     Resources,
@@ -88,13 +89,16 @@ def oracle_log_probs(logits: torch.Tensor, target: torch.Tensor, task: str) -> t
     return label_log_terms(logits, target, multilabel) if multilabel else torch.log_softmax(logits, -1)
 
 
+BUDGET = Budget(samples=1000)  # test images per label
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: Budget = BUDGET) -> dict:
     if not model.capabilities.intervene:
         return {"unavailable": "the model cannot intervene"}
     device = device_of(model)
     multilabel = data.task == "multilabel"
-    chosen = sample_test_indices(data, settings.intervened, generator)
+    chosen = sample_test_indices(data, budget.samples, generator)
     labels_all = data.labels[chosen].float()
     size = labels_all.shape[1]
     matrix = np.zeros((size, size))
@@ -159,5 +163,7 @@ EVALUATOR = Evaluator(
                     ".3g", "log")),
     details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "images_per_label"),
     draw=draw_heatmap,
+    figures=(("interventions", "the oracle's |Δ log p| of each label when each label is intervened on"),),
     count=("images_per_label", "intervened images"),
+    budget=BUDGET,
 )

@@ -33,6 +33,7 @@ from bench.metrics import Metric, Tolerance
 from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
+    Budget,
     EvalSettings,
     Evaluator,
     Resources,
@@ -153,15 +154,25 @@ def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) ->
     return fit_gp_head(features.float(), data.labels[train].argmax(1), data.labels.shape[1], config)
 
 
+@dataclass(frozen=True)
+class MutualInfoBudget(Budget):
+    """`samples` generations, and how the GP head is fitted (`gp`)."""
+
+    gp: GPConfig = GPConfig()
+
+
+BUDGET = MutualInfoBudget(samples=2000)
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: MutualInfoBudget = BUDGET) -> dict:
     if data.task != "multiclass":
         return {"unavailable": "Table 7 is defined for multi-class data"}
     if not model.capabilities.generate:
         return {"unavailable": "the model cannot generate conditionally"}
     device = device_of(model)
-    head = gp_head_for(oracle, data, resources.gp_cache, resources.gp_config or GPConfig())
-    requested = data.labels[sample_test_indices(data, settings.generated, generator)].float()
+    head = gp_head_for(oracle, data, resources.cache_file(".gp.pt"), budget.gp)
+    requested = data.labels[sample_test_indices(data, budget.samples, generator)].float()
 
     def information(images: torch.Tensor) -> torch.Tensor:
         return mutual_information(head.class_probability_samples(oracle.features(images).cpu(), POSTERIOR_SAMPLES))
@@ -172,10 +183,10 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             "inducing_points": INDUCING_POINTS}
 
 
-def prepare(data: LabelledImages, oracle, resources: Resources, device: torch.device) -> None:
+def prepare(data: LabelledImages, oracle, resources: Resources, budget: MutualInfoBudget, device: torch.device) -> None:
     """The GP head every run of a multi-class data set shares, fitted (and cached) once."""
     if data.task == "multiclass":
-        gp_head_for(oracle, data, resources.gp_cache, resources.gp_config or GPConfig())
+        gp_head_for(oracle, data, resources.cache_file(".gp.pt"), budget.gp)
 
 
 EVALUATOR = Evaluator(
@@ -185,6 +196,7 @@ EVALUATOR = Evaluator(
                     ".4f"),),
     details=("n", "posterior_samples", "inducing_points"),
     count=("n", "generations"),
+    budget=BUDGET,
     prepare=prepare,
     tasks=("multiclass",),
 )

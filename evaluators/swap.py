@@ -27,6 +27,7 @@ import torch
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
+    Budget,
     EvalSettings,
     Evaluator,
     Resources,
@@ -57,12 +58,15 @@ def context_kept(to_characteristic: torch.Tensor, to_context: torch.Tensor) -> f
     return float(share.mean())
 
 
+BUDGET = Budget(samples=2000)  # random test pairs (the paper: all of them; 2,000 is its scale)
+
+
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
-             resources: Resources = NO_RESOURCES) -> dict:
+             resources: Resources = NO_RESOURCES, budget: Budget = BUDGET) -> dict:
     if not model.capabilities.swap:
         return {"unavailable": "the model cannot swap characteristics"}
     device = device_of(model)
-    first = sample_test_indices(data, settings.pairs, generator)
+    first = sample_test_indices(data, budget.samples, generator)
     second = sample_test_indices(data, len(first), generator)
 
     def measured(a_idx: torch.Tensor, b_idx: torch.Tensor) -> torch.Tensor:
@@ -91,4 +95,5 @@ EVALUATOR = Evaluator(
                     "a ratio of mean pixel distances on 1,000 pairs after a short run")),
     details=("pairs",),
     count=("pairs", "pairs"),
+    budget=BUDGET,
 )

@@ -5,6 +5,7 @@ and a perfect one. The controls of the tables are such models."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,11 +20,13 @@ from bench.data import synthfaces as truth
 from bench.evaluate import evaluation_resources
 from bench.presets import preset
 from evaluators import conditional, ground_truth, interventions, swap
-from evaluators.common import EvalSettings
+from evaluators.common import Budget, EvalSettings
 from evaluators.controls import Control, Floor, OracleControl, RealImages, Renderer, controls_for
 from evaluators.oracle import load_or_train_oracle
 
-SETTINGS = EvalSettings(pairs=200, intervened=60, generated=300, fid_images=300, batch_size=100)
+SETTINGS = EvalSettings(batch_size=100)
+BUDGETS = {"swap": Budget(200), "interventions": Budget(60), "conditional": Budget(300),
+           "ground_truth": replace(preset("ci").budgets["ground_truth"], samples=2000)}  # the ci preset's reader
 pytestmark = pytest.mark.slow  # every test here needs the ci preset's oracle (trained once per session)
 
 
@@ -41,7 +44,8 @@ def world(ci_cache):
 def judged(evaluator, model, world) -> dict:
     data, oracle, _, resources = world
     torch.manual_seed(0)
-    return evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, resources)
+    return evaluator.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, resources,
+                              BUDGETS.get(evaluator.EVALUATOR.name))
 
 
 class LabelOnlySwap(Renderer):

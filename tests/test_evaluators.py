@@ -6,7 +6,6 @@ import hashlib
 import json
 import shutil
 import urllib.error
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +26,13 @@ from bench.nets import to_float_images
 from bench.presets import preset
 from bench.results import run_rows
 from evaluators import fid, ground_truth, interventions, swap
-from evaluators.common import EvalSettings, Resources
+from evaluators.common import Budget, EvalSettings, Resources
 from evaluators.controls import Floor, Renderer
 from evaluators.factor_reader import ReaderConfig, reader_for, reader_r2
 from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
 
-SETTINGS = EvalSettings(pairs=50, intervened=40, generated=50, fid_images=6, batch_size=16)
+SETTINGS = EvalSettings(batch_size=16)
+SAMPLES = {"pairs": Budget(50), "intervened": Budget(40), "generated": Budget(50), "fid": Budget(6)}
 
 
 class Fake(nn.Module):
@@ -82,9 +82,11 @@ def test_a_swap_that_returns_the_characteristic_image_scores_zero():
     data.images[:, 0, 1] = torch.randint(1, 255, (30, 4), dtype=torch.uint8)  # images differ
     oracle = OracleNet(1, 4, 3, "multilabel").eval()
     perfect = Fake(swap=lambda a, b: a)
-    assert swap.evaluate(perfect, data, oracle, torch.Generator().manual_seed(0), SETTINGS)["score"] == 0
+    assert swap.evaluate(perfect, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
+                         budget=SAMPLES["pairs"])["score"] == 0
     ignoring = Fake(swap=lambda a, b: b)
-    assert swap.evaluate(ignoring, data, oracle, torch.Generator().manual_seed(0), SETTINGS)["score"] > 0
+    assert swap.evaluate(ignoring, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
+                         budget=SAMPLES["pairs"])["score"] > 0
     assert swap.swap_score(torch.tensor([[0.0, -1.0]]), torch.tensor([[-2.0, -1.5]])) == pytest.approx(1.25)
 
 
@@ -99,7 +101,8 @@ def test_an_intervention_that_moves_only_its_label_gives_a_diagonal_matrix_with_
     labels = np.random.default_rng(1).integers(0, 2, (40, 3))
     data = toy_data(labels, np.full((40, 3), 0))
     half = Fake(intervene=intervene, swap=lambda a, b: torch.full_like(a, 0.5))
-    result = interventions.evaluate(half, data, PixelOracle(3), torch.Generator().manual_seed(0), SETTINGS)
+    result = interventions.evaluate(half, data, PixelOracle(3), torch.Generator().manual_seed(0), SETTINGS,
+                                    budget=SAMPLES["intervened"])
     expected = np.diag(np.log((0.5 + steps.double().numpy()) / 0.5))
     np.testing.assert_allclose(result["matrix"], expected, rtol=1e-5, atol=1e-6)
     assert result["condition_number"] == pytest.approx(np.log(0.9 / 0.5) / np.log(0.6 / 0.5), rel=1e-5)
@@ -162,15 +165,17 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     oracle = OracleNet(1, 4, 2, "multilabel").eval()
     network = fid.load_inception(weights, torch.device("cpu"))
     assert fid.inception_features(network, torch.rand(2, 1, 32, 32)).shape == (2, 2048)
-    cached = Resources(fid_weights=weights, fid_cache=tmp_path / "real.fid.pt")
-    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cached)
+    cached = Resources(cache=tmp_path / "real.pt", fid_weights=weights)
+    result = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, cached, SAMPLES["fid"])
     assert result["n"] == 6 and np.isfinite(result["fid"]) and np.isfinite(result["oracle_frechet"])
     assert np.isfinite(result["kid"]) and result["kid_std"] >= 0 and "N = 6 < 2048" in result["warning"]
-    assert fid.EVALUATOR.problems(result) == [] and (tmp_path / "real.fid-6-0.pt").is_file()
+    tag = hashlib.sha256(str(weights.resolve()).encode()).hexdigest()[:8]
+    features = tmp_path / f"real.fid-{tag}-6-0.pt"  # one file per weights file, N and seed
+    assert fid.EVALUATOR.problems(result) == [] and features.is_file()
     extractor = result["extractor"]  # where this FID was measured
     assert extractor["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest() and extractor["n"] == 6
     assert extractor["weights"] == str(weights.resolve()) and "299" in extractor["resize"]
-    assert torch.load(tmp_path / "real.fid-6-0.pt", weights_only=True).shape == (6, 2048)  # the real images' features
+    assert torch.load(features, weights_only=True).shape == (6, 2048)  # the real images' features
     network = fid.load_inception(weights, torch.device("cpu"))
     real = torch.rand(6, 1, 4, 4)
     fresh = fid.real_features(network, real, tmp_path / "fresh.pt", torch.device("cpu"), 4)
@@ -182,7 +187,7 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(fid.fid_inception, "load_state_dict_from_url", offline)
-    missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS)
+    missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, budget=SAMPLES["fid"])
     assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"] and missing["kid"] is None
     assert np.isfinite(missing["oracle_frechet"])
 
@@ -225,16 +230,15 @@ def test_ground_truth_scores_a_model_that_holds_the_true_characteristics(ci_data
 def test_ground_truth_reads_the_true_answers_once_per_evaluation_seed_and_the_cache_changes_nothing(
         ci_data, tmp_path, monkeypatch):
     data = ci_data[0]
-    cached = Resources(reader_cache=tmp_path / "oracle.reader.pt", reader_config=ReaderConfig(steps=3, batch_size=20),
-                       truth_cache=tmp_path / "oracle.truth.pt")
-    uncached = replace(cached, truth_cache=None)
+    cached = Resources(cache=tmp_path / "oracle.pt")
+    budget = ground_truth.GroundTruthBudget(60, reader=ReaderConfig(steps=3, batch_size=20))
 
     def judged(resources: Resources, seed: int = 0) -> dict:
-        result = ground_truth.evaluate(Floor(data), data, None, torch.Generator().manual_seed(seed),
-                                       replace(SETTINGS, truth_images=60), resources)
+        result = ground_truth.evaluate(Floor(data), data, None, torch.Generator().manual_seed(seed), SETTINGS,
+                                       resources, budget)
         return {key: result[key] for key in ("swap_error", "intervention_error", "reconstruction_error")}
 
-    fresh = judged(uncached)
+    fresh = judged(Resources())  # nothing cached: the reader trained afresh (the same seed), the answers read afresh
     assert judged(cached) == fresh and len(list(tmp_path.glob("oracle.truth-*.pt"))) == 1
     monkeypatch.setattr(ground_truth, "read_truth", lambda *args: pytest.fail("the true answers were read again"))
     assert judged(cached) == fresh  # from the cache, the same numbers
@@ -420,7 +424,7 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
     cache = tmp_path / "head.gp.pt"
     torch.manual_seed(0)
     first = mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
-                                 Resources(gp_cache=cache, gp_config=config))
+                                 Resources(cache=tmp_path / "head.pt"), mutual_info.MutualInfoBudget(50, gp=config))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 1 and first["n"] == 50
     assert first["generated"] >= 0 and "real" not in first  # real images are a control of their own
     fitted = mutual_info.fit_gp_on_oracle_features(oracle, data, mutual_info.GPConfig(10, 1, 30, seed=3))
@@ -434,7 +438,8 @@ def test_mutual_info_evaluator_runs_on_multiclass_data_and_caches_its_gp(tmp_pat
 
     assert torch.equal(samples(fitted), samples(loaded))  # read back from the cache, it predicts as fitted
     mutual_info.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS,
-                         Resources(gp_cache=cache, gp_config=mutual_info.GPConfig(inducing_points=10, epochs=1,
+                         Resources(cache=tmp_path / "head.pt"),
+                         mutual_info.MutualInfoBudget(50, gp=mutual_info.GPConfig(inducing_points=10, epochs=1,
                                                                                   batch_size=30)))
     assert len(list(tmp_path.glob("head.gp-*.pt"))) == 3  # each GPConfig has its own head
 

@@ -18,6 +18,8 @@ from bench.cli import main
 from bench.config import StepOptions
 from bench.runtime import tune_cpu_allocator
 from bench.train import TrainingStep, float_batch
+from evaluators import fid
+from evaluators.common import Resources
 
 MODELS = tuple(registry.MODELS)
 PLAIN = StepOptions(channels_last=False)
@@ -194,8 +196,8 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     fast_layers = frame[(frame["mode"] == "layer") & (frame.implementation == "bench")].set_index("model")
     torch_layers = frame[(frame["mode"] == "layer") & (frame.implementation == "torch")].set_index("model")
     np.testing.assert_allclose(fast_layers.vs_torch, fast_layers.images_per_s / torch_layers.images_per_s, atol=0.006)
-    if not perf.fid_weights_found(None, torch.device("cpu")):
-        assert "random weights" in frame.loc[frame["mode"] == "eval:fid", "note"].iloc[0]
+    _, note = fid.random_weights_stand_in(Resources(), tmp_path, torch.device("cpu"))
+    assert frame.loc[frame["mode"] == "eval:fid", "note"].fillna("").iloc[0] == note  # random weights where absent
     printed = capsys.readouterr().out
     assert "eval:classification" in printed
     operators = pd.read_csv(tmp_path / "perf-profile.csv")

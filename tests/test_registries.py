@@ -106,7 +106,11 @@ def test_every_data_set_is_loadable_at_sizes_the_networks_support_and_listed(cap
 
 def test_a_preset_owns_every_budget_and_an_unknown_one_is_one_line_everywhere(capsys):
     for name, chosen in PRESETS.items():
-        assert chosen.name == name and chosen.evaluation.pairs > 0 and chosen.oracle.steps > 0
+        assert chosen.name == name and chosen.oracle.steps > 0 and preset(name) is chosen
+        assert set(chosen.budgets) == {key for key, evaluator in evaluators.EVALUATORS.items()
+                                       if evaluator.budget is not None}
+    swap_samples = [preset(name).budgets["swap"].samples for name in ("smoke", "ci", "quick", "paper")]
+    assert swap_samples == sorted(set(swap_samples))
     steps = [preset(name).oracle.steps for name in ("smoke", "ci", "quick", "paper")]
     assert steps == sorted(set(steps))
     with pytest.raises(BenchError, match="unknown preset 'huge'"):
@@ -230,3 +234,16 @@ def test_the_harness_is_shallow_and_has_no_import_cycles():
 
     chain = max((longest(name) for name in links), key=len)
     assert len(chain) <= 10, " -> ".join(chain)
+
+
+def test_a_presets_budget_for_no_evaluator_or_of_the_wrong_kind_is_an_error_not_a_silent_default(monkeypatch):
+    from evaluators.common import Budget
+
+    assert preset("smoke").budget_for(evaluators.EVALUATORS["classification"]) is None  # it draws no sample
+    monkeypatch.setitem(PRESETS["smoke"].budgets, "swpa", Budget(10))
+    with pytest.raises(BenchError, match="a budget for 'swpa', which is no evaluator"):
+        preset("smoke")
+    monkeypatch.delitem(PRESETS["smoke"].budgets, "swpa")
+    monkeypatch.setitem(PRESETS["smoke"].budgets, "ground_truth", Budget(10))  # it needs its reader's training too
+    with pytest.raises(BenchError, match="'ground_truth' takes GroundTruthBudget, not Budget"):
+        preset("smoke")
