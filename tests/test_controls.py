@@ -31,9 +31,10 @@ pytestmark = pytest.mark.slow  # every test here needs the ci preset's oracle (t
 
 
 @pytest.fixture(scope="module")
-def world(ci_cache):
+def world(ci_cache, ci_runs):
     """synthfaces at the ci preset, its oracle and the evaluators' resources (the session's cache, which the
-    CI grid shares: its factor reader is trained once)."""
+    CI grid shares: its oracle and factor reader are trained once, by the grid's sweep, whose second worker trains
+    runs meanwhile)."""
     config = make_config("ccvae", "synthfaces", 1.0, 0, "ci")
     data = load("synthfaces", cache_dir=ci_cache, options=config.dataset_options)
     oracle, record = load_or_train_oracle(data, config.dataset_options, torch.device("cpu"), ci_cache,

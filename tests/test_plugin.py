@@ -54,7 +54,7 @@ def brightness(model, data, oracle, generator, settings, resources, budget: Brig
     return {"mean_pixel": mean, "n": len(chosen)}
 
 
-def test_a_toy_evaluator_added_as_the_contract_says_reaches_tables_check_and_report(tmp_path, monkeypatch):
+def test_a_toy_evaluator_added_as_the_contract_says_reaches_tables_check_and_report(tmp_path, monkeypatch, ci_cache):
     calls = {"prepare": 0, "draw": 0}
     BUILT.clear()
 
@@ -75,13 +75,13 @@ def test_a_toy_evaluator_added_as_the_contract_says_reaches_tables_check_and_rep
     monkeypatch.setitem(evaluators.EVALUATORS, "brightness", toy)  # the registry line
     runs, out = tmp_path / "runs", tmp_path / "results"
     grid = ["--preset", "smoke", "--datasets", "synthfaces", "--models", "ccvae", "--fs", "1", "--launcher", "inline",
-            "--runs", str(runs), "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+            "--runs", str(runs), "--cache-dir", str(ci_cache), "--out", str(out)]
     assert main(["run", *grid]) == 0
     run_dir = runs / "synthfaces" / "ccvae" / "f=1" / "seed=0"
     result = json.loads((run_dir / "eval" / "brightness.json").read_text())
     assert -1 <= result["mean_pixel"] <= 1 and calls == {"prepare": 1, "draw": 1}
     assert result["n"] == 30 and BUILT == [40]  # the preset's budget; the helper built once, in prepare
-    assert len(list((tmp_path / "cache").rglob("*.brightness-40.pt"))) == 1  # cached beside the oracle
+    assert len(list(ci_cache.rglob("*.brightness-40.pt"))) == 1  # cached beside the oracle
     assert (run_dir / "eval" / "figures" / "brightness.png").is_file()
     numbers = pd.read_csv(out / "results.csv")
     assert numbers[numbers.metric == "brightness.mean_pixel"].value.tolist() == [result["mean_pixel"]]
