@@ -53,8 +53,10 @@ class Preset:
         for name, budget in self.budgets.items():
             if name not in evaluators:
                 found.append(f"a budget for '{name}', which is no evaluator ({', '.join(evaluators)})")
-            elif evaluators[name].budget is None or not isinstance(budget, type(evaluators[name].budget)):
-                kind = type(evaluators[name].budget).__name__ if evaluators[name].budget is not None else "no budget"
+                continue
+            default = evaluators[name].budget
+            if default is None or not isinstance(budget, type(default)):
+                kind = "no budget" if default is None else type(default).__name__
                 found.append(f"'{name}' takes {kind}, not {type(budget).__name__}")
         return found
 

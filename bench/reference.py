@@ -46,9 +46,8 @@ def presets() -> str:
     rows = []
     for chosen in PRESETS.values():
         epochs = str(chosen.epochs) + "".join(f", {model} {count}" for model, count in chosen.model_epochs.items())
-        samples = ", ".join(f"{name} {budget.samples}" for name, budget in
-                            ((name, chosen.budget_for(evaluator)) for name, evaluator in EVALUATORS.items())
-                            if budget is not None)
+        budgets = {name: chosen.budget_for(evaluator) for name, evaluator in EVALUATORS.items()}
+        samples = ", ".join(f"{name} {budget.samples}" for name, budget in budgets.items() if budget is not None)
         rows.append([f"`{chosen.name}`", chosen.train_limit or "all", epochs, chosen.batch_size, f"{chosen.lr:g}",
                      chosen.labelled_share if chosen.labelled_share is not None else "—", samples,
                      chosen.oracle.steps, chosen.description])

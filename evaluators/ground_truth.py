@@ -51,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -117,7 +117,7 @@ class GroundTruthBudget(Budget):
     """`samples` test images (each paired with the one drawn before it), and how the factor reader is trained
     (`reader`)."""
 
-    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    reader: ReaderConfig
 
 
 BUDGET = GroundTruthBudget(samples=2000, reader=ReaderConfig(steps=5000))
