@@ -340,7 +340,6 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
             count = result.get(key)
             if count is None:
                 raise BenchError(f"evaluator {name} returned no '{key}' on the perf set: {result}")
-            count = sum(count) if isinstance(count, list) else count
             rows.append({"model": "ccvae", "mode": f"eval:{name}", "batch": eval_settings.batch_size,
                          "images_per_s": count / seconds, "unit": unit, "note": note})
     return rows

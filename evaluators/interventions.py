@@ -89,7 +89,7 @@ def oracle_log_probs(logits: torch.Tensor, target: torch.Tensor, task: str) -> t
     return label_log_terms(logits, target, multilabel) if multilabel else torch.log_softmax(logits, -1)
 
 
-BUDGET = Budget(samples=1000)  # test images per label
+BUDGET = Budget(samples=1000)  # test images drawn; each is intervened on for every label
 
 
 def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, settings: EvalSettings,
@@ -129,7 +129,8 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
             leakages.append(float(torch.cat(leaked).mean()) if multilabel else None)
             counts.append(int(keep.sum()))
     result: dict = {"flip_rate": float(np.mean(flip_rates)), "flip_rate_per_label": flip_rates,
-                    "matrix": matrix.tolist(), "labels": list(data.label_names), "images_per_label": counts}
+                    "matrix": matrix.tolist(), "labels": list(data.label_names), "n": len(chosen),
+                    "images_per_label": counts}
     if multilabel:
         result |= {"leakage": float(np.mean(leakages)), "leakage_per_label": leakages}
     else:
@@ -161,9 +162,9 @@ EVALUATOR = Evaluator(
                     "float-level change of the training arithmetic (channels-last convolutions, the same losses to "
                     "1e-5) moved the CI grid's condition numbers by factors up to 10.4, so only gross changes count",
                     ".3g", "log")),
-    details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "images_per_label"),
+    details=("flip_rate_per_label", "leakage_per_label", "matrix", "labels", "n", "images_per_label"),
     draw=draw_heatmap,
     figures=(("interventions", "the oracle's |Δ log p| of each label when each label is intervened on"),),
-    count=("images_per_label", "intervened images"),
+    count=("n", "test images, each intervened on every label"),
     budget=BUDGET,
 )
