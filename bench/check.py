@@ -252,7 +252,7 @@ def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> t
     return deviation, allowed, in_sds, sds, basis, _direction(row.metric, deviation)
 
 
-def seed_effects(stored: pd.DataFrame) -> pd.DataFrame:
+def seed_effects(stored: pd.DataFrame, spread: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (data set, model, metric): the spread of a seed's mean over the model's rates, s_R. A seed sets a run's
     initial weights at every rate, so a seed's runs are correlated across rates: s_R² = s² · q, with s² the model's
     (moderated, pooled) seed variance of single numbers and q = (1 + (r − 1) ρ) / r the data set's ratio of the
@@ -260,7 +260,7 @@ def seed_effects(stored: pd.DataFrame) -> pd.DataFrame:
     variance, pooled over its models (ρ: the correlation of one seed's residuals across rates; q between 1/r,
     independent, and 1, a seed that moves every rate alike). Columns: seed_sd (s_R), seed_df, seeds, rates, q."""
     columns = [*NOISE_OF, "seed_sd", "seed_df", "seeds", "rates", "q"]
-    spread = seed_spread(stored)
+    spread = seed_spread(stored) if spread is None else spread  # `spread`: seed_spread(stored), when at hand
     varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0) & (spread.pooled_df > 0)]
     scaled = stored.assign(scaled=[_scaled(metric, value) for metric, value in zip(stored.metric, stored.value,
                                                                                   strict=True)])
@@ -302,7 +302,7 @@ def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
                                         scaled_mean=("scaled_mean", "first")).reset_index()
     cells["worse"] = [_worse_sign(row.metric) * (row.fresh_mean - row.scaled_mean) for row in cells.itertuples()]
     models = (cells.groupby(NOISE_OF).agg(cells=("worse", "size"), shift=("worse", "mean"), k=("k", "min"))
-              .reset_index().merge(seed_effects(stored), on=NOISE_OF))
+              .reset_index().merge(seed_effects(stored, spread), on=NOISE_OF))
     models = models[models.cells >= 2]
     if models.empty:
         return pd.DataFrame(columns=columns)
@@ -324,8 +324,8 @@ def power(stored: pd.DataFrame) -> pd.DataFrame:
     spread of a seed's mean over the rates (s_R)."""
     stored = at_preset_seed(stored)
     spread = seed_spread(stored)
+    effects = seed_effects(stored, spread)
     spread = spread[(spread.pooled_df > 0) & spread.metric.map(lambda m: _worse_sign(m) != 0)]
-    effects = seed_effects(stored)
     effects = effects[effects.metric.map(lambda m: _worse_sign(m) != 0)]
     numbers, aggregates = len(spread), max(len(effects), 1)
     rows = []
