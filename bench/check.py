@@ -445,6 +445,7 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     """Compare the finished runs under `runs_root` (or the results file `results`, a results.csv written
     elsewhere) with the stored set `stored_dir` (only `metrics`, if given): every number, then every model's sum
     over rates; where anything regressed, the environment fields that differ from the stored set's."""
+    stored = read_stored(stored_dir)  # first: a wrong --stored is the error to report, whatever the runs
     if results is not None:
         fresh, source = read_results(results), results
         beside = results.parent / "provenance.json"
@@ -452,7 +453,7 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     else:
         fresh, source = gather(runs_root), runs_root
         fresh_envs = run_environments([path for path in rundir.run_directories(runs_root) if rundir.finished(path)])
-    fresh, stored = at_preset_seed(fresh), at_preset_seed(read_stored(stored_dir))
+    fresh, stored = at_preset_seed(fresh), at_preset_seed(stored)
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
     comparison = compare(stored, fresh, tolerances, sds)

@@ -50,6 +50,12 @@ def import_class(target: str) -> type:
     """The class named "package.module:Class", or a one-line error."""
     module_name, colon, class_name = target.partition(":")
     if not colon or not module_name or not class_name:
+        from bench.registry import MODELS  # the registry, read for the error's hint only
+
+        if target in MODELS:  # one of this suite's models, trained elsewhere: say how to name its class
+            options = "".join(f" --model-option {key}={value}" for key, value in MODELS[target].options.items())
+            raise BenchError(f"--model takes a class: for the suite's '{target}' give --model {MODELS[target].target}"
+                             f"{options} (and --name for its rows)")
         raise BenchError(f"--model '{target}' must name a class as package.module:Class")
     try:
         module = importlib.import_module(module_name)
@@ -152,6 +158,7 @@ def external_run(target: str, checkpoint: str, dataset: str, preset_name: str, d
     from bench.config import preset_dataset_options
     from bench.data import load
 
+    import_class(target)  # a wrong --model fails before the data set is loaded
     options = preset_dataset_options(preset_name, dataset, dataset_overrides)
     data = load(dataset, data_root, cache, options)
     source = external_source(target, checkpoint, model_options, trusted)

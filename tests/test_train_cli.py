@@ -194,6 +194,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
     (["train", "--model", "ccvae", "--dataset", "celeba", "--data-root", "/nonexistent"], "does not exist"),
     (["run"], "say --all"),
     (["run", "--all", "--fs", "0.1,x"], "not a comma-separated list"),
+    (["check", "--stored", "/nonexistent"], "no stored results at /nonexistent"),
+    (["eval", "--model", "mccvae", "--checkpoint", "weights.pt", "--dataset", "synthfaces"],
+     "--model bench.ccvae:CCVAE --model-option latents_per_label=2"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     assert main([*args, "--runs", str(tmp_path)]) == 2
