@@ -16,6 +16,10 @@ from bench.errors import BenchError
 from bench.presets import PRESETS
 from bench.runtime import tune_cpu_allocator
 
+DESCRIPTION = ("Train CCVAE and its baselines, evaluate them with independent evaluators, write the paper's tables "
+               "and decide its claims. Start with `python -m bench run --all --preset smoke` (every code path in "
+               "minutes); `python -m bench <command> --help` for each command. Errors print one line and exit 2; a "
+               "regression or a failed cell exits 1; --debug shows tracebacks.")
 DEFAULT_RUNS = "runs"
 PAPER_CSV = Path("results") / "paper.csv"
 STORED = Path("results") / "stored"
@@ -151,7 +155,7 @@ def _grid(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m bench", description=__doc__)
+    parser = OneLineParser(prog="python -m bench", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     common = _parent(_data, _device, _runs, _debug)
     grid = _parent(_grid, _fid_weights, _step)
