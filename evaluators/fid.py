@@ -120,14 +120,14 @@ def save_random_weights(path: Path) -> Path:
 
 
 def random_weights_stand_in(resources: Resources, scratch: Path, device: torch.device) -> tuple[Resources, str]:
-    """For `bench perf`: the resources as given where the FID weights are found; otherwise Inception with random
-    weights (the same network and cost), saved in `scratch`, and a note saying so."""
-    try:
-        load_inception(resources.fid_weights, device)
-    except InceptionUnavailable:
-        weights = save_random_weights(scratch / WEIGHTS_NAME)
-        return replace(resources, fid_weights=weights), "Inception with random weights (FID weights not found)"
-    return resources, ""
+    """For `bench perf`: the resources as given where the FID weights file is (--fid-weights, or torch's hub
+    cache); otherwise Inception with random weights (the same network and cost), saved in `scratch`, and a note
+    saying so. Only the file is looked for: the evaluator loads the network once, inside the timing."""
+    weights = Path(resources.fid_weights).expanduser() if resources.fid_weights is not None else hub_weights_path()
+    if weights.is_file():
+        return resources, ""
+    random_weights = save_random_weights(scratch / WEIGHTS_NAME)
+    return replace(resources, fid_weights=random_weights), "Inception with random weights (FID weights not found)"
 
 
 @functools.lru_cache(maxsize=4)

@@ -192,6 +192,19 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     assert np.isfinite(missing["oracle_frechet"])
 
 
+def test_perf_times_fid_with_the_weights_found_and_random_ones_only_where_there_are_none(tmp_path, monkeypatch):
+    given = tmp_path / "given.pth"
+    given.write_bytes(b"weights")  # only looked for: the evaluator loads the network itself, inside the timing
+    resources = Resources(fid_weights=given)
+    assert fid.random_weights_stand_in(resources, tmp_path, torch.device("cpu")) == (resources, "")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty hub cache
+    stand_in, note = fid.random_weights_stand_in(Resources(), tmp_path, torch.device("cpu"))
+    assert "random weights" in note and Path(stand_in.fid_weights).is_file()
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    fid.hub_weights_path().write_bytes(b"weights")  # the hub's file, as pytorch-fid downloads it
+    assert fid.random_weights_stand_in(Resources(), tmp_path, torch.device("cpu")) == (Resources(), "")
+
+
 @pytest.fixture(scope="module")
 def ci_data(ci_cache):
     """synthfaces at the ci preset, in the session's cache (so its oracle is trained once per session)."""
