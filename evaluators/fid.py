@@ -77,6 +77,11 @@ def hub_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
 
 
+def weights_file(weights: str | Path | None) -> Path:
+    """The FID weights file: --fid-weights where given, else torch's hub cache."""
+    return Path(weights).expanduser() if weights is not None else hub_weights_path()
+
+
 @contextmanager
 def hub_holding(weights: Path) -> Iterator[None]:
     """torch's hub directory, for the block, is a temporary one whose checkpoints/ holds `weights` under the
@@ -123,8 +128,7 @@ def random_weights_stand_in(resources: Resources, scratch: Path, device: torch.d
     """For `bench perf`: the resources as given where the FID weights file is (--fid-weights, or torch's hub
     cache); otherwise Inception with random weights (the same network and cost), saved in `scratch`, and a note
     saying so. Only the file is looked for: the evaluator loads the network once, inside the timing."""
-    weights = Path(resources.fid_weights).expanduser() if resources.fid_weights is not None else hub_weights_path()
-    if weights.is_file():
+    if weights_file(resources.fid_weights).is_file():
         return resources, ""
     random_weights = save_random_weights(scratch / WEIGHTS_NAME)
     return replace(resources, fid_weights=random_weights), "Inception with random weights (FID weights not found)"
@@ -141,7 +145,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def extractor_record(weights: str | Path | None, n: int) -> dict:
     """What a FID depends on besides the images: the Inception weights (file, SHA-256), the resize path, N, dtypes."""
-    path = Path(weights).expanduser() if weights is not None else hub_weights_path()
+    path = weights_file(weights)
     stat = path.stat()
     return {"weights": str(path.resolve()), "sha256": _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns),
             "network": "pytorch-fid InceptionV3, 2048-d pool features",
