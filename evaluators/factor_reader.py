@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.transforms.v2.functional import gaussian_blur
 
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.nets import to_float_images
@@ -65,6 +64,8 @@ class FactorReader(nn.Module):
 
 def random_blur(x: torch.Tensor, widest: float, groups: int, generator: torch.Generator) -> torch.Tensor:
     """Each of `groups` slices of the batch blurred with its own σ, uniform on [0, widest] pixels."""
+    from torchvision.transforms.v2.functional import gaussian_blur  # here: torchvision takes ~2 s to import
+
     sigmas = torch.rand(groups, generator=generator) * widest
     parts = []
     for part, sigma in zip(x.tensor_split(groups), sigmas.tolist(), strict=True):

@@ -30,12 +30,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from pytorch_fid import inception as fid_inception
-from pytorch_fid.fid_score import calculate_frechet_distance
 
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
@@ -54,8 +53,20 @@ from evaluators.common import (
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
 
-WEIGHTS_NAME = Path(fid_inception.FID_WEIGHTS_URL).name
 INCEPTION_DIMENSION = 2048  # pool features: fewer images than this leave their covariance rank-deficient
+
+
+def pytorch_fid_inception() -> ModuleType:
+    """pytorch-fid's Inception module, imported where it is used: importing it imports torchvision (~2 s), which
+    the suite's light commands (`bench list`, `claims`, `check`, `tables`) and most of its processes do without."""
+    from pytorch_fid import inception
+
+    return inception
+
+
+def weights_name() -> str:
+    """The file name pytorch-fid gives its weights in torch's hub cache."""
+    return Path(pytorch_fid_inception().FID_WEIGHTS_URL).name
 
 
 class InceptionUnavailable(RuntimeError):
@@ -70,11 +81,13 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (N, D) and (M, D)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     return float(calculate_frechet_distance(*gaussian_statistics(first), *gaussian_statistics(second)))
 
 
 def hub_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_NAME
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights_name()
 
 
 def weights_file(weights: str | Path | None) -> Path:
@@ -89,7 +102,7 @@ def hub_holding(weights: Path) -> Iterator[None]:
     previous = torch.hub.get_dir()
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "checkpoints").mkdir()
-        (Path(folder) / "checkpoints" / WEIGHTS_NAME).symlink_to(weights.resolve())
+        (Path(folder) / "checkpoints" / weights_name()).symlink_to(weights.resolve())
         torch.hub.set_dir(folder)
         try:
             yield
@@ -99,6 +112,7 @@ def hub_holding(weights: Path) -> Iterator[None]:
 
 def load_inception(weights: str | Path | None, device: torch.device) -> torch.nn.Module:
     """pytorch-fid's InceptionV3 (2048-d pool block) with the FID weights; InceptionUnavailable if none."""
+    fid_inception = pytorch_fid_inception()
     block = [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]
     if weights is not None:
         path = Path(weights).expanduser()
@@ -119,7 +133,8 @@ def load_inception(weights: str | Path | None, device: torch.device) -> torch.nn
 def save_random_weights(path: Path) -> Path:
     """A weights file with the FID Inception's parameter layout and random values (torchvision's trunk, 1008
     classes): the network's shape and cost without its weights, for timing and tests where they are absent."""
-    network = fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None, init_weights=False)
+    network = pytorch_fid_inception()._inception_v3(num_classes=1008, aux_logits=False, weights=None,
+                                                    init_weights=False)
     torch.save(network.state_dict(), path)
     return path
 
@@ -130,7 +145,7 @@ def random_weights_stand_in(resources: Resources, scratch: Path, device: torch.d
     saying so. Only the file is looked for: the evaluator loads the network once, inside the timing."""
     if weights_file(resources.fid_weights).is_file():
         return resources, ""
-    random_weights = save_random_weights(scratch / WEIGHTS_NAME)
+    random_weights = save_random_weights(scratch / weights_name())
     return replace(resources, fid_weights=random_weights), "Inception with random weights (FID weights not found)"
 
 

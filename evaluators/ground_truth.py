@@ -58,7 +58,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
@@ -95,6 +94,8 @@ def characteristic_coordinate(latent: np.ndarray, labels: np.ndarray) -> np.ndar
 def within_class_spearman(coordinate: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> float:
     """Mean over the two classes of Spearman's ρ between coordinate and truth; NaN where the coordinate is
     constant within a class (ρ is undefined there: the caller says so)."""
+    from scipy.stats import spearmanr  # here: scipy.stats takes ~1 s to import, which most commands do without
+
     classes = [labels == c for c in (0, 1)]
     if any(np.ptp(coordinate[inside]) == 0 for inside in classes):
         return float("nan")

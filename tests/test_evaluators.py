@@ -151,13 +151,13 @@ def test_kernel_inception_distance_is_the_unbiased_mmd_with_the_cubic_kernel():
 
 def random_inception_state(*args, **kwargs) -> dict:
     """The FID Inception's parameter layout with random values (torchvision's trunk, 1008 classes)."""
-    return fid.fid_inception._inception_v3(num_classes=1008, aux_logits=False, weights=None,
+    return fid.pytorch_fid_inception()._inception_v3(num_classes=1008, aux_logits=False, weights=None,
                                            init_weights=False).state_dict()
 
 
 @pytest.mark.slow
 def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp_path, monkeypatch):
-    weights = tmp_path / fid.WEIGHTS_NAME
+    weights = tmp_path / fid.weights_name()
     torch.save(random_inception_state(), weights)
     labels = np.random.default_rng(3).integers(0, 2, (12, 2))
     data = toy_data(labels, np.random.default_rng(4).integers(0, 255, (12, 2)))
@@ -186,7 +186,7 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(fid.fid_inception, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(fid.pytorch_fid_inception(), "load_state_dict_from_url", offline)
     missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, budget=SAMPLES["fid"])
     assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"] and missing["kid"] is None
     assert np.isfinite(missing["oracle_frechet"])
