@@ -234,8 +234,8 @@ def _local_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> O
                           None, torch.device(os.environ["BENCH_WORKER_DEVICE"]))
 
 
-def _local_prepare(config: RunConfig, settings: CellSettings) -> None:
-    return _until_stopped(prepare_shared, config, settings)
+def _local_prepare(config: RunConfig, runs_root: Path, settings: CellSettings) -> None:
+    return _until_stopped(prepare_and_judge_controls, config, runs_root, settings)
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -279,7 +279,8 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     try:
         # What a data set's runs share is built first, by the workers (one data set each, in parallel), while
         # the other workers start training; a run that reaches its evaluation first waits for it (cache locks).
-        shared = [pool.submit(_local_prepare, config, settings) for config in _one_per_dataset(cells)
+        # The same worker then judges the data set's controls, so that a sweep stopped part-way has them.
+        shared = [pool.submit(_local_prepare, config, runs_root, settings) for config in _one_per_dataset(cells)
                   if settings.evaluators != ()]
         longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
@@ -397,16 +398,17 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
 
 
 def judge_controls(cells: list[RunConfig], runs_root: Path, settings: CellSettings) -> None:
-    """The controls of each data set of the grid (`bench.evaluate.evaluate_controls`), in this process."""
+    """The controls of each data set of the grid (`bench.evaluate.evaluate_controls`), in this process; a control
+    already judged (by a local sweep's worker, or an earlier sweep) is not judged again."""
     from bench.evaluate import evaluate_controls
     from bench.train import resolve_device
 
+    device = resolve_device(os.environ.get("BENCH_WORKER_DEVICE", settings.device))
     for config in _one_per_dataset(cells):
         data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
         for eval_seed in settings.evaluation_seeds(config.preset):
-            evaluate_controls(config, data, runs_root, resolve_device(settings.device), settings.cache_dir,
-                              settings.fid_weights, list(settings.evaluators) if settings.evaluators else None,
-                              eval_seed)
+            evaluate_controls(config, data, runs_root, device, settings.cache_dir, settings.fid_weights,
+                              list(settings.evaluators) if settings.evaluators else None, eval_seed)
 
 
 def _one_per_dataset(cells: list[RunConfig]) -> list[RunConfig]:
@@ -429,6 +431,12 @@ def prepare_shared(config: RunConfig, settings: CellSettings) -> None:
     data = load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)
     prepare(config, data, resolve_device(os.environ.get("BENCH_WORKER_DEVICE", settings.device)), settings.cache_dir,
             settings.evaluators)
+
+
+def prepare_and_judge_controls(config: RunConfig, runs_root: Path, settings: CellSettings) -> None:
+    """A local worker's first task per data set: what its runs share, then its controls (which need only that)."""
+    prepare_shared(config, settings)
+    judge_controls([config], runs_root, settings)
 
 
 def report(outcome: Outcome, write=None) -> None:

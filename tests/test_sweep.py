@@ -357,6 +357,21 @@ def test_local_launcher_runs_cells_in_parallel_and_a_failed_cell_does_not_stop_t
 
 
 @pytest.mark.slow
+def test_a_local_sweeps_worker_judges_the_controls_beside_the_training(tmp_path, ci_cache):
+    """So that a sweep stopped part-way (hours into a long one) already has its floor and ceiling rows."""
+    cells = [make_config("ccvae", "synthfaces", 1.0, 0, "smoke", epochs=1)]
+    settings = sweep.CellSettings(cache_dir=str(ci_cache), evaluators=("classification", "conditional"),
+                                  show_progress=False)
+    sweep.prepare_runs_root(tmp_path)
+    sweep.load_each_dataset(cells, settings)
+    sweep.launch_local(cells, tmp_path, settings, jobs=2)  # `launch` judges what is left afterwards; this does not
+    controls = tmp_path / "synthfaces" / "controls"
+    assert json.loads((controls / "floor-does_nothing" / "eval" / "conditional.json").read_text())["n"] == 100
+    assert (controls / "ceiling-oracle" / "eval" / "classification.json").is_file()
+    assert not (controls / "floor-does_nothing" / "eval" / "swap.json").exists()  # only the evaluators chosen
+
+
+@pytest.mark.slow
 def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directory(tmp_path, ci_cache):
     """The Slurm code path with submitit's local executor standing in for sbatch."""
     cells = [make_config("ccvae", "synthfaces", 0.06, 0, "smoke", epochs=1)]
