@@ -234,7 +234,7 @@ def _local_task(config: RunConfig, runs_root: Path, settings: CellSettings) -> O
                           None, torch.device(os.environ["BENCH_WORKER_DEVICE"]))
 
 
-def _local_prepare(config: RunConfig, runs_root: Path, settings: CellSettings) -> None:
+def _local_prepare(config: RunConfig, runs_root: Path, settings: CellSettings) -> str | None:
     return _until_stopped(prepare_and_judge_controls, config, runs_root, settings)
 
 
@@ -289,6 +289,8 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                 if future in shared:
                     if future.exception() is not None:  # an error building an oracle stops the sweep
                         raise future.exception()
+                    if future.result():
+                        bar.write(future.result(), file=sys.stderr)
                     continue
                 outcomes.append(future.result())
                 bar.update()
@@ -433,10 +435,16 @@ def prepare_shared(config: RunConfig, settings: CellSettings) -> None:
             settings.evaluators)
 
 
-def prepare_and_judge_controls(config: RunConfig, runs_root: Path, settings: CellSettings) -> None:
-    """A local worker's first task per data set: what its runs share, then its controls (which need only that)."""
+def prepare_and_judge_controls(config: RunConfig, runs_root: Path, settings: CellSettings) -> str | None:
+    """A local worker's first task per data set: what its runs share, then its controls (which need only that).
+    An error building what the runs share stops the sweep; one judging a control does not (the cells go on, and
+    `launch` judges the controls again at the end, where the error stops it): a line saying so, else None."""
     prepare_shared(config, settings)
-    judge_controls([config], runs_root, settings)
+    try:
+        judge_controls([config], runs_root, settings)
+    except Exception as error:
+        return f"{config.dataset} controls: {type(error).__name__}: {error} (judged again when the cells are done)"
+    return None
 
 
 def report(outcome: Outcome, write=None) -> None:

@@ -371,6 +371,20 @@ def test_a_local_sweeps_worker_judges_the_controls_beside_the_training(tmp_path,
     assert not (controls / "floor-does_nothing" / "eval" / "swap.json").exists()  # only the evaluators chosen
 
 
+def test_a_control_that_cannot_be_judged_beside_the_training_does_not_stop_the_sweep(tmp_path, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("no oracle output")
+
+    monkeypatch.setattr(sweep, "prepare_shared", lambda config, settings: None)
+    monkeypatch.setattr(sweep, "judge_controls", broken)
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke")
+    note = sweep.prepare_and_judge_controls(config, tmp_path, sweep.CellSettings())
+    assert note == "synthfaces controls: RuntimeError: no oracle output (judged again when the cells are done)"
+    monkeypatch.setattr(sweep, "prepare_shared", broken)  # what the runs share: its error stops the sweep
+    with pytest.raises(RuntimeError):
+        sweep.prepare_and_judge_controls(config, tmp_path, sweep.CellSettings())
+
+
 @pytest.mark.slow
 def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directory(tmp_path, ci_cache):
     """The Slurm code path with submitit's local executor standing in for sbatch."""
