@@ -43,7 +43,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;colo
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}th,td{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
-img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0}
+img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0;max-width:100%;height:auto}
 td.holds{background:#d9f2d9}td.fails{background:#f8d7d7}td.undecided{background:#fff3cd}
 td.not{background:#eee}table.claims td,table.claims th{text-align:left}
 .note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
