@@ -289,8 +289,9 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                 if future in shared:
                     if future.exception() is not None:  # an error building an oracle stops the sweep
                         raise future.exception()
-                    if future.result():
-                        bar.write(future.result(), file=sys.stderr)
+                    note = future.result()  # a line where a control could not be judged
+                    if note:
+                        bar.write(note, file=sys.stderr)
                     continue
                 outcomes.append(future.result())
                 bar.update()

@@ -152,7 +152,7 @@ def test_kernel_inception_distance_is_the_unbiased_mmd_with_the_cubic_kernel():
 def random_inception_state(*args, **kwargs) -> dict:
     """The FID Inception's parameter layout with random values (torchvision's trunk, 1008 classes)."""
     return fid.pytorch_fid_inception()._inception_v3(num_classes=1008, aux_logits=False, weights=None,
-                                           init_weights=False).state_dict()
+                                                     init_weights=False).state_dict()
 
 
 @pytest.mark.slow
