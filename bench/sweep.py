@@ -361,16 +361,21 @@ def slurm_executor(runs_root: Path, slurm: SlurmSettings):
 
 def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings, executor,
                  poll_seconds: float = 10.0) -> list[Outcome]:
-    """Submit one array task per cell with `executor` (submitit) and wait for all of them."""
+    """Submit one array task per cell not finished yet with `executor` (submitit) and wait for all of them; a
+    finished cell asks for no node."""
     quiet = replace(settings, show_progress=False)
-    count = len(cells)
-    jobs = executor.map_array(SlurmCell(), cells, [runs_root] * count, [quiet] * count)
-    print(f"submitted {count} array tasks (job {jobs[0].job_id.split('_')[0] if jobs else '—'}); "
-          f"logs under {runs_root / 'slurm'}", file=sys.stderr)
-    outcomes: dict[int, Outcome] = {}
-    with tqdm(total=count, desc="slurm", unit="cell", file=sys.stderr) as bar:
-        while len(outcomes) < count:
-            for index, job in enumerate(jobs):
+    finished = [cell_state(config, runs_root, settings.evaluators, settings.evaluation_seeds(config.preset)) == "done"
+                for config in cells]
+    outcomes = {index: Outcome(cell_name(config), "done", "finished earlier")
+                for index, (config, done) in enumerate(zip(cells, finished, strict=True)) if done}
+    todo = [index for index in range(len(cells)) if index not in outcomes]
+    jobs = executor.map_array(SlurmCell(), [cells[index] for index in todo], [runs_root] * len(todo),
+                              [quiet] * len(todo)) if todo else []
+    print(f"submitted {len(todo)} array tasks (job {jobs[0].job_id.split('_')[0] if jobs else '—'}; "
+          f"{len(outcomes)} cells finished earlier); logs under {runs_root / 'slurm'}", file=sys.stderr)
+    with tqdm(total=len(cells), initial=len(outcomes), desc="slurm", unit="cell", file=sys.stderr) as bar:
+        while len(outcomes) < len(cells):
+            for index, job in zip(todo, jobs, strict=True):
                 if index in outcomes or not job.done():
                     continue
                 try:
@@ -381,9 +386,9 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                                               f"Slurm job {job.job_id}: {first_line} (log: {job.paths.stderr})")
                 bar.update()
                 report(outcomes[index], lambda text: bar.write(text, file=sys.stderr))
-            if len(outcomes) < count:
+            if len(outcomes) < len(cells):
                 time.sleep(poll_seconds)
-    return [outcomes[index] for index in range(count)]
+    return [outcomes[index] for index in range(len(cells))]
 
 
 def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, launcher: str, jobs: int,

@@ -409,6 +409,12 @@ def test_slurm_launcher_submits_an_array_and_links_each_log_into_its_run_directo
     run_dir = cells[0].run_dir(tmp_path)
     assert (run_dir / "metrics.json").is_file() and (run_dir / "slurm.out").resolve().is_file()
 
+    class Refusing:  # the same sweep again: a finished cell asks for no node
+        def map_array(self, *args):
+            raise AssertionError("a finished cell was submitted")
+
+    assert [outcome.state for outcome in sweep.launch_slurm(cells, tmp_path, settings, Refusing())] == ["done"]
+
 
 def descendants(pid: int) -> list[int]:
     """The processes below `pid` (Linux's /proc), children first."""
