@@ -65,10 +65,24 @@ def figure_png(figure) -> bytes:
 CONTROL_STYLE = {"floor": "#999999", "ceiling": "#2e8b57"}  # a control row's band colour, by its row's first word
 
 
+PLOTS_EXPLAINED = ("Plots: a line per model with its 95 % interval shaded, cut where it leaves the view (which "
+                   "holds every mean); floor and ceilings dotted, their intervals as bands; the majority baseline "
+                   "dashed.")
+
+
+def value_view(means: pd.Series) -> tuple[float, float]:
+    """A panel's vertical range: every mean (models, controls, reference) with a quarter of their spread on each
+    side. An interval much wider than the means' spread (two seeds: Student's t with one degree of freedom spans
+    12.7 standard errors on each side) runs off the view instead of flattening every line into its middle."""
+    low, high = float(means.min()), float(means.max())
+    padding = 0.25 * (high - low) or 0.1 * abs(high) or 0.1
+    return low - padding, high + padding
+
+
 def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
     """One panel per metric of a table: its mean against f for every model, with the 95 % interval shaded (none for
-    one seed), the controls (floor, ceilings) and the majority baseline as horizontal bands or dashed lines.
-    None when no model has a number to draw."""
+    one seed; cut at the view, `value_view`), the controls (floor, ceilings) and the majority baseline as
+    horizontal bands or dashed lines. None when no model has a number to draw."""
     from evaluators import all_metrics
 
     metrics = [m for m in dict.fromkeys(frame.metric) if frame[(frame.metric == m) & frame["mean"].notna()
@@ -106,6 +120,7 @@ def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
                 if line["low"].notna().any():
                     axis.fill_between(line.f, line["low"], line["high"], color=colours[model], alpha=0.15,
                                       linewidth=0)
+        axis.set_ylim(*value_view(rows["mean"].dropna()))
         axis.set_xscale("log")
         axis.set_xticks(sorted(set(rows.f.dropna())), [f"{f:g}" for f in sorted(set(rows.f.dropna()))])
         axis.minorticks_off()
@@ -212,7 +227,7 @@ def gallery(runs: dict[str, tuple[rundir.RunIdentity, Path]], label_names: tuple
 def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, keys: list[str] | None = None) -> str:
     body = [f"<h1>Results</h1><p class=note>Runs: {html.escape(str(runs_root))} (preset "
             f"{html.escape(', '.join(sorted(set(results.preset))))}).</p>", verdicts_html(results),
-            f"<p class=note>{html.escape(MARKS_EXPLAINED)}</p>"]
+            f"<p class=note>{html.escape(MARKS_EXPLAINED)} {PLOTS_EXPLAINED}</p>"]
     for dataset in sorted(set(results.dataset)):
         body.append(f"<h2>{html.escape(dataset)}</h2>")
         for key, frame in dataset_tables(results, dataset, paper, keys).items():

@@ -8,14 +8,13 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from bench.cli import main
-from bench.report import gallery_figures
+from bench.report import gallery_figures, value_view
 from bench.tables import TABLES
-
-pytestmark = pytest.mark.slow  # it reads the trained CI grid
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +24,7 @@ def report(ci_runs, tmp_path_factory):
     return out / "report.html"
 
 
+@pytest.mark.slow  # it reads the trained CI grid
 def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(report, ci_runs):
     text = report.read_text()
     for key in ("1", "2", "4", "5", "C", "G"):  # the multi-label tables
@@ -39,6 +39,7 @@ def test_the_report_holds_every_table_every_figure_kind_and_the_curves_embedded(
     assert "Training curves" in text and "ccvae, f=0.06, seed 0" in text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (Debian package chromium)")
 def test_the_report_renders_in_headless_chromium(report, tmp_path):
     screenshot = tmp_path / "report.png"
@@ -50,3 +51,9 @@ def test_the_report_renders_in_headless_chromium(report, tmp_path):
     assert pixels.shape == (3000, 1200)
     rows_with_ink = (pixels < 200).any(1).mean()  # text, tables and images, not a blank page
     assert rows_with_ink > 0.3
+
+
+def test_a_plots_view_holds_every_mean_not_every_interval():
+    assert value_view(pd.Series([0.2, 0.6, 1.0])) == pytest.approx((0.0, 1.2))  # a quarter of the spread each side
+    assert value_view(pd.Series([3.581, 3.581])) == pytest.approx((3.2229, 3.9391))  # no spread: a tenth of the value
+    assert value_view(pd.Series([0.0])) == pytest.approx((-0.1, 0.1))
