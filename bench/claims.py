@@ -393,8 +393,24 @@ def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's cla
     return rows
 
 
+def tally(line) -> str:
+    """A claim's verdict and how far its comparisons got (a line of `summary`): "holds (all 4)", "fails (2 of 12
+    fail, 3 hold)", "undecided (11 of 12 hold)", "not measured"."""
+    measured = line[HOLDS] + line[FAILS] + line[UNDECIDED]
+    if line["verdict"] == NOT_MEASURED:
+        return NOT_MEASURED
+    if line["verdict"] == HOLDS:
+        return f"{HOLDS} (all {measured})"
+    if line["verdict"] == FAILS:
+        also = f", {line[HOLDS]} hold" if line[HOLDS] else ""
+        return f"{FAILS} ({line[FAILS]} of {measured} fail{also})"
+    return f"{UNDECIDED} ({line[HOLDS]} of {measured} hold)"
+
+
 def verdict_lines(rows: pd.DataFrame) -> str:
     """What `run --all` prints at its end: one line per claim."""
     table = summary(rows)
-    width = max(len(key) for key in table.claim)
-    return "\n".join(f"{r.claim:>{width}}  {r.verdict:<12}  {r.statement}" for r in table.itertuples())
+    tallies = [tally(line) for _, line in table.iterrows()]
+    width, tally_width = max(len(key) for key in table.claim), max(map(len, tallies))
+    return "\n".join(f"{line.claim:>{width}}  {shown:<{tally_width}}  {line.statement}"
+                     for line, shown in zip(table.itertuples(), tallies, strict=True))

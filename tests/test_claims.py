@@ -24,6 +24,7 @@ from bench.claims import (
     compare,
     evaluate_claims,
     holm,
+    tally,
 )
 from bench.cli import main
 from bench.registry import MODELS
@@ -197,3 +198,14 @@ def test_cli_writes_claims_and_refuses_a_bad_file(tmp_path, capsys):
     assert main(["claims", "--results", str(tmp_path / "bad.csv")]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "lacks the column" in error
+
+
+def test_a_claims_tally_says_how_far_its_comparisons_got():
+    def line(verdict, holds=0, fails=0, undecided=0, not_measured=0):
+        return {"verdict": verdict, HOLDS: holds, FAILS: fails, UNDECIDED: undecided, NOT_MEASURED: not_measured}
+
+    assert tally(line(HOLDS, holds=4, not_measured=2)) == "holds (all 4)"
+    assert tally(line(FAILS, holds=3, fails=2, undecided=7)) == "fails (2 of 12 fail, 3 hold)"
+    assert tally(line(FAILS, fails=1, undecided=3)) == "fails (1 of 4 fail)"
+    assert tally(line(UNDECIDED, holds=11, undecided=1)) == "undecided (11 of 12 hold)"
+    assert tally(line(NOT_MEASURED, not_measured=8)) == "not measured"

@@ -183,15 +183,15 @@ def test_the_readmes_verdict_table_is_the_stored_sets_claims():
     """The README's table of the paper's claims is what `bench claims` decided on the stored sets it names."""
     import pandas as pd
 
-    from bench.claims import CLAIMS, summary
+    from bench.claims import CLAIMS, summary, tally
 
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- verdicts -->", 2)[1]
     header = [cell.strip() for cell in table.strip().splitlines()[0].strip("|").split("|")]
     stored = [column.split("`")[1] for column in header if column.startswith("`")]  # the sets, e.g. `quick`
     assert stored, header
-    verdicts = {name: summary(pd.read_csv(ROOT / "results" / "stored" / name / "claims.csv",
-                                          dtype={"claim": str})).set_index("claim").verdict for name in stored}
+    verdicts = {name: {line["claim"]: tally(line) for _, line in summary(pd.read_csv(
+        ROOT / "results" / "stored" / name / "claims.csv", dtype={"claim": str})).iterrows()} for name in stored}
     rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.strip().splitlines()[2:]]
     assert [row[0] for row in rows] == [claim.key for claim in CLAIMS]
     for row in rows:
