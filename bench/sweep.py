@@ -284,13 +284,7 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                   if settings.evaluators != ()]
         longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
-        # A cell finished by an earlier sweep is counted from the start, not as progress: the rate and the time
-        # left are those of the cells this sweep works on.
-        finished = {cell_name(config) for config in cells
-                    if cell_state(config, runs_root, settings.evaluators,
-                                  settings.evaluation_seeds(config.preset)) == "done"}
-        with tqdm(total=len(cells), initial=len(finished), desc=f"{jobs} local jobs", unit="cell",
-                  file=sys.stderr) as bar:
+        with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
             for future in as_completed([*shared, *futures]):
                 if future in shared:
                     if future.exception() is not None:  # an error building an oracle stops the sweep
@@ -300,7 +294,7 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                         bar.write(note, file=sys.stderr)
                     continue
                 outcomes.append(future.result())
-                bar.update(outcomes[-1].cell not in finished)
+                bar.update()
                 report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
     except BaseException:  # Ctrl-C (KeyboardInterrupt), or an error building what the runs share
         stop_workers(pool)
