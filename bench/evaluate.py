@@ -143,28 +143,24 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
     """Judge the data set's controls (`evaluators/controls.py`) with the evaluators and budget of `config`'s
     preset, once per evaluation seed: each writes `<runs_root>/<data set>/controls/<control>/control.json` and
     `eval/<name>.json` (`eval/seed=S/<name>.json` for another evaluation seed than the preset's)."""
-    from evaluators.controls import control_kinds
+    from evaluators.controls import controls_for
 
     names = check_names(only)
-    todo = []  # (kind, its directory, its eval directory, the evaluators still to judge it); none: nothing loaded
-    for kind in control_kinds(data):
-        directory = rundir.controls_dir(runs_root, config.dataset, kind.row)
-        out = evaluation_dir(directory / rundir.EVAL, eval_seed, config.preset)
-        pending = [name for name in names if name in kind.judges and not (out / f"{name}.json").exists()]
-        if pending:
-            todo.append((kind, directory, out, pending))
-    if not todo:
-        return
     budget = preset(config.preset)
     settings = evaluation_settings(config.preset, eval_seed)
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
     resources = evaluation_resources(config, data, cache, fid_weights)
-    for kind, directory, out, pending in todo:
-        record = {"row": kind.row, "dataset": config.dataset, "preset": config.preset,
+    for control in controls_for(data, oracle):
+        directory = rundir.controls_dir(runs_root, config.dataset, control.row)
+        out = evaluation_dir(directory / rundir.EVAL, eval_seed, config.preset)
+        todo = [name for name in names if name in control.judges and not (out / f"{name}.json").exists()]
+        if not todo:
+            continue
+        record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
                   "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
         atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        judge(kind.build(data, oracle).to(device), data, oracle, oracle_record, budget, settings, resources, pending,
-              out, f"{config.dataset} {kind.row}")
+        judge(control.to(device), data, oracle, oracle_record, budget, settings, resources, todo, out,
+              f"{config.dataset} {control.row}")
 
 
 def checked(evaluator: Evaluator, result: dict) -> dict:

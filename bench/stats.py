@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -69,8 +70,6 @@ def interval(values: Sequence[float], log: bool = False) -> Interval:
     std = float(values.std(ddof=1))
     if std == 0:
         return Interval(mean, 0.0, mean, mean, n)
-    from scipy import stats  # here, not at the top: `bench list` imports this module (through bench.tables)
-
     low, high = stats.t.interval(CONFIDENCE, df=n - 1, loc=mean, scale=std / math.sqrt(n))
     return Interval(mean, std, float(low), float(high), n)
 
@@ -83,8 +82,6 @@ def separated(a: Sequence[float], b: Sequence[float], log: bool = False) -> bool
         raise ValueError("Welch's t-test needs at least two values on each side")
     if a.std(ddof=1) == 0 and b.std(ddof=1) == 0:
         return bool(a.mean() != b.mean())
-    from scipy import stats
-
     return bool(stats.ttest_ind(a, b, equal_var=False).pvalue < ALPHA)
 
 

@@ -56,11 +56,6 @@ class Control(nn.Module):
         self.test = torch.as_tensor(data.splits["test"])
         self.register_buffer("anchor", torch.zeros(1))  # where its images go: `.to(device)` moves it
 
-    @classmethod
-    def build(cls, data: LabelledImages, oracle: nn.Module) -> Control:
-        """This control over `data` (`oracle`: the data set's oracle, for the controls that need it)."""
-        return cls(data)
-
     def _numpy_generator(self) -> np.random.Generator:
         """A generator drawn from torch's global random state (seeded by the evaluators)."""
         return np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
@@ -99,10 +94,6 @@ class OracleControl(Control):
     def __init__(self, data: LabelledImages, oracle: nn.Module):
         super().__init__(data)
         self.oracle = oracle
-
-    @classmethod
-    def build(cls, data: LabelledImages, oracle: nn.Module) -> Control:
-        return cls(data, oracle)
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         return self.oracle.probs(x)
@@ -192,14 +183,9 @@ ROWS = tuple(control.row for control in (Floor, RealImages, Renderer, OracleCont
 """The controls' rows, in the order the tables show them (below the models)."""
 
 
-def control_kinds(data: LabelledImages) -> list[type[Control]]:
-    """The controls a data set allows: the floor, real images, the oracle, and the renderer where it has one."""
-    kinds: list[type[Control]] = [Floor, RealImages, OracleControl]
-    if truth_of(data) is not None:
-        kinds.append(Renderer)
-    return kinds
-
-
 def controls_for(data: LabelledImages, oracle: nn.Module) -> list[Control]:
-    """The controls of `control_kinds`, built."""
-    return [kind.build(data, oracle) for kind in control_kinds(data)]
+    """The controls a data set allows: the floor, real images, the oracle, and the renderer where it has one."""
+    controls: list[Control] = [Floor(data), RealImages(data), OracleControl(data, oracle)]
+    if truth_of(data) is not None:
+        controls.append(Renderer(data))
+    return controls
