@@ -227,7 +227,7 @@ def gallery(runs: dict[str, tuple[rundir.RunIdentity, Path]], label_names: tuple
 def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, keys: list[str] | None = None) -> str:
     body = [f"<h1>Results</h1><p class=note>Runs: {html.escape(str(runs_root))} (preset "
             f"{html.escape(', '.join(sorted(set(results.preset))))}).</p>", verdicts_html(results),
-            f"<p class=note>{html.escape(MARKS_EXPLAINED)} {PLOTS_EXPLAINED}</p>"]
+            f"<p class=note>{html.escape(f'{MARKS_EXPLAINED} {PLOTS_EXPLAINED}')}</p>"]
     for dataset in sorted(set(results.dataset)):
         body.append(f"<h2>{html.escape(dataset)}</h2>")
         for key, frame in dataset_tables(results, dataset, paper, keys).items():

@@ -358,11 +358,10 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     """Submit one array task per cell not finished yet with `executor` (submitit) and wait for all of them; a
     finished cell asks for no node."""
     quiet = replace(settings, show_progress=False)
-    finished = [cell_state(config, runs_root, settings.evaluators, settings.evaluation_seeds(config.preset)) == "done"
-                for config in cells]
-    outcomes = {index: Outcome(cell_name(config), "done", "finished earlier")
-                for index, (config, done) in enumerate(zip(cells, finished, strict=True)) if done}
-    todo = [index for index in range(len(cells)) if index not in outcomes]
+    finished = {index for index, config in enumerate(cells) if cell_state(
+        config, runs_root, settings.evaluators, settings.evaluation_seeds(config.preset)) == "done"}
+    outcomes = {index: Outcome(cell_name(cells[index]), "done", "finished earlier") for index in finished}
+    todo = [index for index in range(len(cells)) if index not in finished]
     jobs = executor.map_array(SlurmCell(), [cells[index] for index in todo], [runs_root] * len(todo),
                               [quiet] * len(todo)) if todo else []
     print(f"submitted {len(todo)} array tasks (job {jobs[0].job_id.split('_')[0] if jobs else '—'}; "
