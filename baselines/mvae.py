@@ -13,14 +13,21 @@ precision-weighted (section 2.1):
     p(x|z)      Laplace(decoder(z), 1)
     p(y|z)      MLP (dim z → 64 → L): Bernoulli per label (multi-label) or categorical
 
-For a subset S of modalities, ELBO_S = E_{q(z|S)} [Σ_{m∈S} λ_m log p(m|z)] − β KL(q(z|S) || p(z)),
-one reparameterised sample, KL in closed form. λ_x = 1 and λ_y = `label_weight` = 10 for
-each label term, as the original.
+For a subset S of the N = L + 1 modalities (the image and each label), ELBO_S = E_{q(z|S)} [Σ_{m∈S} λ_m
+log p(m|z)] − β KL(q(z|S) || p(z)), q(z|S) = PoE(prior, the experts of S), one reparameterised sample, KL in
+closed form.
 
-    labelled:    ELBO_{x,y} + ELBO_x + Σ_i ELBO_{y_i}   (the subsampled objective, section 2.2)
+    labelled:    ELBO_{x,y} + ELBO_x + Σ_i ELBO_{y_i} + Σ_{j=1}^{k} ELBO_{S_j}   (sub-sampled training, section 2.2)
     unlabelled:  ELBO_x
-    β rises linearly from 0 to 1 over the first `anneal_fraction` = 20 % of training (the
-    trainer reports progress through `set_training_progress`), then stays 1.
+
+The sub-sampled terms (Wu & Goodman's celeba19 training, `--approx-m`, default 1): k = `subsets` = 1 random
+subset per batch, its size drawn uniformly from 2 … N − 1 and then the subset uniformly among those of that size
+(so it may hold the image or not; a labels-only subset trains the product of label experts that `generate`
+samples). Multi-class data have N = 2 modalities (the image and the class), so no such subset exists and the
+objective is the first three terms. Weights as that code applies them: λ_x = 1 everywhere; λ_y = `label_weight`
+= 10 in ELBO_{x,y} (its `--lambda-attrs`) and 1 in the single-label and sub-sampled ELBOs (its `elbo_loss`
+default there). β rises linearly from 0 to 1 over the first `anneal_fraction` = 20 % of training (its 20 of 100
+epochs; the trainer reports progress through `set_training_progress`), then stays 1, in every term.
 
 Interface operations (posterior means unless stochastic; ŷ = classify(x) thresholded):
     classify(x)          p(y | z = E q(z|x)), the label decoder on the image posterior.
@@ -79,7 +86,8 @@ class MVAE(nn.Module):
     capabilities = Capabilities(characteristic=False, traverse=False)
 
     def __init__(
-        self, spec: DataSpec, style_dim: int = 27, label_weight: float = 10.0, anneal_fraction: float = 0.2
+        self, spec: DataSpec, style_dim: int = 27, label_weight: float = 10.0, anneal_fraction: float = 0.2,
+        subsets: int = 1,
     ):
         super().__init__()
         self.spec = spec
@@ -94,6 +102,8 @@ class MVAE(nn.Module):
         self.label_weight = label_weight
         self.anneal_fraction = anneal_fraction
         self.beta = 1.0 if anneal_fraction <= 0 else 0.0
+        # multi-class (N = 2) or a single label: no subset of size 2 … N − 1 exists
+        self.subsets = subsets if self.multilabel and labels >= 2 else 0
 
     def set_training_progress(self, fraction: float) -> None:
         self.beta = 1.0 if self.anneal_fraction <= 0 else min(1.0, fraction / self.anneal_fraction)
@@ -117,29 +127,51 @@ class MVAE(nn.Module):
         terms = label_log_terms(self.label_decoder(z), y, self.multilabel)
         return terms if self.multilabel else terms.sum(-1, keepdim=True)
 
-    def _elbo(self, posterior, noise, x=None, y=None) -> torch.Tensor:
-        """ELBO_S for the modalities given: the image x and/or all labels y."""
+    def _elbo(self, posterior, noise, x=None, y=None, labels=None, label_weight=None) -> torch.Tensor:
+        """ELBO_S for the modalities given: the image x and/or the labels y (those of the mask `labels`, default
+        all), label terms weighted by `label_weight` (default the joint ELBO's)."""
         loc, scale = posterior
         z = loc + scale * noise
         value = -self.beta * gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).sum(-1)
         if x is not None:
             value = value + laplace_log_likelihood(x, self.decoder(z))
         if y is not None:
-            value = value + self.label_weight * self.label_log_likelihood(z, y).sum(-1)
+            terms = self.label_log_likelihood(z, y)
+            weight = self.label_weight if label_weight is None else label_weight
+            value = value + weight * (terms if labels is None else terms[:, labels]).sum(-1)
         return value
+
+    def draw_subsets(self) -> torch.Tensor:
+        """k random subsets of the N = L + 1 modalities as a (k, N) boolean mask, column 0 the image: a size drawn
+        uniformly from 2 … N − 1, then a subset of that size uniformly (the global random state: reproducible)."""
+        modalities = self.spec.num_labels + 1
+        masks = torch.zeros(self.subsets, modalities, dtype=torch.bool)
+        for row in masks:
+            size = int(torch.randint(2, modalities, ()))
+            row[torch.randperm(modalities)[:size]] = True
+        return masks
 
     def _single_label_experts(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         loc, scale = self.label_experts(y)
         return [(loc[i], scale[i]) for i in range(len(loc))]
 
     # ----------------------------------------------------------------- objectives
-    def supervised_objective(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """ELBO_{x,y} + ELBO_x + Σ_i ELBO_{y_i} per image; noise (2 + E, B, D), E label experts."""
+    def supervised_objective(self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor,
+                             subsets: torch.Tensor | None = None) -> torch.Tensor:
+        """ELBO_{x,y} + ELBO_x + Σ_i ELBO_{y_i} + Σ_j ELBO_{S_j} per image; noise (2 + E + k, B, D), E label experts,
+        k the rows of `subsets` ((k, N) masks from `draw_subsets`; None: none)."""
         image = self.image_expert(x)
         labels = self.label_experts(y)
+        experts = len(labels[0])
         total = self._elbo(self.posterior(image, labels), noise[0], x=x, y=y)
         total = total + self._elbo(self.posterior(image, None), noise[1], x=x)
-        return total + self._single_label_elbos(y, labels, noise[2:]).sum(0)
+        total = total + self._single_label_elbos(y, labels, noise[2:2 + experts]).sum(0)
+        for j, mask in enumerate(subsets if subsets is not None else []):
+            chosen = mask[1:].to(labels[0].device)
+            posterior = self.posterior(image if mask[0] else None, (labels[0][chosen], labels[1][chosen]))
+            total = total + self._elbo(posterior, noise[2 + experts + j], x=x if mask[0] else None, y=y,
+                                       labels=chosen, label_weight=1.0)
+        return total
 
     def _single_label_elbos(self, y: torch.Tensor, labels: tuple, noise: torch.Tensor) -> torch.Tensor:
         """ELBO_{y_i} for every label expert i at once, (E, B): q(z|y_i) = PoE(prior, expert i),
@@ -151,7 +183,7 @@ class MVAE(nn.Module):
         kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).sum(-1)
         label_terms = self.label_log_likelihood(z, y.expand(len(z), *y.shape))  # (E, B, L) or (E, B, 1)
         own_terms = label_terms.diagonal(dim1=0, dim2=2).T if self.multilabel else label_terms[..., 0]
-        return -self.beta * kl + self.label_weight * own_terms
+        return -self.beta * kl + own_terms  # λ_y = 1 here (the celeba19 code's single-label ELBOs)
 
     def unsupervised_objective(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """ELBO_x per image; noise (B, D)."""
@@ -163,8 +195,9 @@ class MVAE(nn.Module):
             objective = self.unsupervised_objective(x, torch.randn(len(x), self.latent_dim, device=x.device,
                                                                    dtype=x.dtype))
         else:
-            noise = torch.randn(2 + experts, len(x), self.latent_dim, device=x.device, dtype=x.dtype)
-            objective = self.supervised_objective(x, y, noise)
+            subsets = self.draw_subsets()
+            noise = torch.randn(2 + experts + len(subsets), len(x), self.latent_dim, device=x.device, dtype=x.dtype)
+            objective = self.supervised_objective(x, y, noise, subsets)
         return -objective.mean(), {"objective": objective.detach().mean(), "beta": torch.tensor(self.beta)}
 
     # ----------------------------------------------------------------- interface

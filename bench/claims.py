@@ -1,27 +1,19 @@
 """The paper's qualitative claims as tests with verdicts: `python -m bench claims`.
 
-Each `Claim` is a statement of the paper (its source: table, figure, section) and one or more `Part`s, each a
-comparison on one metric: a subject model against other models or a control row (the floor, a ceiling), over
-the data sets and supervision rates the claim speaks of. A part's test is one of
+The claims, their tests, margins, preconditions, α and the protocol's seeds are declared in `bench.protocol`
+(its docstring states the decision rule and which error rate each verdict controls). Here: the statistics and the
+verdicts.
 
-    better      the subject is better than each other row (one-sided; fails where it is significantly worse)
-    not_worse   non-inferiority with margin δ: the subject is worse by less than δ (fails: worse by more than δ)
-    equivalent  equivalence with margin δ (two one-sided tests, TOST): |difference| < δ (fails: |difference| > δ)
+A part's comparison is on the *effect*: the subject's mean minus the other's, signed so that positive is better for
+the subject (the metric's declared direction), in the metric's units (for a log-scale metric the difference of
+logarithms: a log ratio). Against another model: Welch's unpaired t on the two models' seeds. Against a control row
+(which does not depend on the training seed: its mean over evaluation seeds) or a constant: a one-sample t on the
+subject's seeds. A run evaluated at several evaluation seeds counts with the mean of its evaluations.
 
-on the *effect*: the subject's value minus the other's, signed so that positive is better for the subject (the
-metric's declared direction), in the metric's units (for a log-scale metric, `bench.metrics.Metric.scale`, the
-difference of logarithms: a log ratio). Runs of two models at the same (data set, f, seed) share
-their labelled subset (the supervision split depends on the seed, not the model), so the effect is paired by
-seed: a one-sample Student t on the per-seed differences, n the number of seeds both have. A control row does not
-depend on the training seed: the subject's seeds are compared with the control's value (its mean over evaluation
-seeds). A run evaluated at several evaluation seeds counts with the mean of its evaluations.
-
-Every comparison (data set × f × other row) of a claim is one row of claims.csv with its verdict: `holds` when the
-claim's one-sided test rejects its null hypothesis at α = 5 % after Holm's correction over the claim's rows,
-`fails` when the opposite one-sided test does (Holm's correction again), `undecided` otherwise (or with fewer than
-two seeds), `not measured` when the results lack the metric or a model (with why). The effect's 95 % interval is
-the two-sided Student t interval, not adjusted. A claim holds when every one of its rows holds, fails when any
-fails, and is undecided otherwise; it is `not measured` when none of its rows could be measured.
+Every comparison (data set × f × subject × other) is one row of claims.csv: its effect, the 90 % two-sided interval
+whose ends are the one-sided 95 % bounds the tests use, the claim's p (not corrected: intersection-union), the
+opposite test's p (Holm-corrected over the claim's rows), n seeds of each side, the verdict, and for an undecided row
+the seeds per model that would decide it with 80 % power at the observed effect and spread.
 """
 
 from __future__ import annotations
@@ -39,105 +31,15 @@ from scipy import stats
 from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write_text
+from bench.protocol import CLAIMS, FLOOR, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
 from evaluators import all_metrics
 
-ALPHA = 0.05
-HOLDS, FAILS, UNDECIDED, NOT_MEASURED = "holds", "fails", "undecided", "not measured"
-VERDICTS = (HOLDS, FAILS, UNDECIDED, NOT_MEASURED)
-TESTS = ("better", "not_worse", "equivalent")
-FLOOR, RENDERER = "floor: does nothing", "ceiling: renderer"
-LOW_RATES, HIGH_RATES, ALL_RATES = (0.004, 0.06), (0.2, 1.0), (0.004, 0.06, 0.2, 1.0)
+ALPHA = PROTOCOL.alpha
+HOLDS, FAILS, UNDECIDED, NOT_MEASURED, NOT_AT_BUDGET = "holds", "fails", "undecided", "not measured", \
+    "not at this budget"
+VERDICTS = (HOLDS, FAILS, UNDECIDED, NOT_AT_BUDGET, NOT_MEASURED)
 CSV_COLUMNS = ["claim", "part", "source", "dataset", "f", "metric", "models", "test", "margin", "verdict", "effect",
-               "low", "high", "p", "p_against", "n", "note"]
-
-
-@dataclass(frozen=True)
-class Part:
-    """One comparison of a claim: `subject` against each of `against` on `metric` (a results.csv name)."""
-
-    metric: str
-    subject: str
-    against: tuple[str, ...]
-    test: str  # one of TESTS
-    margin: float = 0.0  # δ of not_worse and equivalent, in the metric's units
-    task: str | None = None  # only data sets of this task (bench.data's DatasetEntry.task)
-    datasets: tuple[str, ...] = ()  # only these data sets (empty: every data set of the task in the results)
-    fs: tuple[float, ...] = ALL_RATES
-    subjects: tuple[str, ...] = ()  # several subjects, each against every row of `against` (e.g. DIVA and MVAE)
-
-    def __post_init__(self):
-        if self.test not in TESTS:
-            raise ValueError(f"unknown test {self.test!r}; one of {TESTS}")
-        if self.test != "better" and not self.margin > 0:
-            raise ValueError(f"a {self.test} test needs a positive margin")
-
-    @property
-    def describe(self) -> str:
-        others = ", ".join(self.against)
-        subjects = " and ".join(self.subjects or (self.subject,))
-        if self.test == "better":
-            return f"{subjects} better than {others} on {self.metric}"
-        word = "not worse than" if self.test == "not_worse" else "equivalent to"
-        return f"{subjects} {word} {others} on {self.metric} (margin {self.margin:g})"
-
-
-@dataclass(frozen=True)
-class Claim:
-    key: str
-    statement: str
-    source: str
-    parts: tuple[Part, ...]
-    note: str = ""
-
-
-BASELINES = ("m2", "diva", "mvae")  # the paper's baselines in Tables 1–5 (CSVAE and MCCVAE are this suite's)
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("1", "CCVAE's accuracy is not worse than the baselines'",
-          "Table 1, §6.3 (\"we are simply checking that it does not harm them\")",
-          (Part("classification.accuracy", "ccvae", BASELINES, "not_worse", margin=0.02, task="multilabel"),),
-          note="margin: 2 points of mean per-label test accuracy"),
-    Claim("2", "CCVAE preserves characteristics in swaps better than M2, MVAE and DIVA (the oracle's |Δ log p|)",
-          "Table 2, §6.3",
-          (Part("swap.score", "ccvae", BASELINES, "better", task="multilabel"),)),
-    Claim("2-truth", "CCVAE's swaps are nearer the true swap than M2's, MVAE's and DIVA's",
-          "Table 2 and Figure 7, on the rendered truth (Table G)",
-          (Part("ground_truth.swap_error", "ccvae", BASELINES, "better", datasets=("synthfaces",)),)),
-    Claim("7", "M2 carries the label but not the characteristic",
-          "Figure 7, §6.3 (\"M2 is only able to preserve the label and not the exact characteristic\")",
-          (Part("swap.score", "m2", (FLOOR,), "better", datasets=("synthfaces",)),
-           Part("ground_truth.swap_error", "ccvae", ("m2",), "better", datasets=("synthfaces",))),
-          note="the label: M2's swaps move the oracle's label probabilities towards a's more than doing nothing; "
-               "not the characteristic: CCVAE's swaps are nearer the rendered truth than M2's"),
-    Claim("4", "MVAE has the best FID at low f; M2 beats MVAE at high f",
-          "Table 4, appendix D (\"for low supervision rates MVAE obtains the best performance but for higher "
-          "supervision rates M2 outperforms MVAE\")",
-          (Part("fid.fid", "mvae", ("ccvae", "m2", "diva"), "better", task="multilabel", fs=LOW_RATES),
-           Part("fid.fid", "m2", ("mvae",), "better", task="multilabel", fs=HIGH_RATES))),
-    Claim("5", "CCVAE and M2 are comparable in conditional generation; DIVA and MVAE are near random",
-          "Table 5, appendix D (\"CCVAE and M2 are comparable … DIVA and MVAE perform poorly, indicated by random "
-          "guessing\")",
-          (Part("conditional.accuracy", "ccvae", ("m2",), "equivalent", margin=0.05, task="multilabel"),
-           Part("conditional.accuracy", "ccvae", (FLOOR,), "better", task="multilabel", subjects=("ccvae", "m2")),
-           Part("conditional.accuracy", "diva", (FLOOR,), "equivalent", margin=0.05, task="multilabel",
-                subjects=("diva", "mvae"))),
-          note="margins: 5 points of oracle accuracy on the requested labels; the floor generates random test "
-               "images whatever the labels"),
-    Claim("interventions", "Setting a label changes that label and little else (CCVAE)",
-          "§6.1, Figures 3–4, appendix D.3",
-          (Part("interventions.flip_rate", "ccvae", (FLOOR,), "better", task="multilabel"),
-           Part("interventions.leakage", "ccvae", (RENDERER,), "not_worse", margin=0.05, datasets=("synthfaces",)),
-           Part("ground_truth.intervention_error", "ccvae", (FLOOR,), "better", datasets=("synthfaces",))),
-          note="leakage margin: 5 % of the other labels' oracle decisions more than the true intervention changes"),
-    Claim("6", "CCVAE's multi-class accuracy is not worse than the baselines'",
-          "Table 6, appendix D.6",
-          (Part("classification.accuracy", "ccvae", BASELINES, "not_worse", margin=0.02, task="multiclass"),),
-          note="margin: 2 points of top-1 test accuracy"),
-    Claim("7-mi", "CCVAE's multi-class conditional generations are no more out-of-distribution than the baselines'",
-          "Table 7, appendix D.6 (reported without a stated ordering: the claim its inclusion implies)",
-          (Part("mutual_info.generated", "ccvae", BASELINES, "not_worse", margin=0.02, task="multiclass"),),
-          note="margin: 0.02 nats of mutual information I(y; ω | x)"),
-)
+               "low", "high", "p", "p_against", "n", "n_other", "seeds_needed", "note"]
 
 
 def claim(key: str) -> Claim:
@@ -150,8 +52,10 @@ def claim(key: str) -> Claim:
 # ---------------------------------------------------------------------------------------------- the statistics
 @dataclass(frozen=True)
 class Comparison:
-    """The effect of one comparison (positive: better for the subject), its 95 % interval and its two one-sided
-    p-values before correction: `p` for the claim's alternative, `p_against` for the opposite one."""
+    """The effect of one comparison (positive: better for the subject), its 90 % interval (each end a one-sided
+    95 % bound), the claim's p and the opposite test's p (both before any correction), the seeds of each side, and
+    the seeds per model that would give the test the observed effect points to 80 % power (NaN: decided or
+    not computable)."""
 
     effect: float
     low: float
@@ -159,45 +63,89 @@ class Comparison:
     p: float
     p_against: float
     n: int
+    n_other: int
+    seeds_needed: float = math.nan
 
 
-def one_sided_p(differences: np.ndarray, shift: float, greater: bool) -> float:
-    """P-value of Student's one-sample t-test of mean(differences) > shift (greater) or < shift (not greater).
-    Differences without spread decide exactly: p = 0 when their mean is strictly on the alternative's side, 1
-    otherwise."""
-    mean = differences.mean()
-    sd = differences.std(ddof=1)
-    if sd == 0:
-        return 0.0 if (mean > shift if greater else mean < shift) else 1.0
-    t = (mean - shift) / (sd / math.sqrt(differences.size))
-    return float(stats.t.sf(t, differences.size - 1) if greater else stats.t.cdf(t, differences.size - 1))
+def _t_summary(subject: np.ndarray, other: np.ndarray | None) -> tuple[float, float, float]:
+    """(effect, standard error, degrees of freedom): Welch's for two samples, one-sample t against a constant."""
+    effect = float(subject.mean() - (other.mean() if other is not None else 0.0))
+    if other is None:
+        return effect, float(subject.std(ddof=1) / math.sqrt(subject.size)), subject.size - 1.0
+    va, vb = subject.var(ddof=1) / subject.size, other.var(ddof=1) / other.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return effect, 0.0, subject.size + other.size - 2.0
+    df = (va + vb) ** 2 / (va**2 / (subject.size - 1) + vb**2 / (other.size - 1))
+    return effect, se, float(df)
 
 
-def compare(differences: Iterable[float], test: str, margin: float = 0.0) -> Comparison:
-    """The comparison of per-seed effects (positive: better for the subject) by `test` with `margin` δ:
+def one_sided_p(effect: float, se: float, df: float, shift: float, greater: bool) -> float:
+    """P-value of the t test of effect > shift (greater) or < shift. Without spread the data decide exactly: p = 0
+    when the effect is strictly on the alternative's side, 1 otherwise."""
+    if se == 0:
+        return 0.0 if (effect > shift if greater else effect < shift) else 1.0
+    t = (effect - shift) / se
+    return float(stats.t.sf(t, df) if greater else stats.t.cdf(t, df))
 
-    better      p: mean > 0;             p_against: mean < 0
-    not_worse   p: mean > −δ;            p_against: mean < −δ
-    equivalent  p: max(p(mean > −δ), p(mean < δ)) (TOST);  p_against: min(p(mean < −δ), p(mean > δ))
-    """
-    differences = np.asarray(list(differences), dtype=float)
-    if differences.size < 2:
-        raise ValueError("a comparison needs at least two seeds")
-    mean, sd, n = float(differences.mean()), float(differences.std(ddof=1)), int(differences.size)
-    if sd == 0:
-        low = high = mean
-    else:
-        low, high = (float(v) for v in stats.t.interval(0.95, n - 1, loc=mean, scale=sd / math.sqrt(n)))
+
+def compare(subject: Iterable[float], other: Iterable[float] | None, test: str, margin: float,
+            alpha: float = ALPHA, rows: int = 1) -> Comparison:
+    """Compare the subject's per-seed effects-to-be with the other's seeds (Welch), or with 0 where `other` is None
+    (the caller subtracts a control's value or a constant first), by `test` with δ = `margin`:
+
+    better      p: effect > 0;   p_against: effect < δ (worse, or a tie within δ)
+    not_worse   p: effect > −δ;  p_against: effect < −δ
+    equivalent  p: max(p(effect > −δ), p(effect < δ)) (TOST);  p_against: 2·min(p(effect < −δ), p(effect > δ))
+
+    `rows`: how many rows the claim's Holm correction spans (for the seeds a `fails` would need)."""
+    subject = np.asarray(list(subject), dtype=float)
+    other = None if other is None else np.asarray(list(other), dtype=float)
+    if subject.size < 2 or (other is not None and other.size < 2):
+        raise ValueError("a comparison needs at least two seeds on each side")
+    effect, se, df = _t_summary(subject, other)
+    half = 0.0 if se == 0 else float(stats.t.ppf(1 - alpha, df) * se)
     if test == "better":
-        p, against = one_sided_p(differences, 0.0, True), one_sided_p(differences, 0.0, False)
+        p, against, holds_at, fails_at = (one_sided_p(effect, se, df, 0.0, True),
+                                          one_sided_p(effect, se, df, margin, False), 0.0, margin)
     elif test == "not_worse":
-        p, against = one_sided_p(differences, -margin, True), one_sided_p(differences, -margin, False)
+        p, against = one_sided_p(effect, se, df, -margin, True), one_sided_p(effect, se, df, -margin, False)
+        holds_at = fails_at = -margin
     elif test == "equivalent":
-        p = max(one_sided_p(differences, -margin, True), one_sided_p(differences, margin, False))
-        against = min(one_sided_p(differences, -margin, False), one_sided_p(differences, margin, True))
+        p = max(one_sided_p(effect, se, df, -margin, True), one_sided_p(effect, se, df, margin, False))
+        against = min(1.0, 2 * min(one_sided_p(effect, se, df, -margin, False),
+                                   one_sided_p(effect, se, df, margin, True)))
+        holds_at, fails_at = (margin if effect >= 0 else -margin), (margin if effect >= 0 else -margin)
     else:
         raise ValueError(f"unknown test {test!r}")
-    return Comparison(mean, low, high, p, against, n)
+    n_other = 0 if other is None else int(other.size)
+    needed = seeds_needed(effect, subject, other, test, holds_at, fails_at, alpha, rows)
+    return Comparison(effect, effect - half, effect + half, p, against, int(subject.size), n_other, needed)
+
+
+def seeds_needed(effect: float, subject: np.ndarray, other: np.ndarray | None, test: str, holds_at: float,
+                 fails_at: float, alpha: float, rows: int, power: float = PROTOCOL.power) -> float:
+    """Seeds per model for `power` in the test the observed effect points to: towards holding (the effect beyond the
+    holds test's edge: its one-sided test at α) or towards failing (the opposite test at α / rows, Bonferroni:
+    Holm's first step), at the observed effect and pooled spread; NaN without spread, inf beyond 1,000."""
+    sd = math.sqrt((subject.var(ddof=1) + (other.var(ddof=1) if other is not None else 0.0))
+                   / (2 if other is not None else 1))
+    toward_holding = abs(effect) < abs(holds_at) if test == "equivalent" else effect > holds_at
+    edge, level = (holds_at, alpha) if toward_holding else (fails_at, alpha / rows)
+    distance = abs(effect - edge)
+    if sd == 0 or distance == 0:
+        return math.nan
+    return float(t_test_seeds(distance / sd, level, power, two_sample=other is not None))
+
+
+def t_test_seeds(d: float, alpha: float, power: float, two_sample: bool, most: int = 1000) -> float:
+    """The least n (per group) at which a one-sided t-test at `alpha` detects the standardised effect `d` with
+    probability `power` (the noncentral t: nc = d·√(n/2), df = 2n − 2 for two samples; d·√n, n − 1 for one)."""
+    for n in range(2, most + 1):
+        df, nc = (2 * n - 2, d * math.sqrt(n / 2)) if two_sample else (n - 1, d * math.sqrt(n))
+        if stats.nct.sf(stats.t.ppf(1 - alpha, df), df, nc) >= power:
+            return n
+    return math.inf
 
 
 def holm(p_values: Iterable[float]) -> list[float]:
@@ -227,60 +175,79 @@ def _datasets_of(part: Part, values: pd.DataFrame) -> list[str]:
     return [name for name in present if name in DATASETS and DATASETS[name].task == part.task]
 
 
-def _row(claim: Claim, index: int, part: Part, dataset: str, f: float, subject: str, other: str, **values) -> dict:
+def _row(claim: Claim, index: int, part: Part, dataset: str, f: float, subject: str, other: str, metric: str,
+         **values) -> dict:
     return {"claim": claim.key, "part": index + 1, "source": claim.source, "dataset": dataset, "f": f,
-            "metric": part.metric, "models": f"{subject} vs {other}", "test": part.test,
-            "margin": part.margin if part.test != "better" else math.nan, **values}
+            "metric": metric, "models": f"{subject} vs {other}", "test": part.test, "margin": part.margin, **values}
 
 
-def part_rows(claim: Claim, index: int, part: Part, values: pd.DataFrame) -> list[dict]:
+def _metric_of(part: Part, values: pd.DataFrame, dataset: str) -> str:
+    """The part's metric, or its substitute where the results have no number of it on `dataset`."""
+    here = values[values.dataset == dataset]
+    if part.substitute and not (here.metric == part.metric).any() and (here.metric == part.substitute).any():
+        return part.substitute
+    return part.metric
+
+
+def part_rows(claim: Claim, index: int, part: Part, values: pd.DataFrame, rows_in_claim: int) -> list[dict]:
     """The rows of one part: one per (data set, f, subject, other), measured or `not measured` with why."""
     declared = all_metrics()
-    if part.metric not in declared:
-        raise ValueError(f"claim {claim.key}: {part.metric} is not a declared metric")
-    better_sign = 1.0 if declared[part.metric].higher_is_better else -1.0
-    if declared[part.metric].log_scale:  # a positive heavy-tailed measure: effects are log ratios
-        chosen = values.metric == part.metric
-        values = values.assign(value=values.value.where(~chosen, np.log(values.value.where(chosen, 1.0))))
+    for name in (part.metric, part.substitute):
+        if name is not None and name not in declared:
+            raise ValueError(f"claim {claim.key}: {name} is not a declared metric")
     datasets = _datasets_of(part, values)
     if not datasets:
         task = f"a {part.task} data set" if part.task else " or ".join(part.datasets)
-        return [_row(claim, index, part, "", math.nan, part.subject, ", ".join(part.against), verdict=NOT_MEASURED,
-                     n=0, note=f"the results have no {task}")]
+        return [_row(claim, index, part, "", math.nan, part.subject, ", ".join(part.against), part.metric,
+                     verdict=NOT_MEASURED, n=0, note=f"the results have no {task}")]
     rows = []
     for dataset in datasets:
-        here = values[(values.dataset == dataset) & (values.metric == part.metric)]
+        metric = _metric_of(part, values, dataset)
+        better_sign = 1.0 if declared[metric].higher_is_better else -1.0
+        here = values[(values.dataset == dataset) & (values.metric == metric)]
+        if declared[metric].log_scale:  # a positive heavy-tailed measure: effects are log ratios
+            here = here.assign(value=np.log(here.value))
         for f in part.fs:
             for subject in part.subjects or (part.subject,):
-                mine = here[(here.model == subject) & np.isclose(here.f, f)].set_index("seed").value
+                mine = here[(here.model == subject) & np.isclose(here.f, f)].value.to_numpy()
                 for other in part.against:
                     row = dict(claim=claim, index=index, part=part, dataset=dataset, f=f, subject=subject,
-                               other=other)
-                    rows.append(_compared(row, mine, here[here.model == other], better_sign,
-                                          functools.partial(_missing, values, dataset, part.metric, f=f)))
+                               other=other, metric=metric)
+                    theirs = None if part.reference is not None else here[here.model == other]
+                    rows.append(_compared(row, mine, theirs, better_sign, rows_in_claim,
+                                          functools.partial(_missing, values, dataset, metric, f=f)))
     return rows
 
 
-def _compared(row: dict, mine: pd.Series, theirs: pd.DataFrame, better_sign: float,
+def _compared(row: dict, mine: np.ndarray, theirs: pd.DataFrame | None, better_sign: float, rows_in_claim: int,
               missing: Callable[[str], str]) -> dict:
-    """One comparison: the subject's numbers by seed (`mine`) against the other's (`theirs`: paired by seed, or a
-    control's one value for every f), in the better direction; `not measured` (with why) where either side lacks
-    numbers, `undecided` on one seed."""
+    """One comparison: the subject's numbers (`mine`) against the other model's seeds at the same f, a control's one
+    value for every f, or the part's constant (`theirs` None), in the better direction; `not measured` (with why)
+    where either side lacks numbers, `undecided` with one seed."""
     part, f = row["part"], row["f"]
-    if mine.empty or theirs.empty:
-        return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["subject"] if mine.empty else row["other"]))
-    if theirs.f.isna().all():  # a control: one value for every f
-        differences = better_sign * (mine - theirs.value.mean())
-    else:
-        differences = better_sign * (mine - theirs[np.isclose(theirs.f, f)].set_index("seed").value).dropna()
-    if differences.empty:
+    if not mine.size:
+        return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["subject"]))
+    other_values = None
+    if theirs is None:
+        mine = better_sign * (mine - part.reference)
+    elif theirs.empty:
         return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["other"]))
-    if len(differences) < 2:
-        return _row(**row, verdict=UNDECIDED, effect=float(differences.iloc[0]), n=1,
+    elif theirs.f.isna().all():  # a control: one value for every f
+        mine = better_sign * (mine - theirs.value.mean())
+    else:
+        other_values = theirs[np.isclose(theirs.f, f)].value.to_numpy()
+        if not other_values.size:
+            return _row(**row, verdict=NOT_MEASURED, n=0, note=missing(row["other"]))
+        mine, other_values = better_sign * mine, better_sign * other_values
+    n_other = 0 if other_values is None else len(other_values)
+    if len(mine) < 2 or (other_values is not None and len(other_values) < 2):
+        effect = float(mine.mean() - (other_values.mean() if other_values is not None else 0.0))
+        return _row(**row, verdict=UNDECIDED, effect=effect, n=len(mine), n_other=n_other,
                     note="one seed: no spread to test against")
-    result = compare(differences.to_numpy(), part.test, part.margin)
+    result = compare(mine, other_values, part.test, part.margin, rows=rows_in_claim)
     return _row(**row, effect=result.effect, low=result.low, high=result.high, p=result.p,
-                p_against=result.p_against, n=result.n, note="")
+                p_against=result.p_against, n=result.n, n_other=result.n_other, seeds_needed=result.seeds_needed,
+                note="")
 
 
 def _missing(values: pd.DataFrame, dataset: str, metric: str, model: str, *, f: float) -> str:
@@ -289,21 +256,60 @@ def _missing(values: pd.DataFrame, dataset: str, metric: str, model: str, *, f: 
     return f"no {model} run with {metric} on {dataset} at f = {f:g}"
 
 
-def decide(rows: list[dict]) -> list[dict]:
-    """Holm-correct the claim's measured rows (both directions) and give each its verdict."""
-    measured = [row for row in rows if "p" in row and not math.isnan(row.get("p", math.nan))]
-    for key in ("p", "p_against"):
-        for row, adjusted in zip(measured, holm(row[key] for row in measured), strict=True):
-            row[key] = adjusted
+def not_learnt(claim: Claim, values: pd.DataFrame, dataset: str, f: float) -> list[str]:
+    """Why the models of `claim` have not learnt at (data set, f): each precondition whose models' mean is not better
+    than its reference there, with the numbers (empty: learnt, or nothing to judge by)."""
+    declared, found = all_metrics(), []
+    here = values[values.dataset == dataset]
+    for condition in claim.learnt:
+        at_f = here[np.isclose(here.f, f)]
+        if condition.reference == MAJORITY:
+            reference = at_f[at_f.metric == MAJORITY].value
+        else:
+            reference = here[(here.model == condition.reference) & (here.metric == condition.metric)].value
+        if reference.empty:
+            continue
+        higher = declared[condition.metric].higher_is_better
+        for model in condition.models:
+            mine = at_f[(at_f.model == model) & (at_f.metric == condition.metric)].value
+            if mine.empty:
+                continue
+            if not (mine.mean() > reference.mean() if higher else mine.mean() < reference.mean()):
+                found.append(f"{model}'s {condition.metric} {mine.mean():.3g} is not better than "
+                             f"{condition.reference}'s {reference.mean():.3g}")
+    return found
+
+
+def decide(claim: Claim, rows: list[dict], values: pd.DataFrame) -> list[dict]:
+    """Each row's verdict (`bench.protocol`): rows where the models have not learnt decide nothing; of the others,
+    `holds` where the claim's test rejects at α uncorrected and the opposite test does not (intersection-union),
+    `fails` where the opposite test rejects after Holm's correction over the claim's rows."""
+    for row in rows:
+        if "verdict" not in row or row["verdict"] == UNDECIDED:
+            reasons = not_learnt(claim, values, row["dataset"], row["f"])
+            if reasons:
+                row["verdict"], row["note"] = NOT_AT_BUDGET, "; ".join(reasons)
+    measured = [row for row in rows if "verdict" not in row]
+    for row, adjusted in zip(measured, holm(row["p_against"] for row in measured), strict=True):
+        row["p_against"] = adjusted
     for row in measured:
-        row["verdict"] = HOLDS if row["p"] < ALPHA else FAILS if row["p_against"] < ALPHA else UNDECIDED
+        fails = row["p_against"] < ALPHA
+        row["verdict"] = FAILS if fails else HOLDS if row["p"] < ALPHA else UNDECIDED
+        if row["verdict"] != UNDECIDED:
+            row["seeds_needed"] = math.nan
+        if fails and row["test"] == "better" and row["effect"] > 0:
+            row["note"] = f"better by less than the minimal difference {row['margin']:g}: equivalent"
     return rows
 
 
 def claim_verdict(rows: pd.DataFrame) -> str:
+    """not measured (no row measured), not at this budget (a row whose models have not learnt), fails (a row
+    fails), holds (every row holds), undecided otherwise."""
     verdicts = set(rows.verdict)
     if verdicts <= {NOT_MEASURED}:
         return NOT_MEASURED
+    if NOT_AT_BUDGET in verdicts:
+        return NOT_AT_BUDGET
     if FAILS in verdicts:
         return FAILS
     if verdicts == {HOLDS}:
@@ -311,13 +317,27 @@ def claim_verdict(rows: pd.DataFrame) -> str:
     return UNDECIDED
 
 
+def seeds_status(rows: pd.DataFrame) -> tuple[int, int] | None:
+    """(fewest seeds of any measured row, the protocol's seeds for its data sets) where the claim's rows have fewer
+    seeds than the protocol fixes: its verdict is interim. None: final (or no protocol for these data sets)."""
+    measured = rows[rows.n.fillna(0) > 0]
+    planned = [PROTOCOL.seeds_for(name) for name in set(measured.dataset)]
+    if measured.empty or None in planned:
+        return None
+    have = int(min(measured.n.min(), measured.n_other.replace(0, np.nan).min(skipna=True)
+                   if measured.n_other.replace(0, np.nan).notna().any() else measured.n.min()))
+    return (have, max(planned)) if have < max(planned) else None
+
+
 def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
-    """claims.csv's rows: every comparison of every claim with its verdict (module docstring)."""
+    """claims.csv's rows: every comparison of every claim with its verdict (`bench.protocol`'s rule)."""
     values = run_values(results)
     rows = []
     for declared in claims:
-        rows += decide([row for index, part in enumerate(declared.parts)
-                        for row in part_rows(declared, index, part, values)])
+        count = sum(len(_datasets_of(part, values)) * len(part.fs) * len(part.subjects or (part.subject,))
+                    * len(part.against) for part in declared.parts)
+        rows += decide(declared, [row for index, part in enumerate(declared.parts)
+                                  for row in part_rows(declared, index, part, values, max(count, 1))], values)
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
@@ -327,8 +347,11 @@ def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFr
     for declared in claims:
         mine = rows[rows.claim == declared.key]
         counts = mine.verdict.value_counts()
+        status = seeds_status(mine)
         lines.append({"claim": declared.key, "statement": declared.statement, "source": declared.source,
-                      "verdict": claim_verdict(mine), **{verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}})
+                      "verdict": claim_verdict(mine), **{verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS},
+                      "seeds": status[0] if status else math.nan, "planned": status[1] if status else math.nan,
+                      "substitute": ", ".join(sorted(set(mine.metric) - {p.metric for p in declared.parts}))})
     return pd.DataFrame(lines)
 
 
@@ -338,20 +361,26 @@ def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS)
 
     table = summary(rows, claims)
     lines = [f"# {title}", "", METHOD, "", tabulate(
-        [[c.key, c.statement, c.source.split(",")[0].split(" (")[0], f"**{v}**", _counts(r)]
-         for c, v, (_, r) in zip(claims, table.verdict, table.iterrows(), strict=True)],
+        [[c.key, c.statement, c.source.split(",")[0].split(" (")[0], f"**{tally(r)}**", _counts(r)]
+         for c, (_, r) in zip(claims, table.iterrows(), strict=True)],
         ["claim", "statement", "where", "verdict", "comparisons"], tablefmt="github"), ""]
     for declared in claims:
         mine = rows[rows.claim == declared.key]
-        lines += [f"## {declared.key}: {declared.statement} — {claim_verdict(mine)}", "",
+        line = table[table.claim == declared.key].iloc[0]
+        lines += [f"## {declared.key}: {declared.statement} — {tally(line)}", "",
                   f"Source: {declared.source}.", ""]
         lines += [f"- part {i + 1}: {part.describe}" for i, part in enumerate(declared.parts)]
+        lines += [f"- learnt means: {condition.describe}" for condition in declared.learnt]
         if declared.note:
             lines += ["", declared.note[0].upper() + declared.note[1:] + "."]
         shown = mine.assign(f=mine.f.map(lambda v: "" if pd.isna(v) else f"{v:g}"),
                             effect=[_effect(r) for _, r in mine.iterrows()],
-                            p=[_p(r) for _, r in mine.iterrows()])
-        lines += ["", tabulate(shown[["part", "dataset", "f", "models", "verdict", "effect", "p", "n", "note"]],
+                            p=[_p(r) for _, r in mine.iterrows()],
+                            n=[_n(r) for _, r in mine.iterrows()],
+                            seeds_needed=mine.seeds_needed.map(lambda v: "" if pd.isna(v) else
+                                                               ">1000" if math.isinf(v) else f"{v:.0f}"))
+        lines += ["", tabulate(shown[["part", "dataset", "f", "models", "verdict", "effect", "p", "n",
+                                      "seeds_needed", "note"]],
                                headers="keys", tablefmt="github", showindex=False), ""]
     return "\n".join(lines)
 
@@ -364,6 +393,12 @@ def _effect(row) -> str:
     return f"{row.effect:+.3g} [{row.low:+.3g}, {row.high:+.3g}]"
 
 
+def _n(row) -> str:
+    if pd.isna(row.n) or not row.n:
+        return ""
+    return f"{row.n:.0f}" + (f" vs {row.n_other:.0f}" if pd.notna(row.n_other) and row.n_other else "")
+
+
 def _p(row) -> str:
     """The p-value of the test behind the verdict: the opposite one-sided test's for `fails`, else the claim's."""
     value = row.p_against if row.verdict == FAILS else row.p
@@ -374,14 +409,19 @@ def _counts(row) -> str:
     return ", ".join(f"{row[verdict]} {verdict}" for verdict in VERDICTS if row[verdict])
 
 
-METHOD = ("Each claim of the paper is a test (`bench/claims.py`): effect = the subject's value minus the other's, "
-          "positive when better for the subject, paired by training seed (both runs share their labelled subset); "
-          "a control row is one value. Verdicts: **holds** when the claim's one-sided t-test rejects at 5 % after "
-          "Holm's correction over the claim's comparisons, **fails** when the opposite one-sided test does, "
-          "**undecided** otherwise, **not measured** when the results lack the metric or a model. A claim holds "
-          "when all its comparisons hold and fails when any fails. Effects are shown with their 95 % t interval "
-          "(not adjusted); p is the Holm-adjusted p-value of the claim's test, or of the opposite test where "
-          "the verdict is fails.")
+METHOD = ("Each claim of the paper is a test declared in `bench/protocol.py` (protocol version "
+          f"{PROTOCOL.version}): effect = the subject's mean minus the other's, positive when better for the subject; "
+          "Welch's unpaired t against another model (the models' seeds are uncorrelated, so pairing would only halve "
+          "the degrees of freedom), a one-sample t against a control row or a constant. Verdicts: **holds** when every "
+          "comparison's one-sided test rejects at 5 % (intersection-union: no correction needed), **fails** when the "
+          "opposite one-sided test rejects for some comparison after Holm's correction over the claim's "
+          "comparisons (`better` fails below its minimal difference: worse, or equivalent), **undecided** otherwise, "
+          "**not at this budget** where the models have not learnt what the claim is about (the note says which "
+          "number shows it), **not measured** where the results lack the metric or a model; **interim** while a "
+          "claim has fewer seeds than the protocol fixes. Effects are shown with their 90 % interval, whose ends are "
+          "the one-sided 95 % bounds the tests use (not adjusted); p is the claim's test's (uncorrected), or the "
+          "opposite test's Holm-adjusted p where the verdict is fails; seeds needed: per model, for 80 % power at "
+          "the observed effect and spread.")
 
 
 def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims") -> pd.DataFrame:
@@ -395,16 +435,26 @@ def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's cla
 
 def tally(line) -> str:
     """A claim's verdict and how far its comparisons got (a line of `summary`): "holds (all 4)", "fails (2 of 12
-    fail, 3 hold)", "undecided (11 of 12 hold)", "not measured"."""
-    measured = line[HOLDS] + line[FAILS] + line[UNDECIDED]
-    if line["verdict"] == NOT_MEASURED:
+    fail, 3 hold)", "undecided (11 of 12 hold)", "not at this budget (4 of 12)", "not measured"; "interim (3 of 5
+    seeds): …" on fewer seeds than the protocol's, "…, on fid.oracle_frechet" where a substitute was read."""
+    measured = line[HOLDS] + line[FAILS] + line[UNDECIDED] + line.get(NOT_AT_BUDGET, 0)
+    verdict = line["verdict"]
+    if verdict == NOT_MEASURED:
         return NOT_MEASURED
-    if line["verdict"] == HOLDS:
-        return f"{HOLDS} (all {measured})"
-    if line["verdict"] == FAILS:
+    if verdict == HOLDS:
+        text = f"{HOLDS} (all {measured})"
+    elif verdict == FAILS:
         also = f", {line[HOLDS]} hold" if line[HOLDS] else ""
-        return f"{FAILS} ({line[FAILS]} of {measured} fail{also})"
-    return f"{UNDECIDED} ({line[HOLDS]} of {measured} hold)"
+        text = f"{FAILS} ({line[FAILS]} of {measured} fail{also})"
+    elif verdict == NOT_AT_BUDGET:
+        text = f"{NOT_AT_BUDGET} ({line[NOT_AT_BUDGET]} of {measured})"
+    else:
+        text = f"{UNDECIDED} ({line[HOLDS]} of {measured} hold)"
+    if line.get("substitute"):
+        text += f", on {line['substitute']}"
+    if pd.notna(line.get("seeds", math.nan)):
+        text = f"interim ({line['seeds']:.0f} of {line['planned']:.0f} seeds): {text}"
+    return text
 
 
 def verdict_lines(rows: pd.DataFrame) -> str:

@@ -136,7 +136,10 @@ def _grid(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=_names, help="comma-separated (default: every registered model)")
     parser.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     parser.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs (a different run identity)")
+    parser.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's length (a "
+                                                   "different run identity)")
+    parser.add_argument("--steps", type=int, help="train this many optimiser steps at every f instead of the "
+                                                  "preset's length (a different run identity)")
     parser.add_argument("--launcher", default=LAUNCHERS[0], choices=LAUNCHERS,
                         help="local (default: --jobs processes), inline or slurm")
     parser.add_argument("--jobs", type=int, default=2,
@@ -166,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="synthfaces")
     train.add_argument("--f", type=float, default=1.0, help="supervision rate in (0, 1]")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, help="override the preset's epochs")
+    train.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's length")
+    train.add_argument("--steps", type=int, help="train this many optimiser steps instead of the preset's length")
     train.add_argument("--model-option", action="append", metavar="NAME=VALUE", help="e.g. latents_per_label=3")
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch checkpoints")
 
@@ -292,7 +296,7 @@ def _cells(args: argparse.Namespace, datasets: tuple[str, ...] = ()) -> list:
 
     grid = Grid(datasets=tuple(args.datasets or datasets), models=tuple(args.models or ()),
                 fs=tuple(args.fs or ()), seeds=tuple(args.seeds or ()), preset=args.preset, epochs=args.epochs,
-                step=_step_options(args), dataset_options=_options(args.dataset_option))
+                optimiser_steps=args.steps, step=_step_options(args), dataset_options=_options(args.dataset_option))
     return grid.cells(args.data_root)
 
 
@@ -343,7 +347,8 @@ def command_train(args: argparse.Namespace) -> None:
     from bench.train import resolve_device, train
 
     config = make_config(args.model, args.dataset, args.f, args.seed, args.preset, args.epochs,
-                         _options(args.model_option), _options(args.dataset_option), _step_options(args))
+                         _options(args.model_option), _options(args.dataset_option), _step_options(args),
+                         optimiser_steps=args.steps)
     data = load(config.dataset, args.data_root, args.cache_dir, config.dataset_options)
     run_dir = config.run_dir(_runs_root(args))
     metrics = train(config, data, run_dir, resolve_device(args.device), checkpoint_every=args.checkpoint_every)

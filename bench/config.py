@@ -41,7 +41,7 @@ class RunConfig:
     f: float
     seed: int
     preset: str
-    epochs: int
+    epochs: int | None
     batch_size: int
     lr: float
     train_limit: int | None
@@ -49,6 +49,7 @@ class RunConfig:
     model_options: dict[str, Any]
     dataset_options: dict[str, Any]
     step: StepOptions = field(default_factory=StepOptions)
+    optimiser_steps: int | None = None  # the training length in steps (then `epochs` is None), the same at every f
     suite_version: str = __version__
 
     def to_json(self) -> str:
@@ -66,6 +67,11 @@ class RunConfig:
             fields["step"] = StepOptions(**fields["step"])
         return cls(**fields)
 
+    @property
+    def length(self) -> str:
+        """The training length as people say it: "4,000 steps" or "10 epochs"."""
+        return f"{self.optimiser_steps:,} steps" if self.optimiser_steps is not None else f"{self.epochs} epochs"
+
     def run_dir(self, runs_root: Path) -> Path:
         return runs_root / self.dataset / self.model / f"f={self.f:g}" / f"seed={self.seed}"
 
@@ -74,20 +80,32 @@ def make_config(
     model: str, dataset: str, f: float, seed: int, preset_name: str,
     epochs: int | None = None, model_options: dict[str, Any] | None = None,
     dataset_overrides: dict[str, Any] | None = None, step: StepOptions | None = None,
+    optimiser_steps: int | None = None,
 ) -> RunConfig:
-    """A validated RunConfig from user choices and a preset."""
+    """A validated RunConfig from user choices and a preset. `epochs` or `optimiser_steps` replaces the preset's
+    training length (a different run identity); a step count needs a preset with a labelled share."""
     chosen = preset(preset_name)
     options = {**entry(model).options, **(model_options or {})}
     data_options = preset_dataset_options(preset_name, dataset, dataset_overrides)
+    if epochs is not None and optimiser_steps is not None:
+        raise BenchError("give --epochs or --steps, not both")
     if epochs is not None and epochs < 1:
         raise BenchError(f"--epochs {epochs} must be at least 1")
+    if optimiser_steps is not None and optimiser_steps < 1:
+        raise BenchError(f"--steps {optimiser_steps} must be at least 1")
+    if optimiser_steps is not None and chosen.labelled_share is None:
+        raise BenchError(f"--steps needs a preset with a labelled share; '{chosen.name}' has none (its schedule is "
+                         "the authors' epochs): use --epochs")
     if seed < 0:
         raise BenchError(f"--seed {seed} must be non-negative")
+    if epochs is None and optimiser_steps is None:
+        epochs, optimiser_steps = chosen.model_epochs.get(model, chosen.epochs), chosen.optimiser_steps
     return RunConfig(
         model=model, dataset=dataset, f=check_rate(f), seed=seed, preset=chosen.name,
-        epochs=epochs or chosen.model_epochs.get(model, chosen.epochs), batch_size=chosen.batch_size, lr=chosen.lr,
+        epochs=epochs, batch_size=chosen.batch_size, lr=chosen.lr,
         train_limit=chosen.train_limit, labelled_share=chosen.labelled_share,
         model_options=options, dataset_options=data_options, step=step or StepOptions(),
+        optimiser_steps=optimiser_steps,
     )
 
 

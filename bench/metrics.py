@@ -78,5 +78,7 @@ TRAINER_METRICS = (
            "accuracies on 1,000–2,000 test images: a few images' worth of noise in a short run"),
     Metric("majority_accuracy", "majority baseline", None, Tolerance(1e-6),
            "a property of the data: any change means the data changed"),
+    Metric("optimiser_steps", "optimiser steps", None, Tolerance(0.5),
+           "the training budget: any change means a different run, not noise", digits=",.0f"),
 )
 """The numbers `bench.train` writes to a run's metrics.json that the tables and checks read."""

@@ -20,28 +20,37 @@ from evaluators.oracle import OracleConfig
 class Preset:
     """A budget.
 
-    Training: `epochs` (per model where `model_epochs` says so), `batch_size`, Adam's `lr`;
-    `train_limit` keeps the first N training images (None: all); `labelled_share`, when set,
-    cycles the labelled set so that at least that share of each epoch's steps is supervised
-    (None: each labelled image once per epoch, the authors' schedule); `dataset_overrides`
-    changes a data set's options (e.g. synthfaces at 32×32).
+    Training length: either `optimiser_steps`, the same number of optimiser steps at every f and for every model,
+    `labelled_share` of them on labelled batches (`bench.train.step_schedule`: the fair budget the claims use), or
+    `epochs` (per model where `model_epochs` says so) over the training images, where a step count then depends on
+    f (`labelled_share`, when set, cycles the labelled set so that at least that share of each epoch's steps is
+    supervised; None: each labelled image once per epoch, the authors' schedule). Then `batch_size`, Adam's `lr`;
+    `train_limit` keeps the first N training images (None: all); `dataset_overrides` changes a data set's options
+    (e.g. synthfaces at 32×32).
     Evaluation: `oracle` (how the oracle every evaluator reads is trained), `budgets` (each evaluator's
     `Budget`, by name: its sample count and how any helper it builds is trained; an evaluator not named runs at
     its own declared default) and `evaluation` (the batch size and seed they share).
     """
 
     name: str
-    epochs: int
     batch_size: int
     lr: float
     oracle: OracleConfig
     budgets: dict[str, Budget]
+    epochs: int | None = None
+    optimiser_steps: int | None = None
     evaluation: EvalSettings = field(default_factory=EvalSettings)
     train_limit: int | None = None
     labelled_share: float | None = None
     dataset_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     model_epochs: dict[str, int] = field(default_factory=dict)
     description: str = ""
+
+    def __post_init__(self):
+        if (self.epochs is None) == (self.optimiser_steps is None):
+            raise ValueError(f"preset {self.name}: give exactly one of epochs and optimiser_steps")
+        if self.optimiser_steps is not None and (self.labelled_share is None or self.model_epochs):
+            raise ValueError(f"preset {self.name}: a step budget needs a labelled_share and no model_epochs")
 
     def budget_for(self, evaluator: Evaluator) -> Budget | None:
         """The evaluator's budget at this preset: the one it sets, or the evaluator's own default."""
@@ -60,6 +69,9 @@ class Preset:
                 found.append(f"'{name}' takes {kind}, not {type(budget).__name__}")
         return found
 
+
+CLAIMS_STEPS = 4000
+"""The claims preset's optimiser steps (every model, every f), chosen by scripts/learning_curves.py (docs/BUDGET.md)."""
 
 SMALL_SYNTHFACES = {"n_train": 1000, "n_valid": 200, "n_test": 1000, "image_size": 32}
 """synthfaces for the smoke and ci presets (the same data, so that they share its cache)."""
@@ -116,6 +128,18 @@ PRESETS = {preset.name: preset for preset in (
                     "steps at f = 0.2), batch 100, lr 1e-3, labelled batches recycled to half of the steps; the least "
                     "budget at which every model's accuracy and ground-truth errors have made 90 % of their "
                     "improvement over 12 epochs (docs/BUDGET.md)",
+    ),
+    Preset(
+        "claims", optimiser_steps=CLAIMS_STEPS, batch_size=100, lr=1e-3, labelled_share=0.5,
+        dataset_overrides={"synthfaces": {"image_size": 32}},
+        oracle=OracleConfig(steps=1000),  # the quick and standard presets': the same cached oracle and factor reader
+        budgets={"swap": Budget(2000), "interventions": Budget(500), "conditional": Budget(2000),
+                 "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
+                 "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))},
+        description="the claims' protocol (bench/protocol.py): every model at every f trains the same number of "
+                    "optimiser steps, half of them on labelled batches, on all training images (synthfaces at "
+                    "32×32), batch 100, lr 1e-3; the step count is where every measure a claim reads has levelled "
+                    "off (docs/BUDGET.md)",
     ),
     Preset(
         "paper", epochs=100, batch_size=200, lr=2e-4,

@@ -45,13 +45,15 @@ def presets() -> str:
 
     rows = []
     for chosen in PRESETS.values():
-        epochs = str(chosen.epochs) + "".join(f", {model} {count}" for model, count in chosen.model_epochs.items())
+        per_model = "".join(f", {model} {count}" for model, count in chosen.model_epochs.items())
+        epochs = (f"{chosen.optimiser_steps:,} steps" if chosen.optimiser_steps is not None else
+                  f"{chosen.epochs} epochs{per_model}")
         budgets = {name: chosen.budget_for(evaluator) for name, evaluator in EVALUATORS.items()}
         samples = ", ".join(f"{name} {budget.samples}" for name, budget in budgets.items() if budget is not None)
         rows.append([f"`{chosen.name}`", chosen.train_limit or "all", epochs, chosen.batch_size, f"{chosen.lr:g}",
                      chosen.labelled_share if chosen.labelled_share is not None else "—", samples,
                      chosen.oracle.steps, chosen.description])
-    return _table(["preset", "training images", "epochs", "batch", "lr", "labelled share",
+    return _table(["preset", "training images", "length", "batch", "lr", "labelled share",
                    "evaluators' samples (their budgets)", "oracle steps", "what it is for"], rows)
 
 

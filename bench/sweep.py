@@ -66,7 +66,8 @@ class Grid:
     fs: tuple[float, ...] = ()
     seeds: tuple[int, ...] = ()
     preset: str = "quick"
-    epochs: int | None = None  # None: the preset's
+    epochs: int | None = None  # None: the preset's length
+    optimiser_steps: int | None = None  # None: the preset's length
     step: StepOptions = field(default_factory=StepOptions)
     dataset_options: dict[str, Any] = field(default_factory=dict)  # --dataset-option, for every data set of the grid
 
@@ -76,7 +77,7 @@ class Grid:
         models, fs, seeds = self.models or tuple(MODELS), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
         # seed-major: an interrupted sweep leaves whole seeds of the grid done, not every seed of a few cells
         return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step,
-                            dataset_overrides=self.dataset_options)
+                            dataset_overrides=self.dataset_options, optimiser_steps=self.optimiser_steps)
                 for seed, dataset, model, f in itertools.product(seeds, datasets, models, fs)]
 
 
@@ -282,7 +283,8 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
         # The same worker then judges the data set's controls, so that a sweep stopped part-way has them.
         shared = [pool.submit(_local_prepare, config, runs_root, settings) for config in _one_per_dataset(cells)
                   if settings.evaluators != ()]
-        longest_first = sorted(cells, key=lambda config: -config.epochs)  # MVAE's longer budget does not end last
+        # MVAE's longer budget (an epoch preset's model_epochs) does not end last
+        longest_first = sorted(cells, key=lambda config: -(config.epochs or 0))
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
         with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
             for future in as_completed([*shared, *futures]):

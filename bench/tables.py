@@ -77,7 +77,8 @@ TABLES = {spec.key: spec for spec in (
                       "fixed random test pairs (lower is better; 0 for a swap that returns a). |Δ log p| vs â: the "
                       "same against the model's reconstruction â = swap(a, a), without the decoder's blur. Context "
                       "kept: d(s, â) / (d(s, â) + d(s, b̂)) in mean absolute pixel difference (1: s is b's "
-                      "reconstruction, nothing carried; 0: s is a's, no context kept)."),
+                      "reconstruction, nothing carried; 0: s is a's, no context kept). Context kept is not ranked: the "
+                      "true swap keeps part of b (the renderer's row), so neither end is best."),
     TableSpec("4", "Generation fidelity (paper Table 4; lower is better)", ("fid",),
               caption="FID: pytorch-fid's Inception (2048 features), generated vs test images; KID: the "
                       "kernel inception distance from the same features (± its std over subsets). The oracle "

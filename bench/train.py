@@ -1,11 +1,15 @@
 """The trainer: interleaved labelled/unlabelled batches, atomic checkpoints, exact resume.
 
-A run directory holds config.json, labelled.npy, train_log.csv (per epoch: the losses, the accuracy
+A run trains for a number of optimiser steps, the same at every f (`step_schedule`), or for a number of epochs
+(`epoch_schedule`, the authors' schedule, whose step count depends on f). Either way it proceeds in rounds (an
+epoch, or `STEPS_PER_ROUND` steps) and after each round logs and checkpoints.
+
+A run directory holds config.json, labelled.npy, train_log.csv (per round: the losses, the accuracy
 on the first CURVE_VALID_IMAGES validation images, the speed), checkpoint.pt and, once finished,
-metrics.json (test and validation accuracy on the whole splits). A finished run is never retrained;
-a killed run resumes from its last checkpoint (written at the end of every epoch and every
+metrics.json (test and validation accuracy on the whole splits, the optimiser steps taken). A finished run is
+never retrained; a killed run resumes from its last checkpoint (written at the end of every round and every
 `checkpoint_every` steps) and, on the CPU, ends with the same numbers as an uninterrupted run: the
-data order of epoch e is a function of (seed, e) and the random state is part of the checkpoint.
+batches of round r are a function of (seed, r) and the random state is part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +38,11 @@ from bench.files import atomic_torch_save, atomic_write, atomic_write_text, load
 from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels, environment
 
-LOG_FIELDS = ("epoch", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
+LOG_FIELDS = ("epoch", "steps", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
 CURVE_VALID_IMAGES = 1000  # train_log.csv's valid_accuracy: the first N validation images (metrics.json's: all)
 EPOCH_SEED_OFFSET = 104729
+STEPS_PER_ROUND = 250  # a step-budget run logs, validates and checkpoints every this many steps
+STREAM_SEED_OFFSET = 7919  # the labelled and unlabelled streams of a step budget draw from different generators
 LOSS_READ_EVERY = 50  # steps between the trainer's reads of the losses from the device
 
 
@@ -88,6 +95,39 @@ def epoch_schedule(
     for position in range(total):
         is_sup = position in sup_positions
         schedule.append(Batch(next(sup_iter) if is_sup else next(unsup_iter), is_sup))
+    return schedule
+
+
+def stream_batch(indices: np.ndarray, batch_size: int, seed: int, stream: int, k: int) -> torch.Tensor:
+    """Batch k of an endless stream of shuffled passes over `indices`: positions k·B … (k+1)·B − 1 of the passes
+    laid end to end, pass p being a permutation drawn from (seed, stream, p). Every index is used once per pass,
+    every batch has B images, and any batch is computed from k alone (exact resume)."""
+    positions = np.arange(k * batch_size, (k + 1) * batch_size)
+    chosen = np.empty(batch_size, dtype=np.int64)
+    for p in np.unique(positions // len(indices)):
+        generator = torch.Generator().manual_seed((seed * EPOCH_SEED_OFFSET + stream) * STREAM_SEED_OFFSET + int(p))
+        permutation = torch.randperm(len(indices), generator=generator).numpy()
+        here = positions // len(indices) == p
+        chosen[here] = indices[permutation[positions[here] % len(indices)]]
+    return torch.as_tensor(chosen)
+
+
+def step_schedule(
+    labelled: np.ndarray, unlabelled: np.ndarray, batch_size: int, seed: int, labelled_share: float,
+    start: int, stop: int,
+) -> list[Batch]:
+    """Steps start … stop − 1 of a step budget: step t is labelled when ⌊(t+1)·s⌋ > ⌊t·s⌋ (s = `labelled_share`,
+    spread evenly), and takes the next batch of the labelled stream, else of the unlabelled one. The same share at
+    every f: where every image is labelled (f = 1), the unlabelled steps use all of them with their labels hidden."""
+    share = Fraction(labelled_share).limit_denominator(1000)
+    unlabelled_pool = unlabelled if len(unlabelled) else labelled
+    schedule = []
+    for t in range(start, stop):
+        before, after = math.floor(t * share), math.floor((t + 1) * share)
+        if after > before:
+            schedule.append(Batch(stream_batch(labelled, batch_size, seed, 1, before), True))
+        else:
+            schedule.append(Batch(stream_batch(unlabelled_pool, batch_size, seed, 2, t - after), False))
     return schedule
 
 
@@ -250,8 +290,8 @@ def train(
 ) -> dict:
     """Train (or resume, or skip if finished) the run of `config`; returns its metrics.
 
-    `on_epoch_end(epoch, model)`, when given, is called after each epoch's checkpoint (epochs count from 1); it
-    must not touch the random state or the weights (the learning curves copy the weights there).
+    `on_epoch_end(steps, model)`, when given, is called after each round's checkpoint with the optimiser steps taken
+    so far; it must not touch the random state or the weights (the learning curves copy the weights there).
     """
     metrics_path = run_dir / rundir.METRICS
     _prepare_run_dir(config, run_dir)
@@ -259,6 +299,37 @@ def train(
         return json.loads(metrics_path.read_text())
     with deterministic_kernels(config.step.deterministic):
         return _train(config, data, run_dir, device, checkpoint_every, show_progress, log_every, on_epoch_end)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How a run's training is cut into rounds (the unit of the log and the checkpoints): `count` rounds of
+    `size` steps each (the last may be shorter), `total` steps in all; an epoch is a round of an epoch budget."""
+
+    count: int
+    size: int
+    total: int
+    labelled: int  # how many of the steps are on labelled batches
+    unit: str  # "epoch" or "round"
+
+    def steps_in(self, index: int) -> int:
+        return min(self.size, self.total - index * self.size)
+
+
+def _rounds(config: RunConfig, labelled: np.ndarray, unlabelled: np.ndarray) -> tuple[Rounds, Callable]:
+    """The run's rounds and the function giving round r's batches."""
+    if config.optimiser_steps is not None:
+        total = config.optimiser_steps
+        labelled_steps = math.floor(total * Fraction(config.labelled_share).limit_denominator(1000))
+        rounds = Rounds(math.ceil(total / STEPS_PER_ROUND), STEPS_PER_ROUND, total, labelled_steps, "round")
+        return rounds, lambda r: step_schedule(labelled, unlabelled, config.batch_size, config.seed,
+                                               config.labelled_share, r * rounds.size, r * rounds.size
+                                               + rounds.steps_in(r))
+    first = epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, 0, config.labelled_share)
+    rounds = Rounds(config.epochs, len(first), len(first) * config.epochs,  # every epoch has as many steps
+                    sum(batch.labelled for batch in first) * config.epochs, "epoch")
+    return rounds, lambda r: epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, r,
+                                            config.labelled_share)
 
 
 def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch.device, checkpoint_every: int,
@@ -269,31 +340,26 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
     model = build_model(config, data, labelled, len(labelled) + len(unlabelled), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     checkpoint_path = run_dir / rundir.CHECKPOINT
-    start_epoch, start_step, log = 0, 0, []
+    start_round, start_step, log = 0, 0, []
     if checkpoint_path.exists():
-        start_epoch, start_step, log = _restore_checkpoint(checkpoint_path, model, optimizer)
+        start_round, start_step, log = _restore_checkpoint(checkpoint_path, model, optimizer)
     step_once = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), config.step)
     interactive = sys.stderr.isatty() if show_progress is None else show_progress
     name = f"{config.model} {config.dataset} f={config.f:g} seed={config.seed}"
-
-    def schedule_of(epoch: int) -> list[Batch]:
-        batches = epoch_schedule(labelled, unlabelled, config.batch_size, config.seed, epoch, config.labelled_share)
-        return [Batch(batch.indices.to(device), batch.labelled) for batch in batches]
-
-    steps_per_epoch = len(schedule_of(0))  # the same for every epoch
-    total_steps = steps_per_epoch * config.epochs
-    for epoch in range(start_epoch, config.epochs):
-        schedule = schedule_of(epoch)
-        losses = EpochLosses(f"{name}: the loss became {{value}} at epoch {epoch + 1}, step {{step}}; training "
+    rounds, batches_of = _rounds(config, labelled, unlabelled)
+    for index in range(start_round, rounds.count):
+        schedule = [Batch(batch.indices.to(device), batch.labelled) for batch in batches_of(index)]
+        where = f"{rounds.unit} {index + 1}/{rounds.count}"
+        losses = EpochLosses(f"{name}: the loss became {{value}} at {where}, step {{step}}; training "
                              f"stopped, the last good checkpoint is kept in {run_dir}; try a lower learning rate")
         started, seen = time.perf_counter(), 0
-        bar = tqdm(total=len(schedule), initial=start_step, desc=f"{name} epoch {epoch + 1}/{config.epochs}",
+        bar = tqdm(total=len(schedule), initial=start_step, desc=f"{name} {where}",
                    disable=not interactive, leave=False, unit="batch")
         model.train()
         for step in range(start_step, len(schedule)):
             batch = schedule[step]
             if hasattr(model, "set_training_progress"):
-                model.set_training_progress((epoch * steps_per_epoch + step) / total_steps)
+                model.set_training_progress((index * rounds.size + step) / rounds.total)
             losses.add(step, batch.labelled, step_once(batch.indices, batch.labelled))
             seen += len(batch.indices)
             bar.update()
@@ -301,14 +367,16 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
                 bar.set_postfix(loss=f"{losses.read():.1f}", img_s=f"{seen / (time.perf_counter() - started):.0f}")
             if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < len(schedule):
                 losses.read()  # never checkpoint weights a non-finite loss has touched
-                _save_checkpoint(checkpoint_path, model, optimizer, epoch, step + 1, log)
+                _save_checkpoint(checkpoint_path, model, optimizer, index, step + 1, log)
         losses.read()
         bar.close()
         start_step = 0
         seconds = time.perf_counter() - started
         valid_accuracy = evaluate(model, data, "valid", device, CURVE_VALID_IMAGES)  # the curve; the metrics: all
+        steps_done = index * rounds.size + len(schedule)
         row = {
-            "epoch": epoch + 1,
+            "epoch": index + 1,
+            "steps": steps_done,
             "sup_loss": round(float(np.mean(losses.values[True])), 4) if losses.values[True] else "",
             "unsup_loss": round(float(np.mean(losses.values[False])), 4) if losses.values[False] else "",
             "valid_accuracy": round(valid_accuracy, 4),
@@ -316,12 +384,12 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
             "seconds": round(seconds, 2),
         }
         log.append(row)
-        _save_checkpoint(checkpoint_path, model, optimizer, epoch + 1, 0, log)
+        _save_checkpoint(checkpoint_path, model, optimizer, index + 1, 0, log)
         _write_log(run_dir, log)
         _write_tensorboard(run_dir, row)
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model)
-        print(f"{name} epoch {epoch + 1}/{config.epochs}: sup {row['sup_loss']} unsup {row['unsup_loss']} "
+            on_epoch_end(steps_done, model)
+        print(f"{name} {where}: sup {row['sup_loss']} unsup {row['unsup_loss']} "
               f"valid acc {row['valid_accuracy']:.3f} ({row['images_per_s']} img/s)", file=sys.stderr)
 
     test = torch.as_tensor(data.splits["test"])
@@ -333,6 +401,8 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         "n_labelled": len(labelled),
         "n_unlabelled": len(unlabelled),
         "epochs": config.epochs,
+        "optimiser_steps": rounds.total,
+        "labelled_steps": rounds.labelled,
         "train_seconds": round(sum(float(r["seconds"]) for r in log), 2),
         "device": str(device),
     }

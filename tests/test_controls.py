@@ -194,3 +194,25 @@ def test_a_user_model_that_does_nothing_trains_is_evaluated_and_flips_at_the_flo
     result = json.loads((run_dir / "eval" / "interventions.json").read_text())
     assert result["flip_rate"] < 1 - record["test_accuracy"] + 0.05
     assert json.loads((run_dir / "eval" / "swap.json").read_text())["context_kept"] > 0.99
+
+
+class LabelBlind(Renderer):
+    """A label-blind generator with a label bias: renders `value` for every label whatever was requested."""
+
+    def __init__(self, data, value: int):
+        super().__init__(data)
+        self.value = value
+
+    def generate(self, y, n=1):
+        return super().generate(torch.full_like(y, float(self.value)), n)
+
+
+def test_near_random_means_label_blind_whatever_the_generators_label_bias(world):
+    """Each label-blind generator gains nothing over its own generations scored against shuffled labels, though
+    its raw accuracies differ widely with its bias; the floor gains nothing; the renderer gains much."""
+    data = world[0]
+    blind = {value: judged(conditional, LabelBlind(data, value), world) for value in (0, 1)}
+    assert abs(blind[0]["accuracy"] - blind[1]["accuracy"]) > 0.1  # the bias moves the raw score ...
+    for result in (*blind.values(), judged(conditional, Floor(data), world)):
+        assert abs(result["label_gain"]) < 0.03  # ... not the gain (300 generations: sd about 0.01)
+    assert judged(conditional, Renderer(data), world)["label_gain"] > 0.3

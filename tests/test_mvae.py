@@ -37,7 +37,7 @@ def numpy_poe(locs, scales):
     return sum(m * s**-2 for m, s in zip(locs, scales, strict=True)) / precision, precision**-0.5
 
 
-def reference_elbo(model, posterior, noise, x=None, y=None, labels=None, beta=1.0):
+def reference_elbo(model, posterior, noise, x=None, y=None, labels=None, beta=1.0, weight=10.0):
     loc, scale = posterior
     z = loc + scale * noise
     value = -beta * gaussian_kl(loc, scale, 0.0, 1.0).sum(1)
@@ -48,20 +48,22 @@ def reference_elbo(model, posterior, noise, x=None, y=None, labels=None, beta=1.
             logits = model.label_decoder(torch.from_numpy(z)).numpy()
             if model.multilabel:
                 terms = y * log_expit(logits) + (1 - y) * log_expit(-logits)
-                value = value + 10.0 * terms[:, labels].sum(1)
+                value = value + weight * terms[:, labels].sum(1)
             else:
-                value = value + 10.0 * (y * log_softmax(logits, axis=1)).sum(1)
+                value = value + weight * (y * log_softmax(logits, axis=1)).sum(1)
     return value
 
 
-def test_supervised_objective_is_joint_plus_image_plus_each_label_elbo():
+def test_supervised_objective_is_joint_plus_image_plus_each_label_plus_subset_elbos():
     model = tiny(anneal_fraction=0.2)
     model.set_training_progress(0.05)  # β = 0.25 during annealing
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(4, 1, 32, 32, generator=generator, dtype=torch.float64)
     y = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]], dtype=torch.float64)
-    noise = torch.randn(5, 4, model.latent_dim, generator=generator, dtype=torch.float64)
-    objective = model.supervised_objective(x, y, noise)
+    noise = torch.randn(7, 4, model.latent_dim, generator=generator, dtype=torch.float64)
+    # the sub-sampled ELBOs of Wu & Goodman's celeba19 code: here {x, y_2} and {y_0, y_1}
+    subsets = torch.tensor([[True, False, False, True], [False, True, True, False]])
+    objective = model.supervised_objective(x, y, noise, subsets)
 
     with torch.no_grad():
         image = [t.numpy() for t in model.image_expert(x)]
@@ -73,8 +75,27 @@ def test_supervised_objective_is_joint_plus_image_plus_each_label_elbo():
     expected += reference_elbo(model, numpy_poe(*zip(prior, image, strict=True)), noise[1].numpy(), x=x, beta=0.25)
     for i in range(3):
         posterior = numpy_poe(*zip(prior, experts[i], strict=True))
-        expected += reference_elbo(model, posterior, noise[2 + i].numpy(), y=y.numpy(), labels=[i], beta=0.25)
+        expected += reference_elbo(model, posterior, noise[2 + i].numpy(), y=y.numpy(), labels=[i], beta=0.25,
+                                   weight=1.0)
+    with_image = numpy_poe(*zip(prior, image, experts[2], strict=True))
+    expected += reference_elbo(model, with_image, noise[5].numpy(), x=x, y=y.numpy(), labels=[2], beta=0.25,
+                               weight=1.0)
+    labels_only = numpy_poe(*zip(prior, experts[0], experts[1], strict=True))
+    expected += reference_elbo(model, labels_only, noise[6].numpy(), y=y.numpy(), labels=[0, 1], beta=0.25,
+                               weight=1.0)
     np.testing.assert_allclose(objective.detach().numpy(), expected, rtol=1e-10)
+
+
+def test_subsets_have_sizes_two_to_n_minus_one_drawn_uniformly():
+    model = tiny(labels=3)  # N = 4 modalities: sizes 2 and 3, each subset of a size equally likely
+    torch.manual_seed(0)
+    draws = torch.cat([model.draw_subsets() for _ in range(3000)])
+    sizes = draws.sum(1)
+    assert set(sizes.tolist()) == {2, 3}
+    assert abs((sizes == 2).float().mean().item() - 0.5) < 0.03
+    pairs = draws[sizes == 2]
+    assert abs(pairs[:, 0].float().mean().item() - 0.5) < 0.04  # 3 of the 6 pairs hold the image
+    assert tiny(task="multiclass", labels=4).subsets == 0  # image and class only: no such subset
 
 
 def test_unsupervised_objective_and_annealing():
@@ -110,5 +131,5 @@ def test_multiclass_supervised_objective_has_one_label_expert_for_the_one_hot_cl
     expected = reference_elbo(model, joint, noise[0].numpy(), x=x, y=y.numpy(), beta=0.5)
     expected += reference_elbo(model, numpy_poe(*zip(prior, image, strict=True)), noise[1].numpy(), x=x, beta=0.5)
     expected += reference_elbo(model, numpy_poe(*zip(prior, (class_loc, class_scale), strict=True)),
-                               noise[2].numpy(), y=y.numpy(), beta=0.5)
+                               noise[2].numpy(), y=y.numpy(), beta=0.5, weight=1.0)
     np.testing.assert_allclose(objective.detach().numpy(), expected, rtol=1e-10)

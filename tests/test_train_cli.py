@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -21,11 +22,11 @@ from bench.ccvae import CCVAE
 from bench.cli import main
 from bench.config import StepOptions, make_config
 from bench.data import load
-from bench.errors import TrainingDiverged
+from bench.errors import BenchError, TrainingDiverged
 from bench.evaluate import load_trained_model
 from bench.nets import Decoder, Encoder, laplace_log_likelihood
 from bench.runtime import deterministic_kernels
-from bench.train import epoch_schedule, train
+from bench.train import epoch_schedule, step_schedule, train
 from evaluators import EVALUATORS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,7 +180,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path, 
         return (loss * float("nan"), terms) if calls["n"] == 4 else (loss, terms)
 
     monkeypatch.setattr(CCVAE, "loss", failing_loss)
-    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1, step 4"):
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1/2, step 4"):
         train(config, data, tmp_path / "run", torch.device("cpu"), checkpoint_every=2, show_progress=False)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values())
@@ -233,3 +234,49 @@ def test_importing_the_suite_turns_on_mkl_strict_reproducibility_unless_the_user
     kept = subprocess.run([sys.executable, "-c", code], env={**environment, "MKL_CBWR": "COMPATIBLE"},
                           capture_output=True, text=True, check=True)
     assert chosen.stdout.strip() == "AUTO,STRICT" and kept.stdout.strip() == "COMPATIBLE"
+
+
+def test_a_step_budget_gives_every_model_and_rate_the_same_steps_and_labelled_share():
+    from bench.presets import PRESETS
+    from bench.registry import MODELS
+
+    steps = PRESETS["claims"].optimiser_steps
+    configs = [make_config(model, "synthfaces", f, 0, "claims") for model in MODELS for f in (0.004, 0.06, 0.2, 1)]
+    assert {(c.optimiser_steps, c.labelled_share, c.epochs) for c in configs} == {(steps, 0.5, None)}
+    for size in (40, 1000):  # f small and f = 1 (every image labelled: the unlabelled steps hide the labels)
+        labelled = np.arange(size)
+        unlabelled = np.arange(size, 1000)
+        schedule = step_schedule(labelled, unlabelled, 20, 3, 0.5, 0, 100)
+        assert len(schedule) == 100 and sum(batch.labelled for batch in schedule) == 50
+        assert all(len(batch.indices) == 20 for batch in schedule)
+        pool = set((unlabelled if len(unlabelled) else labelled).tolist())
+        assert all(set(batch.indices.tolist()) <= (set(labelled.tolist()) if batch.labelled else pool)
+                   for batch in schedule)
+
+
+def test_a_step_schedule_is_a_function_of_the_step_alone_and_uses_each_image_once_per_pass():
+    labelled, unlabelled = np.arange(30), np.arange(30, 230)
+    whole = step_schedule(labelled, unlabelled, 20, 1, 0.5, 0, 60)
+    parts = step_schedule(labelled, unlabelled, 20, 1, 0.5, 0, 25) + step_schedule(labelled, unlabelled, 20, 1,
+                                                                                    0.5, 25, 60)
+    assert all(torch.equal(a.indices, b.indices) and a.labelled == b.labelled for a, b in zip(whole, parts,
+                                                                                            strict=True))
+    unsupervised = torch.cat([batch.indices for batch in whole if not batch.labelled])  # 30 batches: 3 passes
+    for start in range(0, 600, 200):
+        assert sorted(unsupervised[start:start + 200].tolist()) == list(range(30, 230))
+    supervised = torch.cat([batch.indices for batch in whole if batch.labelled])  # 600 draws of 30 images
+    assert sorted(supervised[:30].tolist()) == list(range(30))
+    assert not torch.equal(supervised[:30], supervised[30:60])  # each pass reshuffled
+
+
+def test_a_step_budget_run_records_its_steps_in_its_metrics_and_log(tmp_path, cache):
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke", optimiser_steps=30, model_options={"style_dim": 4})
+    data = load("synthfaces", cache_dir=cache, options=config.dataset_options)
+    metrics = train(config, data, tmp_path / "run", torch.device("cpu"), show_progress=False)
+    assert (metrics["optimiser_steps"], metrics["labelled_steps"], metrics["epochs"]) == (30, 15, None)
+    log = pd.read_csv(tmp_path / "run" / "train_log.csv")
+    assert log.steps.tolist() == [30]
+    with pytest.raises(BenchError, match="--epochs or --steps"):
+        make_config("ccvae", "synthfaces", 1.0, 0, "smoke", epochs=2, optimiser_steps=30)
+    with pytest.raises(BenchError, match="needs a preset with a labelled share"):
+        make_config("ccvae", "synthfaces", 1.0, 0, "paper", optimiser_steps=30)

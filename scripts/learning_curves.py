@@ -1,0 +1,310 @@
+"""Learning curves of every measure a claim reads, to choose the claims preset's step budget (docs/BUDGET.md).
+
+Trains each of the paper's four models (CCVAE, M2, DIVA, MVAE) at f = 0.004 and 1 on synthfaces and
+Fashion-MNIST with the claims preset's data and schedule (the same optimiser steps at every f, half of them
+labelled) for `--horizon` steps, keeps the weights after each step count of `--at`, and evaluates every kept
+snapshot with the claims preset's evaluators and budget. A snapshot after s steps is exactly the weights of a run
+of s steps (the batches of a step depend on (seed, step) only, and Adam's rate is constant), except for MVAE
+before its KL anneal ends (20 % of the run: β reached 1 at step 0.2·horizon here, at 0.2·s in a run of s steps).
+
+Each finished curve is written at once to `<out>/<data set>/<model>-f=<f>.csv` (so that a stopped measurement
+keeps what it finished; a curve already written is not measured again), the controls of each data set to
+`<out>/<data set>/controls.csv`. `--analyse` reads them all and applies the rule (`plateau_step`, `choose_budget`):
+writes `<out>/plateaus.csv` and `<out>/learning_curves.png`.
+
+Usage: python scripts/learning_curves.py [--work DIR] [--jobs 2] [--horizon 8000] [--at 250,500,...]
+       python scripts/learning_curves.py --analyse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.config import make_config
+from bench.data import DATASETS, load
+from bench.evaluate import evaluation_resources, judge, prepare
+from bench.files import atomic_torch_save, atomic_write_text
+from bench.presets import preset
+from bench.train import build_model, train
+from evaluators import all_metrics
+from evaluators.controls import controls_for
+from evaluators.oracle import load_or_train_oracle
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = "claims"
+MODELS = ("ccvae", "m2", "diva", "mvae")
+FS = (0.004, 1.0)
+HORIZON = 8000
+AT = (250, 500, 1000, 2000, 3000, 4000, 6000, 8000)
+MEASURES = {  # data set -> the results.csv names of every measure a claim reads there
+    "synthfaces": ("classification.accuracy", "swap.score", "ground_truth.swap_error",
+                   "ground_truth.intervention_error", "interventions.flip_rate", "interventions.leakage",
+                   "conditional.accuracy", "conditional.label_gain", "fid.oracle_frechet"),
+    "fashion-mnist": ("classification.accuracy", "conditional.accuracy", "conditional.label_gain",
+                      "interventions.flip_rate",
+                      "mutual_info.generated", "fid.oracle_frechet"),
+}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One learning curve: a model at one f on one data set, under `preset_name`, to `horizon` steps."""
+
+    dataset: str
+    model: str
+    f: float
+    horizon: int
+    at: tuple[int, ...]
+    preset_name: str = PRESET
+
+    @property
+    def evaluators(self) -> list[str]:
+        return sorted({measure.split(".")[0] for measure in MEASURES[self.dataset]})
+
+    def out(self, out: Path) -> Path:
+        return out / self.dataset / f"{self.model}-f={self.f:g}.csv"
+
+
+def measure_curve(curve: Curve, work: Path, out: Path) -> Path:
+    """Train the curve's run (keeping the weights at every step count of `at`), evaluate each snapshot, write the
+    curve's CSV; a curve whose CSV exists is left as it is."""
+    torch.set_num_threads(1)
+    target = curve.out(out)
+    if target.is_file():
+        return target
+    config = make_config(curve.model, curve.dataset, curve.f, 0, curve.preset_name, optimiser_steps=curve.horizon)
+    device = torch.device("cpu")
+    cache = str(work / "cache")
+    data = load(curve.dataset, None, cache, config.dataset_options)
+    run_dir = config.run_dir(work / "runs")
+    snapshots = run_dir / "snapshots"
+    snapshots.mkdir(parents=True, exist_ok=True)
+
+    def keep(steps: int, trained) -> None:
+        if steps in curve.at:
+            atomic_torch_save({key: value.clone() for key, value in trained.state_dict().items()},
+                              snapshots / f"step={steps}.pt")
+
+    metrics = train(config, data, run_dir, device, show_progress=False, on_epoch_end=keep)
+    log = pd.read_csv(run_dir / "train_log.csv")
+    chosen = preset(curve.preset_name)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle,
+                                                 show_progress=False)
+    resources = evaluation_resources(config, data, cache, None)
+    labelled = np.load(run_dir / "labelled.npy")
+    rows = []
+    for steps in curve.at:
+        evaluated = snapshots / f"eval-step={steps}"
+        trained = build_model(config, data, labelled, metrics["n_labelled"] + metrics["n_unlabelled"], device)
+        trained.load_state_dict(torch.load(snapshots / f"step={steps}.pt", weights_only=True))
+        trained.eval()
+        todo = [name for name in curve.evaluators if not (evaluated / f"{name}.json").is_file()]
+        if todo:
+            judge(trained, data, oracle, oracle_record, chosen, chosen.evaluation, resources, todo, evaluated,
+                  f"{curve.dataset} {curve.model} f={curve.f:g} after {steps} steps")
+        row = {"dataset": curve.dataset, "model": curve.model, "f": curve.f, "steps": steps,
+               "train_seconds": round(float(log.loc[log.steps <= steps, "seconds"].sum()), 1)}
+        rows.append(row | measures_in(evaluated, curve.dataset))
+    atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False, float_format="%.5g"))
+    return target
+
+
+def measures_in(evaluated: Path, dataset: str) -> dict[str, float]:
+    """The data set's claim measures read from a folder of evaluator results (NaN where one gave no number)."""
+    values = {}
+    for measure in MEASURES[dataset]:
+        name, key = measure.split(".")
+        path = evaluated / f"{name}.json"
+        number = json.loads(path.read_text()).get(key) if path.is_file() else None
+        values[measure] = float(number) if isinstance(number, (int, float)) else math.nan
+    return values
+
+
+def measure_controls(dataset: str, work: Path, out: Path, preset_name: str = PRESET) -> Path:
+    """The controls (floor, ceilings) of the data set on the same evaluators and budget: `controls.csv`."""
+    torch.set_num_threads(1)
+    target = out / dataset / "controls.csv"
+    if target.is_file():
+        return target
+    config = make_config("ccvae", dataset, 1.0, 0, preset_name)
+    device, cache, chosen = torch.device("cpu"), str(work / "cache"), preset(preset_name)
+    data = load(dataset, None, cache, config.dataset_options)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle,
+                                                 show_progress=False)
+    prepare(config, data, device, cache, sorted({m.split(".")[0] for m in MEASURES[dataset]}))
+    resources = evaluation_resources(config, data, cache, None)
+    rows = []
+    for control in controls_for(data, oracle):
+        names = [name for name in sorted({m.split(".")[0] for m in MEASURES[dataset]}) if name in control.judges]
+        evaluated = work / "controls" / dataset / control.row.replace(" ", "_").replace(":", "")
+        todo = [name for name in names if not (evaluated / f"{name}.json").is_file()]
+        if todo:
+            judge(control.to(device), data, oracle, oracle_record, chosen, chosen.evaluation, resources, todo,
+                  evaluated, f"{dataset} {control.row}")
+        rows.append({"dataset": dataset, "row": control.row} | measures_in(evaluated, dataset))
+    atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False, float_format="%.5g"))
+    return target
+
+
+# ------------------------------------------------------------------------------------------------- the rule
+REMAINING_SHARE = 0.1
+"""A measure has levelled off at step s when what it gains from s to the horizon is at most this share of what it
+gains from the first snapshot to the horizon, or at most its `LEVEL_TOLERANCE`."""
+LEVEL_TOLERANCE = {"fid.oracle_frechet": 0.05}  # log ratio: 5 % of the distance
+DEFAULT_TOLERANCE = 0.01  # rates and errors in [0, 1] and nats of mutual information: one point
+LEVEL_TOLERANCE |= {"swap.score": 0.02}  # |Δ log p| in nats, whose range is about 0–2
+
+
+def plateau_step(steps: np.ndarray, values: np.ndarray, higher_is_better: bool, log_scale: bool = False,
+                 tolerance: float = DEFAULT_TOLERANCE, share: float = REMAINING_SHARE) -> int | None:
+    """The first snapshot's step count at which the measure has levelled off (module's rule), judged against the
+    last snapshot; None where the measure has no numbers."""
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return None
+    steps, values = steps[keep], values[keep]
+    signed = (np.log(values) if log_scale else values) * (1 if higher_is_better else -1)
+    total_gain = signed[-1] - signed[0]
+    for step, value in zip(steps, signed, strict=True):
+        remaining = signed[-1] - value
+        if remaining <= max(share * max(total_gain, 0.0), tolerance):
+            return int(step)
+    return int(steps[-1])
+
+
+def plateaus(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per data set, model, f and measure: the step at which it levelled off (None: no numbers)."""
+    declared = all_metrics()
+    rows = []
+    for (dataset, model, f), curve in curves.groupby(["dataset", "model", "f"]):
+        curve = curve.sort_values("steps")
+        for measure in MEASURES[dataset]:
+            metric = declared[measure]
+            step = plateau_step(curve.steps.to_numpy(), curve[measure].to_numpy(dtype=float),
+                                bool(metric.higher_is_better), metric.log_scale,
+                                LEVEL_TOLERANCE.get(measure, DEFAULT_TOLERANCE))
+            last, previous = curve[measure].iloc[-1], curve.loc[curve.steps <= curve.steps.max() / 2, measure]
+            rows.append({"dataset": dataset, "model": model, "f": f, "measure": measure, "levelled_at": step,
+                         "at_half_horizon": previous.iloc[-1] if len(previous) else math.nan, "at_horizon": last})
+    return pd.DataFrame(rows)
+
+
+def choose_budget(levels: pd.DataFrame, horizon: int, candidates: tuple[int, ...]) -> tuple[int, pd.DataFrame]:
+    """The least candidate step count at most half the horizon at which every measure has levelled off, and the
+    measures that had not by then (all levelled: an empty frame); where none qualifies, half the horizon."""
+    allowed = [step for step in candidates if step <= horizon / 2] or [min(candidates)]
+    for step in allowed:
+        late = levels[levels.levelled_at.notna() & (levels.levelled_at > step)]
+        if late.empty:
+            return step, late
+    budget = max(allowed)
+    return budget, levels[levels.levelled_at.notna() & (levels.levelled_at > budget)]
+
+
+def read_curves(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    curves = [pd.read_csv(path) for path in sorted(out.glob("*/*-f=*.csv"))]
+    controls = [pd.read_csv(path) for path in sorted(out.glob("*/controls.csv"))]
+    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+            pd.concat(controls, ignore_index=True) if controls else pd.DataFrame())
+
+
+def plot(curves: pd.DataFrame, controls: pd.DataFrame, target: Path) -> None:
+    """A row of panels per data set, one per measure against optimiser steps; a line per model (solid f = 1,
+    dashed f = 0.004); the floor dotted grey, the best ceiling dotted green."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [name for name in MEASURES if name in set(curves.dataset)]
+    columns = max(len(MEASURES[name]) for name in datasets)
+    figure, axes = plt.subplots(len(datasets), columns, figsize=(2.6 * columns, 2.6 * len(datasets)), squeeze=False)
+    colours = {model: plt.get_cmap("tab10")(index) for index, model in enumerate(MODELS)}
+    declared = all_metrics()
+    for row, dataset in zip(axes, datasets, strict=True):
+        here = curves[curves.dataset == dataset]
+        for axis, measure in zip(row, [*MEASURES[dataset], *[None] * columns], strict=False):
+            if measure is None:
+                axis.axis("off")
+                continue
+            for (model, f), line in here.groupby(["model", "f"]):
+                axis.plot(line.steps, line[measure], marker="o", markersize=2.5, color=colours.get(model),
+                          linestyle="-" if f == 1 else "--", label=f"{model}, f = {f:g}")
+            for _, control in controls[controls.dataset == dataset].iterrows():
+                if pd.notna(control.get(measure)):
+                    axis.axhline(control[measure], linestyle=":", linewidth=1,
+                                 color="grey" if control.row.startswith("floor") else "seagreen")
+            if declared[measure].log_scale:
+                axis.set_yscale("log")
+            axis.set_title(f"{dataset}: {declared[measure].label}", fontsize=8)
+            axis.set_xlabel("optimiser steps", fontsize=7)
+            axis.tick_params(labelsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=7, loc="lower right", ncol=2)
+    figure.tight_layout()
+    figure.savefig(target, dpi=80)
+
+
+def analyse(out: Path, horizon: int, at: tuple[int, ...]) -> str:
+    curves, controls = read_curves(out)
+    if curves.empty:
+        return f"no curves under {out} yet"
+    levels = plateaus(curves)
+    atomic_write_text(out / "plateaus.csv", levels.to_csv(index=False, float_format="%.5g"))
+    plot(curves, controls, out / "learning_curves.png")
+    budget, late = choose_budget(levels, horizon, at)
+    measured = curves.groupby(["dataset", "model", "f"]).ngroups
+    lines = [f"{measured} curves; budget by the rule: {budget} steps"]
+    lines += [f"  not levelled off by then: {r.dataset} {r.model} f={r.f:g} {r.measure} (at {r.levelled_at:.0f})"
+              for r in late.itertuples()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "learning-curves")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "curves")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--horizon", type=int, default=HORIZON)
+    parser.add_argument("--at", default=",".join(map(str, AT)))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--fs", default=",".join(map(str, FS)))
+    parser.add_argument("--datasets", default=",".join(MEASURES))
+    parser.add_argument("--preset", default=PRESET)
+    parser.add_argument("--analyse", action="store_true", help="apply the rule to the curves measured so far")
+    args = parser.parse_args()
+    at = tuple(int(step) for step in args.at.split(","))
+    if args.analyse:
+        print(analyse(args.out, args.horizon, at))
+        return
+    datasets = [name for name in args.datasets.split(",") if name in DATASETS]
+    slowest_first = sorted(args.models.split(","), key=lambda name: ("mvae", "m2").index(name) - 2
+                           if name in ("mvae", "m2") else 0)  # the longest curves do not end last
+    curves = [Curve(dataset, model, float(f), args.horizon, at, args.preset) for dataset in datasets
+              for model in slowest_first for f in args.fs.split(",")]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+        # the controls first, one data set per worker: they build the oracle and helpers the curves then read
+        futures = {pool.submit(measure_controls, dataset, args.work, args.out, args.preset): dataset
+                   for dataset in datasets}
+        futures |= {pool.submit(measure_curve, curve, args.work, args.out): curve for curve in curves}
+        for future in as_completed(futures):
+            print(f"done: {future.result()}", file=sys.stderr, flush=True)
+    print(analyse(args.out, args.horizon, at))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()

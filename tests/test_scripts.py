@@ -1,0 +1,56 @@
+"""The measurement scripts under scripts/ run on the smoke scale (so that they cannot rot), and their rules give
+the known answer on constructed curves."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import learning_curves  # noqa: E402  (a script, not a package)
+
+
+def test_a_measure_levels_off_where_what_it_has_left_to_gain_is_small():
+    steps = np.array([250, 500, 1000, 2000, 4000, 8000])
+    rising = np.array([0.50, 0.70, 0.80, 0.88, 0.895, 0.90])  # gains 0.40; 0.02 left at 2000 (5 %)
+    assert learning_curves.plateau_step(steps, rising, higher_is_better=True) == 2000
+    falling = 1 - rising  # an error: the same curve upside down
+    assert learning_curves.plateau_step(steps, falling, higher_is_better=False) == 2000
+    still_rising = np.array([0.50, 0.55, 0.60, 0.65, 0.70, 0.80])
+    assert learning_curves.plateau_step(steps, still_rising, higher_is_better=True) == 8000
+    flat = np.array([0.50, 0.505, 0.50, 0.495, 0.50, 0.50])  # never moves beyond its tolerance
+    assert learning_curves.plateau_step(steps, flat, higher_is_better=True) == 250
+    assert learning_curves.plateau_step(steps, np.full(6, np.nan), higher_is_better=True) is None
+
+
+def test_the_budget_is_the_least_step_count_where_every_measure_has_levelled_off():
+    levels = pd.DataFrame({"dataset": "d", "model": ["a", "b", "c"], "f": 1.0, "measure": "m",
+                           "levelled_at": [1000, 3000, None]})
+    budget, late = learning_curves.choose_budget(levels, 8000, (1000, 2000, 3000, 4000, 6000, 8000))
+    assert budget == 3000 and late.empty
+    levels.loc[1, "levelled_at"] = 6000  # beyond half the horizon: the budget is half, and that measure is named
+    budget, late = learning_curves.choose_budget(levels, 8000, (1000, 2000, 3000, 4000, 6000, 8000))
+    assert budget == 4000 and late.model.tolist() == ["b"]
+
+
+@pytest.mark.slow
+def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, str(ROOT / "scripts" / "learning_curves.py"), "--preset", "smoke", "--horizon", "250",
+               "--at", "250", "--models", "ccvae", "--fs", "1", "--datasets", "synthfaces", "--jobs", "1",
+               "--work", str(tmp_path / "work"), "--out", str(out)]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    curve = pd.read_csv(out / "synthfaces" / "ccvae-f=1.csv")
+    assert curve.steps.tolist() == [250]
+    assert set(learning_curves.MEASURES["synthfaces"]) <= set(curve.columns)
+    assert curve[list(learning_curves.MEASURES["synthfaces"])].notna().all(axis=None)
+    assert (out / "plateaus.csv").is_file() and (out / "learning_curves.png").is_file()
+    controls = pd.read_csv(out / "synthfaces" / "controls.csv")
+    assert "floor: does nothing" in set(controls.row)
