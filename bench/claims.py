@@ -462,5 +462,12 @@ def verdict_lines(rows: pd.DataFrame) -> str:
     table = summary(rows)
     tallies = [tally(line) for _, line in table.iterrows()]
     width, tally_width = max(len(key) for key in table.claim), max(map(len, tallies))
-    return "\n".join(f"{line.claim:>{width}}  {shown:<{tally_width}}  {line.statement}"
-                     for line, shown in zip(table.itertuples(), tallies, strict=True))
+    lines = [f"{line.claim:>{width}}  {shown:<{tally_width}}  {line.statement}"
+             for line, shown in zip(table.itertuples(), tallies, strict=True)]
+    unlearnt = int((table.verdict == NOT_AT_BUDGET).sum())
+    if unlearnt:
+        lines.append(f"{unlearnt} claim(s) cannot be decided at this budget: the models have not learnt what they are "
+                     "about (CLAIMS.md says which number shows it). The protocol's verdicts are those of the "
+                     f"`{PROTOCOL.preset}` preset with its seeds: the README's table, "
+                     f"results/stored/{PROTOCOL.preset}.")
+    return "\n".join(lines)

@@ -500,14 +500,15 @@ def command_data(args: argparse.Namespace) -> None:
 def command_perf(args: argparse.Namespace) -> None:
     from bench import perf
     from bench.evaluate import evaluator_selection
-    from bench.registry import MODELS
+    from bench.registry import default_models
     from bench.train import resolve_device
 
     settings = perf.PerfSettings(batch=args.batch, steps=args.steps, repeats=args.repeats,
                                  cached_images=max(4000, 2 * args.batch), eval_samples=args.eval_samples,
                                  step=_step_options(args))
     request = perf.PerfRequest(
-        models=tuple(args.models or MODELS), evaluators=evaluator_selection(args.evaluators), settings=settings,
+        models=tuple(args.models or default_models()), evaluators=evaluator_selection(args.evaluators),
+        settings=settings,
         out=Path(args.out) / "perf.csv", reference=Path(args.reference).expanduser() if args.reference else None,
         fid_weights=args.fid_weights, epoch_images=args.epoch_images, epoch_f=args.epoch_f, layers=args.layers,
         profile=args.profile)

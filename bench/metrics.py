@@ -80,5 +80,9 @@ TRAINER_METRICS = (
            "a property of the data: any change means the data changed"),
     Metric("optimiser_steps", "optimiser steps", None, Tolerance(0.5),
            "the training budget: any change means a different run, not noise", digits=",.0f"),
+    Metric("n_labelled", "labelled images", None, Tolerance(0.5),
+           "the supervision split: any change means a different run", digits=",.0f"),
+    Metric("labelled_fraction", "labelled fraction", None, Tolerance(1e-9),
+           "the supervision split: f, or more where the split keeps at least a batch of labelled images"),
 )
 """The numbers `bench.train` writes to a run's metrics.json that the tables and checks read."""

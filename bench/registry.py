@@ -18,6 +18,7 @@ class ModelEntry:
     target: str  # "module:Class"
     options: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    in_default_grid: bool = True  # False: trained only when named (`--models`), e.g. another reading of a baseline
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -29,7 +30,15 @@ MODELS: dict[str, ModelEntry] = {
     "mvae": ModelEntry("baselines.mvae:MVAE", {}, "MVAE (Wu & Goodman 2018), product of experts, one per label"),
     "csvae": ModelEntry("baselines.csvae:CSVAE", {}, "CSVAE (Klys et al. 2018), a latent subspace per label"),
     "diva": ModelEntry("baselines.diva:DIVA", {}, "modified DIVA (CCVAE paper, appendix C.4)"),
+    "diva-prior-net": ModelEntry("baselines.diva_prior_net:DIVAPriorNet", {},
+                                 "modified DIVA with DIVA's own conditional-prior network p(z_c | y) (the other "
+                                 "reading of C.4)", in_default_grid=False),
 }
+
+
+def default_models() -> tuple[str, ...]:
+    """The models a grid trains when none are named."""
+    return tuple(name for name, model in MODELS.items() if model.in_default_grid)
 
 
 def entry(name: str) -> ModelEntry:

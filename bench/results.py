@@ -47,6 +47,8 @@ def run_rows(run_dir: Path) -> list[dict]:
         return []
     config = rundir.read_identity(run_dir)
     metrics = json.loads((run_dir / rundir.METRICS).read_text())
+    if "labelled_fraction" not in metrics and {"n_labelled", "n_unlabelled"} <= set(metrics):  # an older run's
+        metrics["labelled_fraction"] = metrics["n_labelled"] / (metrics["n_labelled"] + metrics["n_unlabelled"])
     model = config.model + (rundir.EVALUATED_ONLY if metrics.get("evaluated_only") else "")  # `bench eval --model`
     cell = {"dataset": config.dataset, "model": model, "f": config.f, "seed": config.seed, "preset": config.preset}
     trained = {metric.key: metrics[metric.key] for metric in TRAINER_METRICS if metric.key in metrics}

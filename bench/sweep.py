@@ -46,7 +46,7 @@ from bench.data import default_datasets, load
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text, exclusive
 from bench.presets import preset
-from bench.registry import MODELS
+from bench.registry import default_models
 from bench.runtime import tune_cpu_allocator
 
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
@@ -74,7 +74,7 @@ class Grid:
     def cells(self, data_root: str | None = None) -> list[RunConfig]:
         """Every combination, validated before any work starts, seed by seed."""
         datasets = self.datasets or default_datasets(data_root)
-        models, fs, seeds = self.models or tuple(MODELS), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
+        models, fs, seeds = self.models or default_models(), self.fs or DEFAULT_FS, self.seeds or DEFAULT_SEEDS
         # seed-major: an interrupted sweep leaves whole seeds of the grid done, not every seed of a few cells
         return [make_config(model, dataset, f, seed, self.preset, self.epochs, step=self.step,
                             dataset_overrides=self.dataset_options, optimiser_steps=self.optimiser_steps)

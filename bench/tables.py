@@ -208,10 +208,33 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
         for metric in spec.metrics[:1]:
             rows = reference.assign(model=spec.reference_row, metric=metric, mark="")
             summary = pd.concat([summary, rows], ignore_index=True)
+    summary = summary.merge(labelled_shares(results, dataset), on="f", how="left")
     order = {model: index for index, model in enumerate(ordered_models(summary.model))}
     summary = summary.sort_values(["model", "metric", "f"], key=lambda column: column.map(order)
                                   if column.name == "model" else column, kind="stable")
     return summary.reset_index(drop=True)
+
+
+LABELLED_COLUMNS = ["n_labelled", "labelled_fraction"]
+
+
+def labelled_shares(results: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Per f, how many training images were labelled and which fraction that is (the median over the runs; NaN
+    where the results do not record it), so that a column can say when a minimum labelled count raised f."""
+    chosen = results[(results.dataset == dataset) & results.metric.isin(LABELLED_COLUMNS) & results.f.notna()]
+    shares = chosen.pivot_table(index="f", columns="metric", values="value", aggfunc="median")
+    return shares.reindex(columns=LABELLED_COLUMNS).reset_index()
+
+
+def f_header(f: float, shares: pd.DataFrame) -> str:
+    """"f=0.2", or "f=0.004 (100 labelled, 0.5 %)" where the split labelled more than f of the images."""
+    row = shares[shares.f == f]
+    if row.empty or row.labelled_fraction.isna().all():
+        return f"f={f:g}"
+    fraction, count = float(row.labelled_fraction.iloc[0]), float(row.n_labelled.iloc[0])
+    if abs(fraction - f) <= 0.01 * f:
+        return f"f={f:g}"
+    return f"f={f:g} ({count:,.0f} labelled, {100 * fraction:.3g} %)"
 
 
 def _number(value: float, digits: str) -> str:
@@ -251,8 +274,10 @@ def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[
     """Headers and rows of the wide form: one row per model (+ paper rows), one column per metric × f."""
     metrics = all_metrics()
     columns = [(metric, f) for metric in spec.metrics for f in sorted(set(frame.f))]
-    headers = ["model"] + [f"{metrics[metric].label}, f={f:g}" if len(spec.metrics) > 1 else f"f={f:g}"
-                           for metric, f in columns]
+    shares = (frame[["f", *LABELLED_COLUMNS]].drop_duplicates("f") if set(LABELLED_COLUMNS) <= set(frame.columns)
+              else pd.DataFrame(columns=["f", *LABELLED_COLUMNS]))
+    headers = ["model"] + [f"{metrics[metric].label}, {f_header(f, shares)}" if len(spec.metrics) > 1
+                           else f_header(f, shares) for metric, f in columns]
     rows = []
     for model in ordered_models(frame.model):
         name = metrics[model].label if model in metrics else model  # the reference row

@@ -400,6 +400,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         "majority_accuracy": scoring.majority_accuracy(train_labels, data.labels[test], data.task),
         "n_labelled": len(labelled),
         "n_unlabelled": len(unlabelled),
+        "labelled_fraction": len(labelled) / (len(labelled) + len(unlabelled)),
         "epochs": config.epochs,
         "optimiser_steps": rounds.total,
         "labelled_steps": rounds.labelled,

@@ -54,3 +54,23 @@ def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path):
     assert (out / "plateaus.csv").is_file() and (out / "learning_curves.png").is_file()
     controls = pd.read_csv(out / "synthfaces" / "controls.csv")
     assert "floor: does nothing" in set(controls.row)
+
+
+def test_the_pairing_ratio_is_one_for_independent_seeds_and_small_for_a_shared_seed_effect():
+    import pairing
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(20):
+        shared = rng.normal(0, 1)
+        for model in ("a", "b"):
+            rows.append({"dataset": "d", "metric": "independent", "f": 1.0, "model": model, "seed": seed,
+                         "value": rng.normal(0, 1)})
+            rows.append({"dataset": "d", "metric": "shared", "f": 1.0, "model": model, "seed": seed,
+                         "value": shared + rng.normal(0, 0.1)})
+    frame = pd.DataFrame(rows)
+    independent, _ = pairing.pairing_ratio(frame[frame.metric == "independent"])
+    shared, _ = pairing.pairing_ratio(frame[frame.metric == "shared"])
+    assert 0.5 < independent < 1.5 and shared < 0.05
+    ratio, pairs = pairing.pairing_ratio(pd.read_csv(ROOT / "results" / "stored" / "standard" / "results.csv"))
+    assert pairs > 100 and 0.9 < ratio < 1.2  # the protocol's reason for unpaired tests

@@ -280,3 +280,12 @@ def test_a_step_budget_run_records_its_steps_in_its_metrics_and_log(tmp_path, ca
         make_config("ccvae", "synthfaces", 1.0, 0, "smoke", epochs=2, optimiser_steps=30)
     with pytest.raises(BenchError, match="needs a preset with a labelled share"):
         make_config("ccvae", "synthfaces", 1.0, 0, "paper", optimiser_steps=30)
+
+
+def test_a_column_says_how_many_images_were_labelled_where_a_minimum_count_raised_f():
+    from bench.tables import f_header
+
+    shares = pd.DataFrame({"f": [0.004, 0.2], "n_labelled": [100, 4000], "labelled_fraction": [0.005, 0.2]})
+    assert f_header(0.004, shares) == "f=0.004 (100 labelled, 0.5 %)"
+    assert f_header(0.2, shares) == "f=0.2"
+    assert f_header(1.0, shares) == "f=1"  # not recorded (an older stored set)
