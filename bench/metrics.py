@@ -51,6 +51,11 @@ class Metric:
     scale             "linear", or "log" for a positive, heavy-tailed measure (a Fréchet distance, a condition
                       number): its intervals, marks, regression check and claims work on log(value), and a table
                       cell shows the geometric mean with an interval that never goes below zero
+    ranked            False where a model that does nothing would score best (leakage: doing nothing leaks
+                      nothing): the tables mark no best in its columns; the direction still signs claims and checks
+    marked_only_if    (metric, threshold): a model is marked best or tied in this metric's column only where its mean
+                      of that results.csv metric at the same f is above the threshold (FID: only generators that
+                      carry their labels, since random real images have the best FID of all)
     """
 
     key: str
@@ -60,6 +65,8 @@ class Metric:
     why: str
     digits: str = ".3f"
     scale: str = "linear"
+    ranked: bool = True
+    marked_only_if: tuple[str, float] | None = None
 
     def __post_init__(self):
         if self.scale not in SCALES:

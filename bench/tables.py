@@ -33,6 +33,8 @@ from bench.stats import BEST, TIED, Interval, interval, marks
 from evaluators import EVALUATORS, all_metrics
 from evaluators.controls import ROWS as CONTROL_ROWS
 
+FLOOR = CONTROL_ROWS[0]  # "floor: does nothing"
+
 SUMMARY_COLUMNS = ["mean", "std", "low", "high", "n"]  # `bench.stats.Interval`'s fields
 EVALUATION_COLUMNS = ["eval_sd", "n_eval"]  # the spread of a run's evaluations over evaluation seeds
 MARKS_EXPLAINED = ("Cells: the mean over training seeds ± the half-width of its 95 % Student's t interval, and "
@@ -175,14 +177,34 @@ def summarise_cells(results: pd.DataFrame, dataset: str, spec: TableSpec) -> pd.
     return summary
 
 
-def column_marks(summary: pd.DataFrame) -> pd.Series:
-    """"best" / "tied" / "" per row of a summary (`bench.stats.marks` per metric and f; controls never marked)."""
+def eligible_for_marks(results: pd.DataFrame, dataset: str, metric: str) -> set[tuple[str, float]] | None:
+    """The (model, f) that may be marked in `metric`'s columns (its `Metric.marked_only_if`); None: every one."""
+    condition = all_metrics()[metric].marked_only_if
+    if condition is None:
+        return None
+    gate, threshold = condition
+    chosen = results[(results.dataset == dataset) & (results.metric == gate) & results.f.notna()]
+    means = chosen.groupby(["model", "f"]).value.mean()
+    return {key for key, value in means.items() if value > threshold}
+
+
+def column_marks(summary: pd.DataFrame, eligible: dict[str, set | None] | None = None) -> pd.Series:
+    """"best" / "tied" / "" per row of a summary (`bench.stats.marks` per metric and f). Never marked: the controls,
+    an unranked metric, a model `eligible` leaves out of a metric's columns, and a model whose mean is no better than
+    the floor's ("does nothing") where the floor has the metric."""
     mark = pd.Series("", index=summary.index, dtype=object)
     metrics = all_metrics()
-    for (metric, _), column in summary[~summary.model.isin(CONTROL_ROWS)].groupby(["metric", "f"]):
+    floors = summary[summary.model == FLOOR].set_index(["metric", "f"])["mean"]
+    for (metric, f), column in summary[~summary.model.isin(CONTROL_ROWS)].groupby(["metric", "f"]):
         direction = metrics[metric].higher_is_better
-        if direction is None:
+        if direction is None or not metrics[metric].ranked:
             continue
+        allowed = (eligible or {}).get(metric)
+        if allowed is not None:
+            column = column[[(model, f) in allowed for model in column.model]]
+        if (metric, f) in floors.index:  # better than doing nothing, or not marked at all
+            floor = floors[(metric, f)]
+            column = column[column["mean"] > floor] if direction else column[column["mean"] < floor]
         chosen = dict(zip(column.model, column["values"], strict=True))
         for model, marked in marks(chosen, direction, metrics[metric].log_scale).items():
             mark[column.index[column.model == model]] = marked
@@ -195,7 +217,8 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
     summary = summarise_cells(results, dataset, spec)
     if summary.empty:
         return summary.drop(columns="values")
-    summary["mark"] = column_marks(summary)
+    summary["mark"] = column_marks(summary, {metric: eligible_for_marks(results, dataset, metric)
+                                             for metric in spec.metrics if metric in all_metrics()})
     summary = summary.drop(columns="values")
     quoted = paper[(paper.dataset == dataset) & (paper.table.astype(str) == spec.key)]
     quoted = quoted[["model", "metric", "f", "value", "source"]].rename(

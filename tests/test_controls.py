@@ -216,3 +216,37 @@ def test_near_random_means_label_blind_whatever_the_generators_label_bias(world)
     for result in (*blind.values(), judged(conditional, Floor(data), world)):
         assert abs(result["label_gain"]) < 0.03  # ... not the gain (300 generations: sd about 0.01)
     assert judged(conditional, Renderer(data), world)["label_gain"] > 0.3
+
+
+def test_a_model_that_does_nothing_is_never_marked_best_in_any_table():
+    """On the stored standard set, a model that behaves as the floor (swaps return b, interventions their input,
+    reconstructions are exact, generations random real images) is added with the floor's numbers, the real images'
+    distances, and seed noise: no table marks it best or tied, while the real models are still marked."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from bench.tables import dataset_tables, read_paper
+
+    stored = Path(__file__).resolve().parents[1] / "results" / "stored" / "standard" / "results.csv"
+    results = pd.read_csv(stored)
+    floor = results[(results.model == "floor: does nothing")].groupby("metric").value.mean()
+    real = results[(results.model == "ceiling: real images")].groupby("metric").value.mean()
+    distances = {name: value for name, value in real.items() if name.startswith(("fid.", "mutual"))}
+    does_nothing = floor.to_dict() | distances
+    does_nothing |= {"conditional.label_gain": 0.0, "classification.accuracy": float(floor.get(
+        "conditional.accuracy", 0.5))}
+    rng = np.random.default_rng(0)
+    rows = [{"dataset": "synthfaces", "model": "nothing", "f": f, "seed": seed, "eval_seed": 0, "preset": "standard",
+             "metric": metric, "value": value * (1 + 0.001 * rng.standard_normal()) + 1e-4 * rng.standard_normal()}
+            for metric, value in does_nothing.items() for f in (0.004, 0.06, 0.2, 1.0) for seed in range(3)]
+    rows += [{"dataset": "synthfaces", "model": model, "f": f, "seed": seed, "eval_seed": 0, "preset": "standard",
+              "metric": "conditional.label_gain", "value": 0.3 + 0.01 * seed}
+             for model in ("ccvae", "m2", "diva") for f in (0.004, 0.06, 0.2, 1.0) for seed in range(3)]
+    frame = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    tables = dataset_tables(frame, "synthfaces", read_paper(Path("no such file")))
+    marked = pd.concat(tables.values())
+    assert not marked[(marked.model == "nothing") & (marked.mark != "")].shape[0], \
+        marked[(marked.model == "nothing") & (marked.mark != "")][["metric", "f", "mark"]]
+    assert (marked[marked.model != "nothing"].mark != "").sum() > 20  # the real models are still marked
+    assert (marked[(marked.metric == "fid.oracle_frechet") & (marked.model != "nothing")].mark != "").any()
