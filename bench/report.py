@@ -26,7 +26,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import rundir
-from bench.claims import CLAIMS, evaluate_claims, summary
+from bench.claims import CLAIMS, PROTOCOL, VERDICTS, Claim, evaluate_claims, summary, tally
 from bench.results import ordered_models, unavailable_notes
 from bench.tables import (
     MARKS_EXPLAINED,
@@ -45,7 +45,7 @@ text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
 img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0;max-width:100%;height:auto}
 td.holds{background:#d9f2d9}td.fails{background:#f8d7d7}td.undecided{background:#fff3cd}
-td.not{background:#eee}table.claims td,table.claims th{text-align:left}
+td.not{background:#eee}td.interim{background:#fff3cd}table.claims td,table.claims th{text-align:left}
 .note{color:#555;font-size:.85em}h2{border-top:2px solid #444;
 padding-top:.5em}"""
 
@@ -135,21 +135,65 @@ def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
     return figure_png(figure)
 
 
+VERDICT_COLOURS = {"holds": "#2e7d32", "fails": "#c62828", "undecided": "#b8860b", "not at this budget": "#777"}
+
+
+def forest_png(claim: Claim, rows: pd.DataFrame) -> bytes | None:
+    """One claim's measured comparisons as a forest plot: per row its effect (positive: better for the subject) and
+    90 % interval, whose ends are the one-sided 95 % bounds the tests use; dotted, the edges the tests read (0 and the
+    minimal difference of `better`, −δ of `not_worse`, ±δ of `equivalent`); the colour is the row's verdict."""
+    shown = rows[rows.effect.notna()]
+    if shown.empty:
+        return None
+    height = 0.6 + 0.22 * len(shown)
+    figure, axis = plt.subplots(figsize=(6.5, height))
+    labels = []
+    for position, row in enumerate(shown.itertuples()):
+        colour = VERDICT_COLOURS.get(row.verdict, "#333")
+        y = len(shown) - 1 - position
+        if pd.notna(row.low):
+            axis.plot([row.low, row.high], [y, y], color=colour, linewidth=1.5)
+        axis.plot(row.effect, y, "o", color=colour, markersize=4)
+        dataset = "" if len(set(shown.dataset)) == 1 else f"{row.dataset} "
+        labels.append(f"{dataset}f={row.f:g}  {row.models}")
+    edges = {0.0}
+    for part in claim.parts:
+        edges |= {"better": {0.0, part.margin}, "not_worse": {-part.margin},
+                  "equivalent": {-part.margin, part.margin}}[part.test]
+    for edge in edges:
+        axis.axvline(edge, color="#444" if edge == 0 else "#999", linestyle=":" if edge else "-", linewidth=0.8)
+    axis.set_yticks(range(len(shown)), labels[::-1], fontsize=7)
+    axis.set_xlabel("effect (positive: better for the subject; log ratio for a log-scale metric)", fontsize=7)
+    axis.tick_params(axis="x", labelsize=7)
+    handles = [plt.Line2D([], [], color=colour, marker="o", linestyle="-", label=verdict)
+               for verdict, colour in VERDICT_COLOURS.items() if verdict in set(shown.verdict)]
+    axis.legend(handles=handles, fontsize=6, loc="best", frameon=False)
+    axis.set_title(f"claim {claim.key}: {claim.statement}", fontsize=8)
+    return figure_png(figure)
+
+
 def verdicts_html(results: pd.DataFrame) -> str:
-    """The paper's claims and their verdicts on `results` (`bench.claims`), as the report's opening table."""
-    table = summary(evaluate_claims(results))
-    counts = ["holds", "fails", "undecided", "not measured"]
+    """The paper's claims and their verdicts on `results` (`bench.claims`), as the report's opening table, then per
+    claim a forest plot of its comparisons."""
+    rows_all = evaluate_claims(results)
+    table = summary(rows_all)
     rows = []
-    for claim, line in zip(CLAIMS, table.itertuples(), strict=True):
-        tally = ", ".join(f"{getattr(line, c.replace(' ', '_'), 0)} {c}" for c in counts
-                          if getattr(line, c.replace(" ", "_"), 0))
+    for claim, (_, line) in zip(CLAIMS, table.iterrows(), strict=True):
+        counts = ", ".join(f"{line[verdict]} {verdict}" for verdict in VERDICTS if line[verdict])
         rows.append(f"<tr><td>{html.escape(claim.key)}</td><td>{html.escape(claim.statement)}</td>"
                     f"<td>{html.escape(claim.source)}</td><td class=\"{line.verdict.split()[0]}\"><b>"
-                    f"{html.escape(line.verdict)}</b></td><td>{html.escape(tally)}</td></tr>")
-    return ("<h2>The paper's claims</h2><p class=note>Each claim tested on these results (CLAIMS.md beside this page "
-            "has every comparison: effect, 95 % interval, Holm-adjusted p, n).</p><table class=claims><tr>"
-            "<th>claim</th><th>statement</th><th>source</th><th>verdict</th><th>comparisons</th></tr>"
-            + "".join(rows) + "</table>")
+                    f"{html.escape(tally(line))}</b></td><td>{html.escape(counts)}</td></tr>")
+    plots = []
+    for claim in CLAIMS:
+        png = forest_png(claim, rows_all[rows_all.claim == claim.key])
+        if png is not None:
+            image = embedded(png, alt=f"claim {claim.key}: its comparisons").replace("<img ", "<img class=plot ", 1)
+            plots.append(f"<figure>{image}</figure>")
+    return (f"<h2>The paper's claims</h2><p class=note>Each claim tested on these results under protocol "
+            f"{PROTOCOL.version} (bench/protocol.py; CLAIMS.md beside this page has every comparison: effect, its "
+            "90 % interval whose ends are the one-sided 95 % bounds, p, n and the seeds an undecided one would "
+            "need).</p><table class=claims><tr><th>claim</th><th>statement</th><th>source</th><th>verdict</th>"
+            "<th>comparisons</th></tr>" + "".join(rows) + "</table>" + "".join(plots))
 
 
 def table_html(frame: pd.DataFrame, key: str) -> str:

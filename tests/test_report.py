@@ -57,3 +57,20 @@ def test_a_plots_view_holds_every_mean_not_every_interval():
     assert value_view(pd.Series([0.2, 0.6, 1.0])) == pytest.approx((0.0, 1.2))  # a quarter of the spread each side
     assert value_view(pd.Series([3.581, 3.581])) == pytest.approx((3.2229, 3.9391))  # no spread: a tenth of the value
     assert value_view(pd.Series([0.0])) == pytest.approx((-0.1, 0.1))
+
+
+def test_the_report_opens_with_the_verdicts_and_a_forest_plot_per_measured_claim():
+    from pathlib import Path
+
+    from bench.claims import CLAIMS, evaluate_claims
+    from bench.report import forest_png, verdicts_html
+
+    stored = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "stored" / "standard" / "results.csv")
+    text = verdicts_html(stored)
+    rows = evaluate_claims(stored)
+    measured = [claim for claim in CLAIMS if rows[(rows.claim == claim.key)].effect.notna().any()]
+    assert text.count("class=plot") == len(measured) >= 6
+    assert "interim (3 of 5 seeds): holds (all 12)" in text and "protocol 1" in text
+    png = forest_png(CLAIMS[0], rows[rows.claim == "1"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert forest_png(CLAIMS[-1], rows[rows.claim == "7-mi"]) is None  # nothing measured: no plot
