@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -341,6 +341,28 @@ def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
+def with_subject(name: str, claims: tuple[Claim, ...] = CLAIMS) -> tuple[Claim, ...]:
+    """The claims about CCVAE asked of the model `name` instead: each part whose subject is CCVAE gets `name` as its
+    subject, compared with everything CCVAE was compared with and with CCVAE itself ("does my model do what the paper
+    says CCVAE does, and better than CCVAE?"); parts about other models are left out, and so is a claim left with
+    none. Preconditions ("learnt") apply to `name` as they applied to CCVAE."""
+    chosen = []
+    for declared in claims:
+        parts = []
+        for part in declared.parts:
+            if (part.subjects or (part.subject,)) != ("ccvae",) and "ccvae" not in part.subjects:
+                continue
+            against = part.against if part.reference is not None else tuple(dict.fromkeys((*part.against, "ccvae")))
+            parts.append(replace(part, subject=name, subjects=(), against=against))
+        if parts:
+            learnt = tuple(replace(condition, models=tuple(name if model == "ccvae" else model
+                                                             for model in condition.models))
+                           for condition in declared.learnt)
+            chosen.append(replace(declared, statement=f"{name} in CCVAE's place: {declared.statement}",
+                                  parts=tuple(parts), learnt=learnt))
+    return tuple(chosen)
+
+
 def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
     """One line per claim: its verdict and how many of its comparisons hold, fail, stay undecided."""
     lines = []
@@ -424,12 +446,13 @@ METHOD = ("Each claim of the paper is a test declared in `bench/protocol.py` (pr
           "the observed effect and spread.")
 
 
-def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims") -> pd.DataFrame:
+def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims",
+                 claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
     """claims.csv and CLAIMS.md into `out`; returns the rows."""
-    rows = evaluate_claims(results)
+    rows = evaluate_claims(results, claims)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "claims.csv", rows.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / "CLAIMS.md", markdown(rows, title) + "\n")
+    atomic_write_text(out / "CLAIMS.md", markdown(rows, title, claims) + "\n")
     return rows
 
 
@@ -457,9 +480,9 @@ def tally(line) -> str:
     return text
 
 
-def verdict_lines(rows: pd.DataFrame) -> str:
+def verdict_lines(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> str:
     """What `run --all` prints at its end: one line per claim."""
-    table = summary(rows)
+    table = summary(rows, claims)
     tallies = [tally(line) for _, line in table.iterrows()]
     width, tally_width = max(len(key) for key in table.claim), max(map(len, tallies))
     lines = [f"{line.claim:>{width}}  {shown:<{tally_width}}  {line.statement}"

@@ -195,8 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="decide the paper's claims on a results file: claims.csv and CLAIMS.md")
     claims.add_argument("--results", default=str(Path("results") / "results.csv"),
                         help="a results.csv (default results/results.csv; e.g. results/stored/quick/results.csv)")
-    claims.add_argument("--out", metavar="DIR",
-                        help="the folder for claims.csv and CLAIMS.md (default: the results file's folder)")
+    claims.add_argument("--out", metavar="DIR", default="results",
+                        help="the folder for claims.csv and CLAIMS.md (default results)")
+    claims.add_argument("--subject", metavar="MODEL",
+                        help="judge this model in CCVAE's place (against the baselines and CCVAE itself), e.g. one "
+                             "trained with `run --models pkg.module:Class` or evaluated with `bench eval`")
+    claims.add_argument("--stored", metavar="DIR",
+                        help="join a stored set's results.csv (e.g. results/stored/claims) to --results: the models "
+                             "to judge --subject against")
 
     check = commands.add_parser("check", parents=[_parent(_runs, _debug)],
                                 help="compare fresh results with stored ones; exit 1 on a regression")
@@ -393,13 +399,27 @@ def command_list(args: argparse.Namespace) -> None:
 
 
 def command_claims(args: argparse.Namespace) -> None:
-    from bench.claims import verdict_lines, write_claims
+    import pandas as pd
+
+    from bench.claims import CLAIMS, verdict_lines, with_subject, write_claims
     from bench.results import read_results
 
-    path = Path(args.results)
-    out = Path(args.out) if args.out else path.parent
-    rows = write_claims(read_results(path), out, f"The paper's claims on {path}")
-    print(verdict_lines(rows))
+    path, out = Path(args.results), Path(args.out)
+    results = read_results(path)
+    where = str(path)
+    if args.stored:
+        stored = read_results(Path(args.stored) / "results.csv")
+        results = pd.concat([stored, results[~results.model.isin(set(stored.model))]], ignore_index=True)
+        where += f" and {args.stored}"
+    claims = CLAIMS
+    if args.subject:
+        if args.subject not in set(results.model):
+            raise BenchError(f"no runs of '{args.subject}' in {where}; its models are "
+                             f"{', '.join(sorted(set(results[results.f.notna()].model)))}")
+        claims = with_subject(args.subject)
+    title = f"The paper's claims on {where}" + (f", with {args.subject} in CCVAE's place" if args.subject else "")
+    rows = write_claims(results, out, title, claims)
+    print(verdict_lines(rows, claims))
     print(f"wrote {out / 'claims.csv'} and {out / 'CLAIMS.md'}")
 
 

@@ -295,3 +295,22 @@ def test_the_main_jobs_budget_decides_nothing_its_models_have_not_learnt():
         mine = rows[(rows.claim == key) & (rows.dataset == "synthfaces")]
         assert set(mine.verdict) == {NOT_AT_BUDGET} and mine.note.str.contains("floor: does nothing").all(), key
     assert "cannot be decided at this budget" in verdict_lines(rows)
+
+
+def test_a_users_model_is_judged_in_ccvaes_place_against_a_stored_set(tmp_path, capsys):
+    """A toy user model (CCVAE's stored ci numbers, accuracy 3 points better) against the stored ci set."""
+    stored = pd.read_csv(STORED / "ci" / "results.csv")
+    mine = stored[stored.model == "ccvae"].assign(model="mine")
+    mine.loc[mine.metric == "classification.accuracy", "value"] += 0.03
+    mine.to_csv(tmp_path / "mine.csv", index=False)
+    out = tmp_path / "out"
+    assert main(["claims", "--results", str(tmp_path / "mine.csv"), "--stored", str(STORED / "ci"), "--subject",
+                 "mine", "--out", str(out)]) == 0
+    rows = pd.read_csv(out / "claims.csv", dtype={"claim": str})
+    accuracy = rows[(rows.claim == "1") & (rows.f == 0.06)]
+    assert set(accuracy.models) == {"mine vs m2", "mine vs diva", "mine vs mvae", "mine vs ccvae"}
+    assert accuracy.set_index("models").loc["mine vs ccvae", "verdict"] == HOLDS
+    assert not rows.models.str.startswith("m2 vs").any()  # the claims about other models are left out
+    assert "mine in CCVAE's place" in (out / "CLAIMS.md").read_text()
+    assert main(["claims", "--results", str(tmp_path / "mine.csv"), "--subject", "yours", "--out", str(out)]) == 2
+    assert "no runs of 'yours'" in capsys.readouterr().err
