@@ -24,7 +24,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import rundir
-from bench.data import entry
+from bench.data import DATASETS, entry
 from bench.errors import BenchError
 from bench.files import atomic_write_text
 from bench.metrics import Metric
@@ -221,9 +221,15 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
                                              for metric in spec.metrics if metric in all_metrics()})
     summary = summary.drop(columns="values")
     quoted = paper[(paper.dataset == dataset) & (paper.table.astype(str) == spec.key)]
+    other_data = ""
+    if quoted.empty:  # the paper's numbers on its own data set, shown beside ours as other data
+        quoted = paper[paper.table.astype(str) == spec.key]
+        quoted = quoted[quoted.dataset.map(lambda name: name in DATASETS and DATASETS[name].task == spec.task)]
+        other_data = ", ".join(sorted(set(quoted.dataset)))
     quoted = quoted[["model", "metric", "f", "value", "source"]].rename(
         columns={"value": "paper", "source": "paper_source"})
     summary = summary.merge(quoted, on=["model", "metric", "f"], how="left")
+    summary["paper_dataset"] = other_data
     if spec.reference_row:
         reference = results[(results.dataset == dataset) & (results.metric == spec.reference_row)]
         reference = reference.drop_duplicates(["f", "seed"])  # the same number for every model
@@ -308,7 +314,9 @@ def display_rows(frame: pd.DataFrame, spec: TableSpec, markup: Markup) -> tuple[
         rows.append([name] + [_cell(ours.loc[key], metrics[key[0]], markup) if key in ours.index else "—"
                                for key in columns])
         if "paper" in ours and ours["paper"].notna().any():
-            rows.append([f"{model} (paper)"] + [_number(ours.loc[key, "paper"], metrics[key[0]].digits)
+            other = ours["paper_dataset"].iloc[0] if "paper_dataset" in ours and len(ours) else ""
+            label = f"{model} (paper, {other}: other data)" if other else f"{model} (paper)"
+            rows.append([label] + [_number(ours.loc[key, "paper"], metrics[key[0]].digits)
                                                 if key in ours.index and not pd.isna(ours.loc[key, "paper"])
                                                 else "—" for key in columns])
     return headers, rows

@@ -74,3 +74,17 @@ def test_the_report_opens_with_the_verdicts_and_a_forest_plot_per_measured_claim
     png = forest_png(CLAIMS[0], rows[rows.claim == "1"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert forest_png(CLAIMS[-1], rows[rows.claim == "7-mi"]) is None  # nothing measured: no plot
+
+
+def test_the_papers_table_1_is_shown_beside_ours_labelled_as_other_data():
+    from pathlib import Path
+
+    from bench.tables import dataset_tables, read_paper, table_spec, to_markdown
+
+    root = Path(__file__).resolve().parents[1]
+    stored = pd.read_csv(root / "results" / "stored" / "standard" / "results.csv")
+    table = dataset_tables(stored, "synthfaces", read_paper(root / "results" / "paper.csv"), ["1"])["1"]
+    text = to_markdown(table, table_spec("1"))
+    line = next(row for row in text.splitlines() if "ccvae (paper, celeba: other data)" in row)
+    assert "0.832" in line and "0.900" in line  # the slides' Table 1 for CCVAE at f = 0.004 and 1
+    assert table[table.model == "ccvae"].paper.notna().all()  # the paper's number beside each of ours
