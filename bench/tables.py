@@ -224,7 +224,7 @@ def table_frame(results: pd.DataFrame, dataset: str, spec: TableSpec, paper: pd.
     other_data = ""
     if quoted.empty:  # the paper's numbers on its own data set, shown beside ours as other data
         quoted = paper[paper.table.astype(str) == spec.key]
-        quoted = quoted[quoted.dataset.map(lambda name: name in DATASETS and DATASETS[name].task == spec.task)]
+        quoted = quoted[quoted.dataset.isin([name for name, known in DATASETS.items() if known.task == spec.task])]
         other_data = ", ".join(sorted(set(quoted.dataset)))
     quoted = quoted[["model", "metric", "f", "value", "source"]].rename(
         columns={"value": "paper", "source": "paper_source"})
