@@ -277,6 +277,7 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
     quiet = replace(settings, show_progress=False)
     outcomes = []
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup, initargs=(devices, threads))
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill PID`, `timeout`, a container stop: as Ctrl-C
     try:
         # What a data set's runs share is built first, by the workers (one data set each, in parallel), while
         # the other workers start training; a run that reaches its evaluation first waits for it (cache locks).
@@ -298,14 +299,20 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                 outcomes.append(future.result())
                 bar.update()
                 report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
-    except BaseException:  # Ctrl-C (KeyboardInterrupt), or an error building what the runs share
+    except BaseException:  # Ctrl-C or SIGTERM (KeyboardInterrupt), or an error building what the runs share
         stop_workers(pool)
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         devices.close()
         devices.join_thread()
     pool.shutdown()
     return outcomes
+
+
+def _interrupted(signum, frame) -> None:
+    """SIGTERM to a local sweep's main process: stop as Ctrl-C stops it (the workers first, then this process)."""
+    raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)

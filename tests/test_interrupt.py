@@ -67,3 +67,26 @@ def test_ctrl_c_stops_a_local_sweep_and_the_same_command_resumes(tmp_path, ci_ca
     assert len(list(runs.glob("*/*/f=*/seed=*/metrics.json"))) == 4
     for path, mtime in finished.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was trained again"
+
+
+def test_sigterm_to_the_main_process_alone_stops_the_workers_too(tmp_path):
+    """`kill PID` (or `timeout`, a container stop) signals the main process only: it stops its workers as Ctrl-C
+    does, within seconds, and leaves nothing half-written."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "bench", *GRID, "--no-eval", "--runs", str(runs), "--cache-dir",
+               str(tmp_path / "cache"), "--out", str(tmp_path / "results")]
+    sweep = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(runs.glob("*/*/f=*/seed=*/checkpoint.pt")):
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.2)
+    assert len(group_members(sweep.pid)) >= 3  # the main process and its two workers, training
+    sweep.terminate()  # SIGTERM to the main process alone
+    stopped = time.monotonic()
+    _, stderr = sweep.communicate(timeout=STOPPED_WITHIN)
+    while group_members(sweep.pid) and time.monotonic() - stopped < STOPPED_WITHIN:
+        time.sleep(0.1)
+    assert not group_members(sweep.pid), "worker processes outlived the sweep"
+    assert sweep.returncode == 130 and "again to resume" in stderr.strip().splitlines()[-1], stderr[-2000:]
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp.*"))

@@ -41,8 +41,10 @@ def test_the_budget_is_the_least_step_count_where_every_measure_has_levelled_off
 
 
 @pytest.mark.slow
-def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path):
+def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path, ci_cache):
     out = tmp_path / "out"
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "cache").symlink_to(ci_cache)  # the session's cache: the smoke oracle is built once
     command = [sys.executable, str(ROOT / "scripts" / "learning_curves.py"), "--preset", "smoke", "--horizon", "250",
                "--at", "250", "--models", "ccvae", "--fs", "1", "--datasets", "synthfaces", "--jobs", "1",
                "--work", str(tmp_path / "work"), "--out", str(out)]
