@@ -27,7 +27,7 @@ from bench.data import load
 from bench.data.cache import cache_dir
 from bench.errors import BenchError
 from bench.external import load_model, read_source
-from bench.files import UntrustedFile, atomic_write_text, load_tensors
+from bench.files import UnreadableFile, UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import Preset, preset
 from bench.train import build_model
 from evaluators import EVALUATORS
@@ -71,6 +71,8 @@ def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.dev
     except UntrustedFile as error:
         raise BenchError(f"{run_dir / rundir.CHECKPOINT} holds more than tensors ({error}); this suite's checkpoints "
                          "never do, so it was not written by this suite: it is not loaded") from None
+    except UnreadableFile as error:
+        raise BenchError(f"{error}; train the run again (delete {run_dir} first)") from None
     model.load_state_dict(state["model"])
     return model.eval()
 

@@ -29,7 +29,7 @@ from bench.api import missing_members
 from bench.config import RunConfig, check_rate
 from bench.data.base import LabelledImages
 from bench.errors import BenchError
-from bench.files import UntrustedFile, atomic_write_text, load_tensors
+from bench.files import UnreadableFile, UntrustedFile, atomic_write_text, load_tensors
 from bench.presets import preset
 
 SHOWN_KEYS = 5  # how many mismatched checkpoint keys an error names
@@ -80,8 +80,8 @@ def load_model(source: ExternalModel, data: LabelledImages, device: torch.device
         raise BenchError(f"checkpoint {path} holds more than tensors and would run code when loaded ({error}); "
                          "save a state dict (torch.save(model.state_dict(), FILE)), or, only if you trust the file, "
                          "pass --trust-checkpoint to load it as a whole module (that runs the file's code)") from None
-    except Exception as error:  # a file torch cannot read: one line, whatever the reason
-        raise BenchError(f"checkpoint {path} is not a file torch.load can read ({type(error).__name__}: {error})"
+    except UnreadableFile as error:
+        raise BenchError(f"{error}; give the file torch.save wrote (its state dict, or this suite's checkpoint.pt)"
                          ) from None
     if isinstance(saved, nn.Module):
         if not isinstance(saved, model_class):

@@ -185,18 +185,31 @@ class UntrustedFile(Exception):
     """A torch file that holds more than tensors and plain containers: loading it would run the code it names."""
 
 
+class UnreadableFile(Exception):
+    """Bytes torch cannot read as a checkpoint at all (corrupt, truncated, not a torch file)."""
+
+
 def load_tensors(path: Path, map_location: str | torch.device | None = None, trust: bool = False) -> object:
     """torch.load that runs no code from the file: tensors, numbers, strings and containers of them only
-    (`weights_only=True`, torch's restricted unpickler). Anything else (a pickled module, an arbitrary class or
-    callable) raises `UntrustedFile`, unless `trust` says the file's code may run (`weights_only=False`)."""
+    (`weights_only=True`, torch's restricted unpickler). A readable pickle that names a class or callable (a
+    pickled module) raises `UntrustedFile`, unless `trust` says the file's code may run (`weights_only=False`);
+    bytes that are no torch file at all raise `UnreadableFile` (torch's advice to turn weights_only off is not
+    passed on: it would not help, and would run whatever the bytes hold)."""
     import pickle
 
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust)
     except pickle.UnpicklingError as error:
-        if trust:
-            raise
-        raise UntrustedFile(str(error).splitlines()[0]) from None
+        named = [line.strip() for line in str(error).splitlines() if "Unsupported global" in line]
+        if named and not trust:
+            raise UntrustedFile(named[0].split("WeightsUnpickler error: ")[-1].split(". Please")[0]) from None
+        raise UnreadableFile(f"{path} is not a checkpoint torch can read (corrupt, truncated or not a torch "
+                             "file)") from None
+    except (RuntimeError, EOFError) as error:
+        if "PytorchStreamReader" in str(error) or isinstance(error, EOFError):
+            raise UnreadableFile(f"{path} is not a checkpoint torch can read (a damaged zip archive: "
+                                 "corrupt or truncated)") from None
+        raise
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:

@@ -34,7 +34,7 @@ from bench.api import missing_members
 from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
-from bench.files import atomic_torch_save, atomic_write, atomic_write_text, load_tensors
+from bench.files import UnreadableFile, UntrustedFile, atomic_torch_save, atomic_write, atomic_write_text, load_tensors
 from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels, environment
 
@@ -206,10 +206,14 @@ def _save_checkpoint(path: Path, model, optimizer, epoch: int, step: int, log: l
 def _restore_checkpoint(path: Path, model, optimizer) -> tuple[int, int, list[dict]]:
     try:
         state = load_tensors(path, map_location="cpu")  # runs no code from the file
+    except (UnreadableFile, UntrustedFile) as error:
+        raise BenchError(f"{path} is not a checkpoint of this run ({error}); delete it to restart the run") from None
+    try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-    except Exception as error:
-        raise BenchError(f"{path} cannot be read ({error}); delete it to restart the run") from error
+    except (KeyError, RuntimeError, ValueError, TypeError) as error:
+        raise BenchError(f"{path} does not fit this run's model ({type(error).__name__}); delete it to restart "
+                         "the run") from None
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,3 +183,37 @@ def test_this_suites_checkpoints_and_state_dicts_load_without_running_code(tmp_p
     restored.load_state_dict(state["optimizer"])
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     assert set(load_tensors(tmp_path / "weights.pt")) == {"weight", "bias"}
+
+
+def test_corrupt_bytes_are_called_unreadable_not_unsafe_and_torchs_advice_is_not_passed_on(tmp_path, capsys):
+    from bench.cli import main
+    from bench.files import UnreadableFile, load_tensors
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(3000))
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"weight": torch.ones(100)}, tmp_path / "whole.pt")
+    truncated.write_bytes((tmp_path / "whole.pt").read_bytes()[:300])
+    for path in (garbage, truncated):
+        with pytest.raises(UnreadableFile, match="not a checkpoint torch can read"):
+            load_tensors(path)
+    assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(garbage), "--dataset", "synthfaces",
+                 "--preset", "smoke", "--runs", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "not a checkpoint torch can read" in error and len(error.splitlines()) == 1, error
+    assert "trust-checkpoint" not in error and "weights_only" not in error
+
+
+def test_a_runs_own_corrupt_checkpoint_says_so_in_one_line(tmp_path):
+    from bench.config import make_config
+    from bench.data import load
+    from bench.train import train
+
+    config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke", epochs=1, model_options={"style_dim": 4})
+    data = load("synthfaces", cache_dir=str(tmp_path / "cache"), options=config.dataset_options)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"\x80\x02 not a checkpoint" * 50)
+    with pytest.raises(BenchError, match="not a checkpoint of this run") as raised:
+        train(config, data, run, torch.device("cpu"), show_progress=False)
+    assert "weights_only" not in str(raised.value) and "Re-running" not in str(raised.value)
