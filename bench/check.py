@@ -535,7 +535,8 @@ def restore(stored: Path, runs_root: Path) -> str:
     metrics.json and each evaluator's numbers at every stored evaluation seed (no checkpoint, no figures; every file
     says `restored_from`). A sweep over the same grid then takes those cells as done and trains only the others,
     so a long sweep stored part-way (`check --update`) goes on in another checkout. A run directory that exists is
-    left as it is. Controls are not restored: a sweep evaluates them again at its end."""
+    left as it is. The control rows are restored too (control.json and their numbers), so that tables, claims and a
+    resumed sweep see them: the sweep judges only a control that is missing."""
     from bench.evaluate import check_names
     from bench.sweep import prepare_runs_root
 
@@ -566,7 +567,35 @@ def restore(stored: Path, runs_root: Path) -> str:
         metrics = {**dict(zip(trained.metric, trained.value, strict=True)), "epochs": config["epochs"], **origin}
         atomic_write_text(run / rundir.METRICS, json.dumps(metrics, indent=2) + "\n")  # last: the run is finished
         written += 1
-    return f"restored {written} runs of {stored} into {runs_root}"
+    controls = _restore_controls(numbers, configs, runs_root, origin)
+    return f"restored {written} runs and {controls} control rows of {stored} into {runs_root}"
+
+
+def _restore_controls(numbers: pd.DataFrame, configs: list[dict], runs_root: Path, origin: dict) -> int:
+    """The stored control rows (f NaN) as control directories: control.json and eval/<evaluator>.json per
+    evaluation seed; a control directory that exists is left as it is."""
+    from bench.evaluate import check_names
+
+    options = {config["dataset"]: config["dataset_options"] for config in configs}
+    written = 0
+    for (dataset, row, preset_name), rows in numbers[numbers.f.isna()].groupby(["dataset", "model", "preset"]):
+        directory = rundir.controls_dir(runs_root, dataset, row)
+        if directory.exists():
+            continue
+        own = preset(preset_name).evaluation.seed
+        for eval_seed, group in rows.groupby("eval_seed"):
+            out = rundir.evaluation_dir(directory / rundir.EVAL, int(eval_seed), own)
+            values = dict(zip(group.metric, group.value, strict=True))
+            for name in check_names(None):
+                found = {metric[len(name) + 1:]: value for metric, value in values.items()
+                         if metric.startswith(f"{name}.")}
+                if found:
+                    atomic_write_text(out / f"{name}.json", json.dumps({**found, **origin}, indent=2) + "\n")
+        record = {"row": row, "dataset": dataset, "preset": preset_name, "dataset_options": options.get(dataset, {}),
+                  "seed": own, **origin}
+        atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")  # last
+        written += 1
+    return written
 
 
 def rerender(stored: Path, paper_csv: Path) -> str:

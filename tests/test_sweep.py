@@ -575,3 +575,23 @@ def test_a_stored_set_restores_its_runs_so_that_a_sweep_goes_on_without_retraini
     assert main(["run", *CI_GRID, "--runs", str(restored), "--dry-run"]) == 0
     assert "6 cells: 6 done" in capsys.readouterr().out  # a sweep of the same grid trains nothing
     assert main(["check", "--runs", str(restored), "--stored", str(stored)]) == 0
+
+
+def test_restoring_a_stored_set_keeps_every_number_controls_included_and_every_verdict(tmp_path):
+    from bench.check import restore
+    from bench.claims import evaluate_claims
+    from bench.results import gather
+
+    stored = ROOT / "results" / "stored" / "standard"
+    message = restore(stored, tmp_path / "runs")
+    assert "control rows" in message
+    keys = ["dataset", "model", "f", "seed", "eval_seed", "metric"]
+    before = pd.read_csv(stored / "results.csv")
+    after = gather(tmp_path / "runs")
+    merged = before.merge(after, on=keys, how="outer", suffixes=("_stored", "_restored"), indicator=True)
+    lost = merged[merged._merge != "both"]
+    assert lost.empty, lost[[*keys, "_merge"]].head(10)
+    assert np.allclose(merged.value_stored, merged.value_restored, rtol=0, atol=1e-12)
+    assert (before.f.isna().sum(), after.f.isna().sum()) == (before.f.isna().sum(), before.f.isna().sum()) > (0, 0)
+    verdicts = ["claim", "part", "dataset", "f", "models", "verdict"]
+    pd.testing.assert_frame_equal(evaluate_claims(before)[verdicts], evaluate_claims(after)[verdicts])
