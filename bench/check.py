@@ -598,14 +598,16 @@ def _restore_controls(numbers: pd.DataFrame, configs: list[dict], runs_root: Pat
     return written
 
 
-def rerender(stored: Path, paper_csv: Path) -> str:
-    """Write a stored set's tables, REPORT.md and claims again from its results.csv and notes.json (after a change
-    of how tables are drawn; the numbers are not touched)."""
+def rerender(stored: Path, paper_csv: Path, out: Path | None = None) -> tuple[str, pd.DataFrame, Path]:
+    """Write a stored set's tables, REPORT.md, results.csv and claims from its results.csv and notes.json into `out`
+    (the stored set itself where `out` is it or None: after a change of how tables are drawn; the numbers are not
+    touched). Returns a line saying so, the numbers and the runs folder the set was made from."""
     from bench.tables import write_tables
 
+    out = stored if out is None else out
     numbers = read_stored(stored)
     notes = json.loads((stored / NOTES).read_text()) if (stored / NOTES).is_file() else {}
     provenance = json.loads((stored / "provenance.json").read_text()) if (stored / "provenance.json").is_file() else {}
     runs = Path(provenance.get("runs") or provenance.get("parts", [{}])[-1].get("runs", str(stored)))
-    write_tables(numbers, runs, stored, paper_csv, figures=False, notes=notes)
-    return f"re-rendered the tables of {stored} from its {len(numbers)} stored numbers"
+    write_tables(numbers, runs, out, paper_csv, figures=False, notes=notes)
+    return f"wrote the tables of {stored} ({len(numbers)} stored numbers) into {out}", numbers, runs

@@ -384,10 +384,11 @@ def command_run(args: argparse.Namespace) -> None:
 
 
 def command_tables(args: argparse.Namespace) -> None:
-    if args.stored:
+    if args.stored:  # a stored set's tables, claims and report, written into --out (the stored set only if asked)
         from bench.check import rerender
 
-        print(rerender(Path(args.stored), Path(args.paper)))
+        line, numbers, runs = rerender(Path(args.stored), Path(args.paper), Path(args.out))
+        print(f"{line}; report: {_write_html(numbers, runs, Path(args.out), Path(args.paper))}")
         return
     _write_tables(_runs_root(args), Path(args.out), Path(args.paper))
 

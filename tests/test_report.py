@@ -88,3 +88,16 @@ def test_the_papers_table_1_is_shown_beside_ours_labelled_as_other_data():
     line = next(row for row in text.splitlines() if "ccvae (paper, celeba: other data)" in row)
     assert "0.832" in line and "0.900" in line  # the slides' Table 1 for CCVAE at f = 0.004 and 1
     assert table[table.model == "ccvae"].paper.notna().all()  # the paper's number beside each of ours
+
+
+def test_tables_of_a_stored_set_go_where_out_says_and_the_stored_set_is_not_touched(tmp_path):
+    from pathlib import Path
+
+    stored = Path(__file__).resolve().parents[1] / "results" / "stored" / "ci"
+    before = {path: path.stat().st_mtime_ns for path in stored.rglob("*") if path.is_file()}
+    assert main(["tables", "--stored", str(stored), "--out", str(tmp_path / "out")]) == 0
+    for name in ("report.html", "REPORT.md", "CLAIMS.md", "claims.csv", "results.csv",
+                 "tables/synthfaces/table1.md"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert "The paper's claims" in (tmp_path / "out" / "report.html").read_text()
+    assert {path: path.stat().st_mtime_ns for path in stored.rglob("*") if path.is_file()} == before
