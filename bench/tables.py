@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -333,7 +333,7 @@ def _markdown_escape(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-LATEX_SYMBOLS = {"\\": r"\textbackslash{}", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
+LATEX_SYMBOLS = {"\\": r"\textbackslash{}", "|": r"$\vert$", "_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$",
                  "{": r"\{", "}": r"\}", "^": r"\^{}", "~": r"\~{}", "±": r"$\pm$", "²": r"$^2$",
                  "×": r"$\times$", "Δ": r"$\Delta$", "ω": r"$\omega$", "σ": r"$\sigma$", "–": "--", "−": "$-$",
                  "≥": r"$\geq$", "≤": r"$\leq$", "→": r"$\to$", "·": r"$\cdot$", "≈": r"$\approx$"}
@@ -350,18 +350,48 @@ def latex_text(text: str) -> str:
     return escaped
 
 
+LATEX_PACKAGES = ("booktabs", "rotating")  # what the .tex tables need in the preamble (rotating: sidewaystable)
+PORTRAIT_CHARACTERS = 80  # a row longer than this (in printed characters) is set sideways, on a page of its own
+
+
 def to_latex(frame: pd.DataFrame, spec: TableSpec, dataset: str) -> str:
-    """A booktabs table a paper can \\input (needs \\usepackage{booktabs,graphicx}): caption, label
-    tab:<data set>-<key>, and the marks explained beneath."""
-    headers, rows = display_rows(frame, spec, LATEX)
-    caption = f"{dataset}: Table {spec.key}. {spec.title}." + (f" {spec.caption}" if spec.caption else "")
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{latex_text(caption)}}}",
-             rf"\label{{tab:{dataset}-{spec.key}}}", r"\resizebox{\linewidth}{!}{%",
-             rf"\begin{{tabular}}{{l{'r' * (len(headers) - 1)}}}", r"\toprule",
-             " & ".join(latex_text(header) for header in headers) + r" \\", r"\midrule"]
-    lines += [" & ".join([latex_text(row[0]), *row[1:]]) + r" \\" for row in rows]
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip", rf"{{\footnotesize {latex_text(MARKS_EXPLAINED)}}}",
-              r"\end{table}"]
+    """A booktabs table a paper can \\input (its first line says which packages it needs): one caption (the title,
+    the data set, the table's caption, and n where every cell has the same), label tab:<data set>-<key>, one tabular
+    per metric where the table has several (four f columns each, at \\footnotesize, never shrunk), set sideways
+    (rotating's sidewaystable) where a row is too long for a portrait page, and the marks explained beneath."""
+    runs = frame[~frame.model.isin(CONTROL_ROWS) & (frame.model != spec.reference_row)]
+    uniform = runs.n.nunique() == 1 and (runs.n_eval.fillna(1) <= 1).all()  # then n is said once, in the caption
+    headers, rows = display_rows(frame, spec, replace(LATEX, count="") if uniform else LATEX)
+    caption = f"{spec.title}, {dataset}." + (f" {spec.caption}" if spec.caption else "")
+    if uniform:
+        caption += f" Every cell: n = {int(runs.n.iloc[0])} training seeds (the control rows: one value)."
+    def printed(cell: str) -> int:  # characters on the page, roughly: commands and braces take no room
+        return len(re.sub(r"\\[a-z]+|[{}$]|\\,", "", cell)) + 2
+
+    widest = [max(printed(row[column]) for row in [headers, *rows]) for column in range(len(headers))]
+    per_table = widest[0] + sum(widest[1:]) // max(1, len(spec.metrics))  # one tabular per metric
+    sideways = per_table > PORTRAIT_CHARACTERS
+    packages = LATEX_PACKAGES if sideways else LATEX_PACKAGES[:1]
+    environment = "sidewaystable" if sideways else "table"
+    lines = [f"% needs \\usepackage{{{','.join(packages)}}}", rf"\begin{{{environment}}}" + ("" if sideways else "[t]"),
+             r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
+             rf"\caption{{{latex_text(caption)}}}", rf"\label{{tab:{dataset}-{spec.key}}}"]
+    per_metric = (len(headers) - 1) // max(1, len(spec.metrics)) if len(spec.metrics) > 1 else len(headers) - 1
+    metrics = all_metrics()
+    for start in range(1, len(headers), per_metric):
+        columns = range(start, min(start + per_metric, len(headers)))
+        if len(spec.metrics) > 1:
+            label = metrics[spec.metrics[(start - 1) // per_metric]].label
+            heads = [headers[index].split(", ", 1)[1] if ", " in headers[index] else headers[index]
+                     for index in columns]
+            lines += [r"\par\smallskip", rf"\textit{{{latex_text(label)}}}\\[2pt]"]
+        else:
+            heads = [headers[index] for index in columns]
+        lines += [rf"\begin{{tabular}}{{l{'r' * len(heads)}}}", r"\toprule",
+                  " & ".join(latex_text(header) for header in ["model", *heads]) + r" \\", r"\midrule"]
+        lines += [" & ".join([latex_text(row[0]), *(row[index] for index in columns)]) + r" \\" for row in rows]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\par\smallskip", rf"{{\footnotesize {latex_text(MARKS_EXPLAINED)}}}", rf"\end{{{environment}}}"]
     return "\n".join(lines) + "\n"
 
 

@@ -101,3 +101,32 @@ def test_tables_of_a_stored_set_go_where_out_says_and_the_stored_set_is_not_touc
         assert (tmp_path / "out" / name).is_file(), name
     assert "The paper's claims" in (tmp_path / "out" / "report.html").read_text()
     assert {path: path.stat().st_mtime_ns for path in stored.rglob("*") if path.is_file()} == before
+
+
+def test_every_stored_latex_table_compiles_as_it_is_and_has_no_bare_bar_in_text(tmp_path):
+    """Each .tex names the packages it needs in its first line and compiles in a minimal document with them."""
+    import re
+    from pathlib import Path
+
+    from bench.tables import LATEX_PACKAGES
+
+    tables = sorted((Path(__file__).resolve().parents[1] / "results" / "stored").glob("*/tables/*/*.tex"))
+    assert tables
+    for path in tables:
+        text = path.read_text()
+        assert text.startswith("% needs \\usepackage{booktabs") and ("sidewaystable" not in text or "rotating" in
+                                                                       text.splitlines()[0]), path
+        outside_math = re.sub(r"\$[^$]*\$", "", text)
+        assert "|" not in outside_math, path  # pdflatex's OT1 text font prints a bare | as an em dash
+        assert text.count(r"\caption{") == 1 and r"\resizebox" not in text, path
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex not installed (Debian package texlive-latex-recommended)")
+    inputs = "\n".join(rf"\input{{{path}}}\clearpage" for path in tables)
+    document = tmp_path / "tables.tex"
+    document.write_text(rf"\documentclass{{article}}\usepackage{{{','.join(LATEX_PACKAGES)}}}"
+                        rf"\begin{{document}}{inputs}\end{{document}}" + "\n")
+    compiled = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert compiled.returncode == 0, compiled.stdout[-3000:]
+    assert (tmp_path / "tables.pdf").is_file()
+    assert "Overfull \\hbox" not in compiled.stdout, compiled.stdout[-3000:]  # nothing runs off its page
