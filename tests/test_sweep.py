@@ -33,7 +33,7 @@ from bench.data import default_datasets, mnist
 from bench.errors import BenchError
 from bench.files import exclusive
 from bench.metrics import Tolerance
-from bench.registry import MODELS, default_models
+from bench.registry import default_models
 from bench.results import RESULT_COLUMNS, at_preset_seed, gather
 from bench.tables import (
     PAPER_COLUMNS,
