@@ -453,6 +453,7 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     else:
         fresh, source = gather(runs_root), runs_root
         fresh_envs = run_environments([path for path in rundir.run_directories(runs_root) if rundir.finished(path)])
+    same_experiment(fresh, stored, stored_dir, runs_root if results is None else None)
     fresh, stored = at_preset_seed(fresh), at_preset_seed(stored)
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
@@ -469,10 +470,43 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
         provenance = stored_dir / "provenance.json"
         differences = environment_differences(fresh_envs, stored_environments(json.loads(provenance.read_text()))) \
             if provenance.is_file() and fresh_envs else []
-        text += ("\nwhere the fresh numbers were measured differs from the stored set's (a machine difference moves "
-                 "last digits, not means by many sds):\n" + "\n".join(differences)) if differences else \
-            "\nthe fresh and the stored environments do not differ in any recorded field"
+        if not fresh_envs:
+            text += "\nthe fresh numbers carry no record of where they were measured (no environment to compare)"
+        elif differences:
+            text += ("\nwhere the fresh numbers were measured differs from the stored set's (a machine difference "
+                     "moves last digits, not means by many sds):\n" + "\n".join(differences))
+        else:
+            text += "\nthe fresh and the stored environments do not differ in any recorded field"
     return Checked(text, tuple(failing))
+
+
+IDENTITY_FIELDS = ("model", "dataset", "f", "seed")  # what tells two runs of one experiment apart
+
+
+def same_experiment(fresh: pd.DataFrame, stored: pd.DataFrame, stored_dir: Path, runs_root: Path | None) -> None:
+    """Refuse, in one line, to compare numbers of different experiments: other presets, or the same preset with a
+    different training configuration (a length override, other options) in the runs the two share."""
+    ours, theirs = set(fresh.preset), set(stored.preset)
+    if not ours & theirs:
+        raise BenchError(f"the fresh numbers are of preset {', '.join(sorted(ours))} and {stored_dir} of "
+                         f"{', '.join(sorted(theirs))}: different experiments, not comparable; check against "
+                         f"results/stored/{sorted(ours)[0]} or run the stored set's preset")
+    configs = stored_dir / "configs.json"
+    if runs_root is None or not configs.is_file():
+        return
+    stored_configs = {tuple(config[key] for key in IDENTITY_FIELDS): config for config in
+                      json.loads(configs.read_text())}
+    differing: set[str] = set()
+    for run in rundir.run_directories(runs_root):
+        mine = json.loads((run / rundir.CONFIG).read_text())
+        other = stored_configs.get(tuple(mine[key] for key in IDENTITY_FIELDS))
+        if other is not None:
+            differing |= {key for key in set(mine) | set(other) if key not in ("suite_version", *IDENTITY_FIELDS)
+                          and mine.get(key) != other.get(key)}
+    if differing:
+        raise BenchError(f"the fresh runs were trained with other settings than {stored_dir}'s "
+                         f"({', '.join(sorted(differing))} differ in configs.json): not comparable; rerun without "
+                         "the overrides, or store them as a set of their own")
 
 
 def store(fresh: pd.DataFrame, runs_root: Path, stored: Path, datasets: tuple[str, ...] | None = None) -> pd.DataFrame:

@@ -597,3 +597,16 @@ def test_restoring_a_stored_set_keeps_every_number_controls_included_and_every_v
     assert (before.f.isna().sum(), after.f.isna().sum()) == (before.f.isna().sum(), before.f.isna().sum()) > (0, 0)
     verdicts = ["claim", "part", "dataset", "f", "models", "verdict"]
     pd.testing.assert_frame_equal(evaluate_claims(before)[verdicts], evaluate_claims(after)[verdicts])
+
+
+def test_check_refuses_another_preset_or_other_settings_before_blaming_the_machine(tmp_path, capsys):
+    stored = pd.read_csv(STORED_CI / "results.csv")
+    stored.assign(preset="smoke").to_csv(tmp_path / "smoke.csv", index=False)
+    assert main(["check", "--results", str(tmp_path / "smoke.csv"), "--stored", str(STORED_CI)]) == 2
+    error = capsys.readouterr().err
+    assert "preset smoke" in error and "different experiments" in error and "cpu" not in error
+    assert main(["check", "--restore", "--stored", str(STORED_CI), "--runs", str(tmp_path / "runs")]) == 0
+    config = next((tmp_path / "runs").glob("synthfaces/ccvae/f=*/seed=0/config.json"))
+    config.write_text(config.read_text().replace('"lr": 0.001', '"lr": 0.002'))
+    assert main(["check", "--runs", str(tmp_path / "runs"), "--stored", str(STORED_CI)]) == 2
+    assert "lr differ" in capsys.readouterr().err
