@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from bench.files import atomic_torch_save, cached_build
+from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
     NO_RESOURCES,
@@ -225,13 +225,18 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
     n = len(real_indices)
     result: dict = {"n": n, "oracle_frechet": frechet_distance(features(oracle.features, generated),
                                                                features(oracle.features, real))}
-    if n < INCEPTION_DIMENSION:
-        result["warning"] = (f"FID on N = {n} < {INCEPTION_DIMENSION} images: its covariance estimate is "
-                             "rank-deficient and biased upward; compare FIDs only at equal N (KID is unbiased)")
+    known_missing = resources.cache_file(".fid-weights-missing") if resources.fid_weights is None else None
     try:
+        if known_missing is not None and known_missing.is_file() and not hub_weights_path().is_file():
+            raise InceptionUnavailable(known_missing.read_text().strip())  # a download failed once: not again
         network = load_inception(resources.fid_weights, device)
     except InceptionUnavailable as missing:
+        if known_missing is not None and not known_missing.is_file():
+            atomic_write_text(known_missing, f"{missing}\n")
         return {**result, "fid": None, "fid_unavailable": str(missing), "kid": None, "kid_unavailable": str(missing)}
+    if n < INCEPTION_DIMENSION:  # said only where an FID is computed
+        result["warning"] = (f"FID on N = {n} < {INCEPTION_DIMENSION} images: its covariance estimate is "
+                             "rank-deficient and biased upward; compare FIDs only at equal N (KID is unbiased)")
     cache = None
     if resources.cache is not None:  # one file per weights file, sample size and seed
         weights = (hashlib.sha256(str(Path(resources.fid_weights).resolve()).encode()).hexdigest()[:8]

@@ -190,6 +190,16 @@ def test_inception_path_runs_with_random_weights_and_reports_missing_weights(tmp
     missing = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, budget=SAMPLES["fid"])
     assert missing["fid"] is None and "--fid-weights" in missing["fid_unavailable"] and missing["kid"] is None
     assert np.isfinite(missing["oracle_frechet"])
+    assert "warning" not in missing  # no warning about a number that was not computed
+    monkeypatch.setattr(fid.torch.hub, "get_dir", lambda: str(tmp_path / "empty-hub"))  # the weights are absent
+    tries = []
+    monkeypatch.setattr(fid, "load_inception", lambda *args: tries.append(1) or (_ for _ in ()).throw(
+        fid.InceptionUnavailable("FID weights not in the hub and not downloadable")))
+    shared = Resources(cache=tmp_path / "oracle.pt")  # what every run of a sweep shares: one failed try, then none
+    for _ in range(3):
+        again = fid.evaluate(model, data, oracle, torch.Generator().manual_seed(0), SETTINGS, shared, SAMPLES["fid"])
+        assert again["fid"] is None and "not downloadable" in again["fid_unavailable"]
+    assert len(tries) == 1
 
 
 def test_perf_times_fid_with_the_weights_found_and_random_ones_only_where_there_are_none(tmp_path, monkeypatch):
