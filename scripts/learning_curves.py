@@ -159,29 +159,27 @@ def measure_controls(dataset: str, work: Path, out: Path, preset_name: str = PRE
 
 
 # ------------------------------------------------------------------------------------------------- the rule
-REMAINING_SHARE = 0.1
-"""A measure has levelled off at step s when what it gains from s to the horizon is at most this share of what it
-gains from the first snapshot to the horizon, or at most its `LEVEL_TOLERANCE`."""
+BAND_SHARE = 0.1
+"""A measure has levelled off at step s when from s on every snapshot is within a band around its value at the
+horizon: this share of the measure's range over the curve, or its `LEVEL_TOLERANCE` where that is wider."""
 LEVEL_TOLERANCE = {"fid.oracle_frechet": 0.05}  # log ratio: 5 % of the distance
 DEFAULT_TOLERANCE = 0.01  # rates and errors in [0, 1] and nats of mutual information: one point
 LEVEL_TOLERANCE |= {"swap.score": 0.02}  # |Δ log p| in nats, whose range is about 0–2
 
 
-def plateau_step(steps: np.ndarray, values: np.ndarray, higher_is_better: bool, log_scale: bool = False,
-                 tolerance: float = DEFAULT_TOLERANCE, share: float = REMAINING_SHARE) -> int | None:
-    """The first snapshot's step count at which the measure has levelled off (module's rule), judged against the
-    last snapshot; None where the measure has no numbers."""
+def plateau_step(steps: np.ndarray, values: np.ndarray, log_scale: bool = False,
+                 tolerance: float = DEFAULT_TOLERANCE, share: float = BAND_SHARE) -> int | None:
+    """The first snapshot's step count from which the measure stays within its band around the last snapshot's
+    value (module's rule; a curve that dips and recovers has not levelled off until it stops moving); None where the
+    measure has no numbers."""
     keep = ~np.isnan(values)
     if not keep.any():
         return None
-    steps, values = steps[keep], values[keep]
-    signed = (np.log(values) if log_scale else values) * (1 if higher_is_better else -1)
-    total_gain = signed[-1] - signed[0]
-    for step, value in zip(steps, signed, strict=True):
-        remaining = signed[-1] - value
-        if remaining <= max(share * max(total_gain, 0.0), tolerance):
-            return int(step)
-    return int(steps[-1])
+    steps, values = steps[keep], (np.log(values[keep]) if log_scale else values[keep])
+    band = max(share * float(values.max() - values.min()), tolerance)
+    inside = np.abs(values - values[-1]) <= band
+    outside = np.flatnonzero(~inside)
+    return int(steps[outside[-1] + 1]) if outside.size else int(steps[0])
 
 
 def plateaus(curves: pd.DataFrame) -> pd.DataFrame:
@@ -192,8 +190,7 @@ def plateaus(curves: pd.DataFrame) -> pd.DataFrame:
         curve = curve.sort_values("steps")
         for measure in MEASURES[dataset]:
             metric = declared[measure]
-            step = plateau_step(curve.steps.to_numpy(), curve[measure].to_numpy(dtype=float),
-                                bool(metric.higher_is_better), metric.log_scale,
+            step = plateau_step(curve.steps.to_numpy(), curve[measure].to_numpy(dtype=float), metric.log_scale,
                                 LEVEL_TOLERANCE.get(measure, DEFAULT_TOLERANCE))
             last, previous = curve[measure].iloc[-1], curve.loc[curve.steps <= curve.steps.max() / 2, measure]
             rows.append({"dataset": dataset, "model": model, "f": f, "measure": measure, "levelled_at": step,

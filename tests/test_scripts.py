@@ -17,17 +17,18 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import learning_curves  # noqa: E402  (a script, not a package)
 
 
-def test_a_measure_levels_off_where_what_it_has_left_to_gain_is_small():
+def test_a_measure_levels_off_where_it_stays_within_its_band_around_its_last_value():
     steps = np.array([250, 500, 1000, 2000, 4000, 8000])
-    rising = np.array([0.50, 0.70, 0.80, 0.88, 0.895, 0.90])  # gains 0.40; 0.02 left at 2000 (5 %)
-    assert learning_curves.plateau_step(steps, rising, higher_is_better=True) == 2000
-    falling = 1 - rising  # an error: the same curve upside down
-    assert learning_curves.plateau_step(steps, falling, higher_is_better=False) == 2000
+    rising = np.array([0.50, 0.70, 0.80, 0.88, 0.895, 0.90])  # range 0.40, band 0.04: within it from 2000
+    assert learning_curves.plateau_step(steps, rising) == 2000
+    assert learning_curves.plateau_step(steps, 1 - rising) == 2000  # an error: the same curve upside down
     still_rising = np.array([0.50, 0.55, 0.60, 0.65, 0.70, 0.80])
-    assert learning_curves.plateau_step(steps, still_rising, higher_is_better=True) == 8000
+    assert learning_curves.plateau_step(steps, still_rising) == 8000
     flat = np.array([0.50, 0.505, 0.50, 0.495, 0.50, 0.50])  # never moves beyond its tolerance
-    assert learning_curves.plateau_step(steps, flat, higher_is_better=True) == 250
-    assert learning_curves.plateau_step(steps, np.full(6, np.nan), higher_is_better=True) is None
+    assert learning_curves.plateau_step(steps, flat) == 250
+    dips_and_recovers = np.array([0.75, 0.76, 0.69, 0.62, 0.64, 0.70])  # MVAE's conditional accuracy, roughly
+    assert learning_curves.plateau_step(steps, dips_and_recovers) == 8000  # not levelled at its first snapshot
+    assert learning_curves.plateau_step(steps, np.full(6, np.nan)) is None
 
 
 def test_the_budget_is_the_least_step_count_where_every_measure_has_levelled_off():
