@@ -117,17 +117,17 @@ def step_schedule(
     start: int, stop: int,
 ) -> list[Batch]:
     """Steps start … stop − 1 of a step budget: step t is labelled when ⌊(t+1)·s⌋ > ⌊t·s⌋ (s = `labelled_share`,
-    spread evenly), and takes the next batch of the labelled stream, else of the unlabelled one. The same share at
-    every f: where every image is labelled (f = 1), the unlabelled steps use all of them with their labels hidden."""
-    share = Fraction(labelled_share).limit_denominator(1000)
-    unlabelled_pool = unlabelled if len(unlabelled) else labelled
+    spread evenly), and takes the next batch of the labelled stream, else of the unlabelled one. Where every image is
+    labelled (f = 1) there is no unlabelled stream and every step is labelled: the paper's fully supervised setting
+    (hiding the labels of half the steps instead would train M2's classifier on its own guesses at f = 1)."""
+    share = Fraction(labelled_share if len(unlabelled) else 1).limit_denominator(1000)
     schedule = []
     for t in range(start, stop):
         before, after = math.floor(t * share), math.floor((t + 1) * share)
         if after > before:
             schedule.append(Batch(stream_batch(labelled, batch_size, seed, 1, before), True))
         else:
-            schedule.append(Batch(stream_batch(unlabelled_pool, batch_size, seed, 2, t - after), False))
+            schedule.append(Batch(stream_batch(unlabelled, batch_size, seed, 2, t - after), False))
     return schedule
 
 
@@ -324,7 +324,8 @@ def _rounds(config: RunConfig, labelled: np.ndarray, unlabelled: np.ndarray) -> 
     """The run's rounds and the function giving round r's batches."""
     if config.optimiser_steps is not None:
         total = config.optimiser_steps
-        labelled_steps = math.floor(total * Fraction(config.labelled_share).limit_denominator(1000))
+        share = config.labelled_share if len(unlabelled) else 1  # f = 1: every step is labelled
+        labelled_steps = math.floor(total * Fraction(share).limit_denominator(1000))
         rounds = Rounds(math.ceil(total / STEPS_PER_ROUND), STEPS_PER_ROUND, total, labelled_steps, "round")
         return rounds, lambda r: step_schedule(labelled, unlabelled, config.batch_size, config.seed,
                                                config.labelled_share, r * rounds.size, r * rounds.size

@@ -243,15 +243,14 @@ def test_a_step_budget_gives_every_model_and_rate_the_same_steps_and_labelled_sh
     steps = PRESETS["claims"].optimiser_steps
     configs = [make_config(model, "synthfaces", f, 0, "claims") for model in MODELS for f in (0.004, 0.06, 0.2, 1)]
     assert {(c.optimiser_steps, c.labelled_share, c.epochs) for c in configs} == {(steps, 0.5, None)}
-    for size in (40, 1000):  # f small and f = 1 (every image labelled: the unlabelled steps hide the labels)
-        labelled = np.arange(size)
-        unlabelled = np.arange(size, 1000)
-        schedule = step_schedule(labelled, unlabelled, 20, 3, 0.5, 0, 100)
-        assert len(schedule) == 100 and sum(batch.labelled for batch in schedule) == 50
-        assert all(len(batch.indices) == 20 for batch in schedule)
-        pool = set((unlabelled if len(unlabelled) else labelled).tolist())
-        assert all(set(batch.indices.tolist()) <= (set(labelled.tolist()) if batch.labelled else pool)
-                   for batch in schedule)
+    labelled, unlabelled = np.arange(40), np.arange(40, 1000)
+    schedule = step_schedule(labelled, unlabelled, 20, 3, 0.5, 0, 100)
+    assert len(schedule) == 100 and sum(batch.labelled for batch in schedule) == 50
+    assert all(len(batch.indices) == 20 for batch in schedule)
+    assert all(set(batch.indices.tolist()) <= set((labelled if batch.labelled else unlabelled).tolist())
+               for batch in schedule)
+    everything = step_schedule(np.arange(1000), np.arange(0), 20, 3, 0.5, 0, 100)  # f = 1: fully supervised
+    assert len(everything) == 100 and all(batch.labelled for batch in everything)
 
 
 def test_a_step_schedule_is_a_function_of_the_step_alone_and_uses_each_image_once_per_pass():
@@ -273,7 +272,7 @@ def test_a_step_budget_run_records_its_steps_in_its_metrics_and_log(tmp_path, ca
     config = make_config("ccvae", "synthfaces", 1.0, 0, "smoke", optimiser_steps=30, model_options={"style_dim": 4})
     data = load("synthfaces", cache_dir=cache, options=config.dataset_options)
     metrics = train(config, data, tmp_path / "run", torch.device("cpu"), show_progress=False)
-    assert (metrics["optimiser_steps"], metrics["labelled_steps"], metrics["epochs"]) == (30, 15, None)
+    assert (metrics["optimiser_steps"], metrics["labelled_steps"], metrics["epochs"]) == (30, 30, None)  # f = 1
     log = pd.read_csv(tmp_path / "run" / "train_log.csv")
     assert log.steps.tolist() == [30]
     with pytest.raises(BenchError, match="--epochs or --steps"):
