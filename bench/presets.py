@@ -137,9 +137,9 @@ PRESETS = {preset.name: preset for preset in (
                  "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
                  "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))},
         description="the claims' protocol (bench/protocol.py): every model at every f trains the same number of "
-                    "optimiser steps, half of them on labelled batches (all at f = 1), on all training images (synthfaces at "
-                    "32×32), batch 100, lr 1e-3; the step count is where every measure a claim reads has levelled "
-                    "off (docs/BUDGET.md)",
+                    "optimiser steps, half of them on labelled batches (all at f = 1), on all training images "
+                    "(synthfaces at 32×32), batch 100, lr 1e-3; the step count is where every measure a claim reads "
+                    "has levelled off (docs/BUDGET.md)",
     ),
     Preset(
         "paper", epochs=100, batch_size=200, lr=2e-4,
