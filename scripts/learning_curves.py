@@ -3,8 +3,8 @@
 Trains each of the paper's four models (CCVAE, M2, DIVA, MVAE) at f = 0.004 and 1 on synthfaces and
 Fashion-MNIST with the claims preset's data and schedule (the same optimiser steps at every f, half of them
 labelled, all at f = 1) for `--horizon` steps, keeps the weights after each step count of `--at`, and evaluates
-every kept snapshot with the claims preset's evaluators and budget. A snapshot after s steps is exactly the weights of a run
-of s steps (the batches of a step depend on (seed, step) only, and Adam's rate is constant), except for MVAE
+every kept snapshot with the claims preset's evaluators and budget. A snapshot after s steps is exactly the weights
+of a run of s steps (the batches of a step depend on (seed, step) only, and Adam's rate is constant), except for MVAE
 before its KL anneal ends (20 % of the run: β reached 1 at step 0.2·horizon here, at 0.2·s in a run of s steps).
 
 Each finished curve is written at once to `<out>/<data set>/<model>-f=<f>.csv` (so that a stopped measurement
