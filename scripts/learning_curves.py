@@ -23,6 +23,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from bench.data import DATASETS, load
 from bench.evaluate import evaluation_resources, judge, prepare
 from bench.files import atomic_torch_save, atomic_write_text
 from bench.presets import preset
+from bench.sweep import stop_workers
 from bench.train import build_model, train
 from evaluators import all_metrics
 from evaluators.controls import controls_for
@@ -292,14 +294,24 @@ def main() -> None:
     curves = [Curve(dataset, model, float(f), args.horizon, at, args.preset) for dataset in datasets
               for model in slowest_first for f in args.fs.split(",")]
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(args.jobs, mp_context=context)
+    signal.signal(signal.SIGTERM, _interrupted)  # `kill PID` stops the workers too, as Ctrl-C does
+    try:
         # the controls first, one data set per worker: they build the oracle and helpers the curves then read
         futures = {pool.submit(measure_controls, dataset, args.work, args.out, args.preset): dataset
                    for dataset in datasets}
         futures |= {pool.submit(measure_curve, curve, args.work, args.out): curve for curve in curves}
         for future in as_completed(futures):
             print(f"done: {future.result()}", file=sys.stderr, flush=True)
+    except BaseException:
+        stop_workers(pool)  # a stopped curve resumes from its checkpoint with the same command
+        raise
+    pool.shutdown()
     print(analyse(args.out, args.horizon, at))
+
+
+def _interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
