@@ -65,6 +65,7 @@ class Comparison:
     n: int
     n_other: int
     seeds_needed: float = math.nan
+    seeds_note: str = ""  # why `seeds_needed` is missing, where the row could still be decided
 
 
 def _t_summary(subject: np.ndarray, other: np.ndarray | None) -> tuple[float, float, float]:
@@ -120,14 +121,21 @@ def compare(subject: Iterable[float], other: Iterable[float] | None, test: str, 
         raise ValueError(f"unknown test {test!r}")
     n_other = 0 if other is None else int(other.size)
     needed = seeds_needed(effect, subject, other, test, holds_at, fails_at, alpha, rows)
-    return Comparison(effect, effect - half, effect + half, p, against, int(subject.size), n_other, needed)
+    note = SEEDS_BEYOND if needed is None else ""
+    return Comparison(effect, effect - half, effect + half, p, against, int(subject.size), n_other,
+                      math.nan if needed is None else needed, note)
+
+
+MOST_SEEDS = 1000
+SEEDS_BEYOND = f"more than {MOST_SEEDS:,} seeds per model would be needed to decide it"
 
 
 def seeds_needed(effect: float, subject: np.ndarray, other: np.ndarray | None, test: str, holds_at: float,
-                 fails_at: float, alpha: float, rows: int, power: float = PROTOCOL.power) -> float:
+                 fails_at: float, alpha: float, rows: int, power: float = PROTOCOL.power) -> float | None:
     """Seeds per model for `power` in the test the observed effect points to: towards holding (the effect beyond the
     holds test's edge: its one-sided test at α) or towards failing (the opposite test at α / rows, Bonferroni:
-    Holm's first step), at the observed effect and pooled spread; NaN without spread, inf beyond 1,000."""
+    Holm's first step), at the observed effect and pooled spread; NaN without spread (the data decide exactly),
+    None beyond `MOST_SEEDS`."""
     sd = math.sqrt((subject.var(ddof=1) + (other.var(ddof=1) if other is not None else 0.0))
                    / (2 if other is not None else 1))
     toward_holding = abs(effect) < abs(holds_at) if test == "equivalent" else effect > holds_at
@@ -135,17 +143,19 @@ def seeds_needed(effect: float, subject: np.ndarray, other: np.ndarray | None, t
     distance = abs(effect - edge)
     if sd == 0 or distance == 0:
         return math.nan
-    return float(t_test_seeds(distance / sd, level, power, two_sample=other is not None))
+    found = t_test_seeds(distance / sd, level, power, two_sample=other is not None)
+    return None if found is None else float(found)
 
 
-def t_test_seeds(d: float, alpha: float, power: float, two_sample: bool, most: int = 1000) -> float:
+def t_test_seeds(d: float, alpha: float, power: float, two_sample: bool, most: int = MOST_SEEDS) -> int | None:
     """The least n (per group) at which a one-sided t-test at `alpha` detects the standardised effect `d` with
-    probability `power` (the noncentral t: nc = d·√(n/2), df = 2n − 2 for two samples; d·√n, n − 1 for one)."""
+    probability `power` (the noncentral t: nc = d·√(n/2), df = 2n − 2 for two samples; d·√n, n − 1 for one);
+    None where even `most` would not."""
     for n in range(2, most + 1):
         df, nc = (2 * n - 2, d * math.sqrt(n / 2)) if two_sample else (n - 1, d * math.sqrt(n))
         if stats.nct.sf(stats.t.ppf(1 - alpha, df), df, nc) >= power:
             return n
-    return math.inf
+    return None
 
 
 def holm(p_values: Iterable[float]) -> list[float]:
@@ -247,7 +257,7 @@ def _compared(row: dict, mine: np.ndarray, theirs: pd.DataFrame | None, better_s
     result = compare(mine, other_values, part.test, part.margin, rows=rows_in_claim)
     return _row(**row, effect=result.effect, low=result.low, high=result.high, p=result.p,
                 p_against=result.p_against, n=result.n, n_other=result.n_other, seeds_needed=result.seeds_needed,
-                note="")
+                note=result.seeds_note)
 
 
 def _missing(values: pd.DataFrame, dataset: str, metric: str, model: str, *, f: float) -> str:
@@ -297,6 +307,7 @@ def decide(claim: Claim, rows: list[dict], values: pd.DataFrame) -> list[dict]:
         row["verdict"] = FAILS if fails else HOLDS if row["p"] < ALPHA else UNDECIDED
         if row["verdict"] != UNDECIDED:
             row["seeds_needed"] = math.nan
+            row["note"] = "" if row["note"] == SEEDS_BEYOND else row["note"]
         if fails and row["test"] == "better" and row["effect"] > 0:
             row["note"] = f"better by less than the minimal difference {row['margin']:g}: equivalent"
     return rows
@@ -399,8 +410,7 @@ def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS)
                             effect=[_effect(r) for _, r in mine.iterrows()],
                             p=[_p(r) for _, r in mine.iterrows()],
                             n=[_n(r) for _, r in mine.iterrows()],
-                            seeds_needed=mine.seeds_needed.map(lambda v: "" if pd.isna(v) else
-                                                               ">1000" if math.isinf(v) else f"{v:.0f}"))
+                            seeds_needed=mine.seeds_needed.map(lambda v: "" if pd.isna(v) else f"{v:.0f}"))
         lines += ["", tabulate(shown[["part", "dataset", "f", "models", "verdict", "effect", "p", "n",
                                       "seeds_needed", "note"]],
                                headers="keys", tablefmt="github", showindex=False), ""]

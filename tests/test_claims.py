@@ -314,3 +314,16 @@ def test_a_users_model_is_judged_in_ccvaes_place_against_a_stored_set(tmp_path, 
     assert "mine in CCVAE's place" in (out / "CLAIMS.md").read_text()
     assert main(["claims", "--results", str(tmp_path / "mine.csv"), "--subject", "yours", "--out", str(out)]) == 2
     assert "no runs of 'yours'" in capsys.readouterr().err
+
+
+def test_a_row_no_affordable_seed_count_decides_says_so_instead_of_an_infinite_number():
+    from bench.claims import SEEDS_BEYOND
+
+    assert t_test_seeds(0.001, 0.05, 0.8, two_sample=True) is None
+    m2 = 0.5 + 0.01 * NOISE
+    rows = evaluate_claims(results({"ccvae": 0.5 + 0.05 + 0.01 * NOISE[::-1], "m2": m2}),
+                           (one_claim("equivalent", 0.05),))  # on the margin's edge: undecided for any n
+    assert rows.verdict.tolist() == [UNDECIDED] and rows.seeds_needed.isna().all()
+    assert rows.note.tolist() == [SEEDS_BEYOND]
+    assert np.isfinite(rows.select_dtypes("number").to_numpy(dtype=float)[~rows.select_dtypes("number").isna()
+                                                                          .to_numpy()]).all()
