@@ -73,6 +73,11 @@ class Preset:
 CLAIMS_STEPS = 4000
 """The claims preset's optimiser steps (every model, every f), chosen by scripts/learning_curves.py (docs/BUDGET.md)."""
 
+LEARNT_BUDGETS = {"swap": Budget(2000), "interventions": Budget(500), "conditional": Budget(2000),
+                  "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
+                  "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))}
+"""The evaluators' budgets of the presets where the models learn (standard, claims)."""
+
 SMALL_SYNTHFACES = {"n_train": 1000, "n_valid": 200, "n_test": 1000, "image_size": 32}
 """synthfaces for the smoke and ci presets (the same data, so that they share its cache)."""
 
@@ -121,9 +126,7 @@ PRESETS = {preset.name: preset for preset in (
         "standard", epochs=10, batch_size=100, lr=1e-3, labelled_share=0.5,
         dataset_overrides={"synthfaces": {"image_size": 32}},
         oracle=OracleConfig(steps=1000),  # the quick preset's: the same cached oracle and factor reader
-        budgets={"swap": Budget(2000), "interventions": Budget(500), "conditional": Budget(2000),
-                 "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
-                 "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))},
+        budgets=dict(LEARNT_BUDGETS),
         description="where the models learn on synthfaces: all 20,000 training images at 32×32, 10 epochs (3,200 "
                     "steps at f = 0.2), batch 100, lr 1e-3, labelled batches recycled to half of the steps; the least "
                     "budget at which every model's accuracy and ground-truth errors have made 90 % of their "
@@ -133,9 +136,7 @@ PRESETS = {preset.name: preset for preset in (
         "claims", optimiser_steps=CLAIMS_STEPS, batch_size=100, lr=1e-3, labelled_share=0.5,
         dataset_overrides={"synthfaces": {"image_size": 32}},
         oracle=OracleConfig(steps=1000),  # the quick and standard presets': the same cached oracle and factor reader
-        budgets={"swap": Budget(2000), "interventions": Budget(500), "conditional": Budget(2000),
-                 "fid": Budget(2000), "mutual_info": MutualInfoBudget(2000),
-                 "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=1000))},
+        budgets=dict(LEARNT_BUDGETS),  # the standard preset's, so that the two budgets' numbers compare
         description="the claims' protocol (bench/protocol.py): every model at every f trains the same number of "
                     "optimiser steps, half of them on labelled batches (all at f = 1), on all training images "
                     "(synthfaces at 32×32), batch 100, lr 1e-3; the step count is where every measure a claim reads "
