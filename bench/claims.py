@@ -116,7 +116,7 @@ def compare(subject: Iterable[float], other: Iterable[float] | None, test: str, 
         p = max(one_sided_p(effect, se, df, -margin, True), one_sided_p(effect, se, df, margin, False))
         against = min(1.0, 2 * min(one_sided_p(effect, se, df, -margin, False),
                                    one_sided_p(effect, se, df, margin, True)))
-        holds_at, fails_at = (margin if effect >= 0 else -margin), (margin if effect >= 0 else -margin)
+        holds_at = fails_at = margin if effect >= 0 else -margin  # the nearer edge
     else:
         raise ValueError(f"unknown test {test!r}")
     n_other = 0 if other is None else int(other.size)
@@ -335,8 +335,8 @@ def seeds_status(rows: pd.DataFrame) -> tuple[int, int] | None:
     planned = [PROTOCOL.seeds_for(name) for name in set(measured.dataset)]
     if measured.empty or None in planned:
         return None
-    have = int(min(measured.n.min(), measured.n_other.replace(0, np.nan).min(skipna=True)
-                   if measured.n_other.replace(0, np.nan).notna().any() else measured.n.min()))
+    other_models = measured.n_other[measured.n_other > 0]  # 0: against a control or a constant
+    have = int(min(measured.n.min(), other_models.min() if len(other_models) else measured.n.min()))
     return (have, max(planned)) if have < max(planned) else None
 
 
