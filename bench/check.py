@@ -571,7 +571,6 @@ def restore(stored: Path, runs_root: Path) -> str:
     so a long sweep stored part-way (`check --update`) goes on in another checkout. A run directory that exists is
     left as it is. The control rows are restored too (control.json and their numbers), so that tables, claims and a
     resumed sweep see them: the sweep judges only a control that is missing."""
-    from bench.evaluate import check_names
     from bench.sweep import prepare_runs_root
 
     numbers = read_stored(stored)
@@ -590,13 +589,7 @@ def restore(stored: Path, runs_root: Path) -> str:
         atomic_write_text(run / rundir.CONFIG, json.dumps(config, indent=2, sort_keys=True) + "\n")
         if environments:
             atomic_write_text(run / rundir.ENVIRONMENT, json.dumps(environments[0], indent=2) + "\n")
-        for eval_seed, group in rows.groupby("eval_seed"):
-            out = rundir.evaluation_dir(run / rundir.EVAL, int(eval_seed), own)
-            values = dict(zip(group.metric, group.value, strict=True))
-            for name in check_names(None):
-                prefix = f"{name}."
-                found = {metric[len(prefix):]: value for metric, value in values.items() if metric.startswith(prefix)}
-                atomic_write_text(out / f"{name}.json", json.dumps({**found, **origin}, indent=2) + "\n")
+        _restore_evaluations(run / rundir.EVAL, rows, own, origin, every_evaluator=True)
         trained = rows[(rows.eval_seed == own) & ~rows.metric.str.contains(".", regex=False)]
         metrics = {**dict(zip(trained.metric, trained.value, strict=True)), "epochs": config["epochs"], **origin}
         atomic_write_text(run / rundir.METRICS, json.dumps(metrics, indent=2) + "\n")  # last: the run is finished
@@ -605,11 +598,25 @@ def restore(stored: Path, runs_root: Path) -> str:
     return f"restored {written} runs and {controls} control rows of {stored} into {runs_root}"
 
 
+def _restore_evaluations(eval_root: Path, rows: pd.DataFrame, own_seed: int, origin: dict,
+                         every_evaluator: bool) -> None:
+    """eval/<evaluator>.json (eval/seed=S/ for another evaluation seed) from a stored cell's rows: for every
+    registered evaluator (a run: one without numbers counts as evaluated), or only those with numbers (a control)."""
+    from bench.evaluate import check_names
+
+    for eval_seed, group in rows.groupby("eval_seed"):
+        out = rundir.evaluation_dir(eval_root, int(eval_seed), own_seed)
+        values = dict(zip(group.metric, group.value, strict=True))
+        for name in check_names(None):
+            found = {metric[len(name) + 1:]: value for metric, value in values.items()
+                     if metric.startswith(f"{name}.")}
+            if found or every_evaluator:
+                atomic_write_text(out / f"{name}.json", json.dumps({**found, **origin}, indent=2) + "\n")
+
+
 def _restore_controls(numbers: pd.DataFrame, configs: list[dict], runs_root: Path, origin: dict) -> int:
     """The stored control rows (f NaN) as control directories: control.json and eval/<evaluator>.json per
     evaluation seed; a control directory that exists is left as it is."""
-    from bench.evaluate import check_names
-
     options = {config["dataset"]: config["dataset_options"] for config in configs}
     written = 0
     for (dataset, row, preset_name), rows in numbers[numbers.f.isna()].groupby(["dataset", "model", "preset"]):
@@ -617,14 +624,7 @@ def _restore_controls(numbers: pd.DataFrame, configs: list[dict], runs_root: Pat
         if directory.exists():
             continue
         own = preset(preset_name).evaluation.seed
-        for eval_seed, group in rows.groupby("eval_seed"):
-            out = rundir.evaluation_dir(directory / rundir.EVAL, int(eval_seed), own)
-            values = dict(zip(group.metric, group.value, strict=True))
-            for name in check_names(None):
-                found = {metric[len(name) + 1:]: value for metric, value in values.items()
-                         if metric.startswith(f"{name}.")}
-                if found:
-                    atomic_write_text(out / f"{name}.json", json.dumps({**found, **origin}, indent=2) + "\n")
+        _restore_evaluations(directory / rundir.EVAL, rows, own, origin, every_evaluator=False)
         record = {"row": row, "dataset": dataset, "preset": preset_name, "dataset_options": options.get(dataset, {}),
                   "seed": own, **origin}
         atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")  # last
