@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +123,49 @@ def measure_curve(curve: Curve, work: Path, out: Path) -> Path:
     return target
 
 
+NOISE_STEPS = (4000, 8000)  # the fallback budget and the horizon
+NOISE_SEEDS = 4  # evaluation seeds beside the preset's own, per snapshot
+
+
+def measure_noise(curve: Curve, work: Path, out: Path, steps: tuple[int, ...] = NOISE_STEPS,
+                  seeds: int = NOISE_SEEDS) -> Path | None:
+    """The evaluators' sampling noise of one snapshot: its kept weights after each of `steps` evaluated again at
+    `seeds` other evaluation seeds, written to `<out>/<data set>/noise/<model>-f=<f>.csv` (one row per step count
+    and evaluation seed; the preset's own seed is the curve's row). None where the curve's snapshots are gone."""
+    torch.set_num_threads(1)
+    target = out / curve.dataset / "noise" / curve.out(out).name
+    if target.is_file():
+        return target
+    config = make_config(curve.model, curve.dataset, curve.f, 0, curve.preset_name, optimiser_steps=curve.horizon)
+    run_dir = config.run_dir(work / "runs")
+    snapshots = run_dir / "snapshots"
+    if not all((snapshots / f"step={step}.pt").is_file() for step in steps):
+        return None
+    device, cache, chosen = torch.device("cpu"), str(work / "cache"), preset(curve.preset_name)
+    data = load(curve.dataset, None, cache, config.dataset_options)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle,
+                                                 show_progress=False)
+    resources = evaluation_resources(config, data, cache, None)
+    labelled = np.load(run_dir / "labelled.npy")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = []
+    for step in steps:
+        trained = build_model(config, data, labelled, metrics["n_labelled"] + metrics["n_unlabelled"], device)
+        trained.load_state_dict(torch.load(snapshots / f"step={step}.pt", weights_only=True))
+        trained.eval()
+        for offset in range(1, seeds + 1):
+            settings = replace(chosen.evaluation, seed=chosen.evaluation.seed + offset)
+            evaluated = snapshots / f"eval-step={step}-seed={settings.seed}"
+            todo = [name for name in curve.evaluators if not (evaluated / f"{name}.json").is_file()]
+            if todo:
+                judge(trained, data, oracle, oracle_record, chosen, settings, resources, todo, evaluated,
+                      f"{curve.dataset} {curve.model} f={curve.f:g} after {step} steps, evaluation seed {settings.seed}")
+            rows.append({"dataset": curve.dataset, "model": curve.model, "f": curve.f, "steps": step,
+                         "eval_seed": settings.seed} | measures_in(evaluated, curve.dataset))
+    atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False, float_format="%.5g"))
+    return target
+
+
 def measures_in(evaluated: Path, dataset: str) -> dict[str, float]:
     """The data set's claim measures read from a folder of evaluator results (NaN where one gave no number)."""
     values = {}
@@ -184,19 +227,60 @@ def plateau_step(steps: np.ndarray, values: np.ndarray, log_scale: bool = False,
     return int(steps[outside[-1] + 1]) if outside.size else int(steps[0])
 
 
-def plateaus(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per data set, model, f and measure: the step at which it levelled off (None: no numbers)."""
+NOISE_Z = 1.96
+"""The band is at least NOISE_Z · √2 · σ, σ the evaluators' sampling noise of one snapshot (`evaluation_noise`):
+two snapshots evaluated with independent noise then differ by more than the band in 5 % of cases only."""
+
+
+def evaluation_noise(curves: pd.DataFrame, noise: pd.DataFrame) -> pd.DataFrame:
+    """Per data set and measure: the evaluators' sampling noise σ of one snapshot on the measure's scale (log for a
+    log-scale one), the standard deviation over evaluation seeds of the same kept weights pooled over snapshots
+    (the curve's own row at the preset's seed included), with its degrees of freedom."""
+    if noise.empty:
+        return pd.DataFrame(columns=["dataset", "measure", "sd", "df"])
+    declared = all_metrics()
+    snapshot = ["dataset", "model", "f", "steps"]
+    together = pd.concat([noise, curves.merge(noise[snapshot].drop_duplicates(), on=snapshot)], ignore_index=True)
+    rows = []
+    for dataset, here in together.groupby("dataset"):
+        for measure in (name for name in MEASURES[dataset] if name in here.columns):
+            values = here[[*snapshot, measure]].dropna()
+            if declared[measure].log_scale:
+                values[measure] = np.log(values[measure])
+            groups = values.groupby(snapshot)[measure]
+            ss, df = float(groups.apply(lambda v: ((v - v.mean()) ** 2).sum()).sum()), int((groups.size() - 1).sum())
+            rows.append({"dataset": dataset, "measure": measure, "sd": math.sqrt(ss / df) if df else math.nan,
+                         "df": df})
+    return pd.DataFrame(rows)
+
+
+def tolerances(noise_sd: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(data set, measure) -> the band's least half-width: the declared tolerance, or NOISE_Z · √2 · σ where wider."""
+    chosen = {}
+    for dataset, measures in MEASURES.items():
+        for measure in measures:
+            sd = noise_sd.loc[(noise_sd.dataset == dataset) & (noise_sd.measure == measure), "sd"]
+            from_noise = NOISE_Z * math.sqrt(2) * float(sd.iloc[0]) if len(sd) and sd.notna().all() else 0.0
+            chosen[dataset, measure] = max(LEVEL_TOLERANCE.get(measure, DEFAULT_TOLERANCE), from_noise)
+    return chosen
+
+
+def plateaus(curves: pd.DataFrame, least: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
+    """Per data set, model, f and measure: the step at which it levelled off (None: no numbers), with the band's
+    least half-width `least[data set, measure]` (default: the declared tolerances)."""
     declared = all_metrics()
     rows = []
     for (dataset, model, f), curve in curves.groupby(["dataset", "model", "f"]):
         curve = curve.sort_values("steps")
         for measure in MEASURES[dataset]:
             metric = declared[measure]
+            tolerance = (least or {}).get((dataset, measure), LEVEL_TOLERANCE.get(measure, DEFAULT_TOLERANCE))
             step = plateau_step(curve.steps.to_numpy(), curve[measure].to_numpy(dtype=float), metric.log_scale,
-                                LEVEL_TOLERANCE.get(measure, DEFAULT_TOLERANCE))
+                                tolerance)
             last, previous = curve[measure].iloc[-1], curve.loc[curve.steps <= curve.steps.max() / 2, measure]
-            rows.append({"dataset": dataset, "model": model, "f": f, "measure": measure, "levelled_at": step,
-                         "at_half_horizon": previous.iloc[-1] if len(previous) else math.nan, "at_horizon": last})
+            rows.append({"dataset": dataset, "model": model, "f": f, "measure": measure, "tolerance": tolerance,
+                         "levelled_at": step, "at_half_horizon": previous.iloc[-1] if len(previous) else math.nan,
+                         "at_horizon": last})
     return pd.DataFrame(rows)
 
 
@@ -212,11 +296,13 @@ def choose_budget(levels: pd.DataFrame, horizon: int, candidates: tuple[int, ...
     return budget, levels[levels.levelled_at.notna() & (levels.levelled_at > budget)]
 
 
-def read_curves(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    curves = [pd.read_csv(path) for path in sorted(out.glob("*/*-f=*.csv"))]
-    controls = [pd.read_csv(path) for path in sorted(out.glob("*/controls.csv"))]
-    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
-            pd.concat(controls, ignore_index=True) if controls else pd.DataFrame())
+def read_curves(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The curves, the controls and the noise measurements written under `out` (empty frames where none)."""
+    def together(pattern: str) -> pd.DataFrame:
+        frames = [pd.read_csv(path) for path in sorted(out.glob(pattern))]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    return together("*/*-f=*.csv"), together("*/controls.csv"), together("*/noise/*-f=*.csv")
 
 
 def plot(curves: pd.DataFrame, controls: pd.DataFrame, target: Path) -> None:
@@ -257,10 +343,12 @@ def plot(curves: pd.DataFrame, controls: pd.DataFrame, target: Path) -> None:
 
 
 def analyse(out: Path, horizon: int, at: tuple[int, ...]) -> str:
-    curves, controls = read_curves(out)
+    curves, controls, noise = read_curves(out)
     if curves.empty:
         return f"no curves under {out} yet"
-    levels = plateaus(curves)
+    noise_sd = evaluation_noise(curves, noise)
+    atomic_write_text(out / "noise.csv", noise_sd.to_csv(index=False, float_format="%.5g"))
+    levels = plateaus(curves, tolerances(noise_sd))
     atomic_write_text(out / "plateaus.csv", levels.to_csv(index=False, float_format="%.5g"))
     plot(curves, controls, out / "learning_curves.png")
     budget, late = choose_budget(levels, horizon, at)
@@ -283,6 +371,10 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(MEASURES))
     parser.add_argument("--preset", default=PRESET)
     parser.add_argument("--analyse", action="store_true", help="apply the rule to the curves measured so far")
+    parser.add_argument("--noise", action="store_true",
+                        help="evaluate the kept snapshots of the curves at other evaluation seeds (the rule's noise)")
+    parser.add_argument("--noise-at", default=",".join(map(str, NOISE_STEPS)), help="the snapshots --noise evaluates")
+    parser.add_argument("--noise-seeds", type=int, default=NOISE_SEEDS, help="evaluation seeds per snapshot")
     args = parser.parse_args()
     at = tuple(int(step) for step in args.at.split(","))
     if args.analyse:
@@ -297,12 +389,17 @@ def main() -> None:
     pool = ProcessPoolExecutor(args.jobs, mp_context=context)
     signal.signal(signal.SIGTERM, _interrupted)  # `kill PID` stops the workers too, as Ctrl-C does
     try:
-        # the controls first, one data set per worker: they build the oracle and helpers the curves then read
-        futures = {pool.submit(measure_controls, dataset, args.work, args.out, args.preset): dataset
-                   for dataset in datasets}
-        futures |= {pool.submit(measure_curve, curve, args.work, args.out): curve for curve in curves}
+        if args.noise:
+            noise_at = tuple(int(step) for step in args.noise_at.split(","))
+            futures = {pool.submit(measure_noise, curve, args.work, args.out, noise_at, args.noise_seeds): curve
+                       for curve in curves}
+        else:  # the controls first, one data set per worker: they build the oracle and helpers the curves then read
+            futures = {pool.submit(measure_controls, dataset, args.work, args.out, args.preset): dataset
+                       for dataset in datasets}
+            futures |= {pool.submit(measure_curve, curve, args.work, args.out): curve for curve in curves}
         for future in as_completed(futures):
-            print(f"done: {future.result()}", file=sys.stderr, flush=True)
+            print(f"done: {future.result() or f'{futures[future]}: no snapshots kept'}", file=sys.stderr,
+                  flush=True)
     except BaseException:
         stop_workers(pool)  # a stopped curve resumes from its checkpoint with the same command
         raise

@@ -57,6 +57,28 @@ def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path, ci_cache):
     assert (out / "plateaus.csv").is_file() and (out / "learning_curves.png").is_file()
     controls = pd.read_csv(out / "synthfaces" / "controls.csv")
     assert "floor: does nothing" in set(controls.row)
+    subprocess.run([*command, "--noise", "--noise-at", "250", "--noise-seeds", "2"], cwd=ROOT, check=True,
+                   capture_output=True, timeout=600)
+    noise = pd.read_csv(out / "synthfaces" / "noise" / "ccvae-f=1.csv")
+    assert noise.eval_seed.nunique() == 2 and (noise.steps == 250).all()
+    assert noise[list(learning_curves.MEASURES["synthfaces"])].notna().all(axis=None)
+    measured = pd.read_csv(out / "noise.csv")
+    assert (measured.df == 2).all()  # three evaluations of one snapshot (the curve's own and two others)
+    assert (measured.loc[measured.measure == "classification.accuracy", "sd"] > 0).all()
+
+
+def test_the_evaluation_noise_is_the_pooled_spread_over_evaluation_seeds_and_widens_the_band():
+    measure = "classification.accuracy"
+    curves = pd.DataFrame({"dataset": "synthfaces", "model": ["a", "a", "b"], "f": 1.0, "steps": [4000, 8000, 8000],
+                           measure: [0.80, 0.90, 0.70]})
+    noise = pd.DataFrame({"dataset": "synthfaces", "model": ["a", "a", "b"], "f": 1.0, "steps": 8000,
+                          "eval_seed": [1, 2, 1], measure: [0.92, 0.88, 0.74]})
+    found = learning_curves.evaluation_noise(curves, noise).set_index("measure").loc[measure]
+    # snapshot a@8000: 0.90, 0.92, 0.88 (ss 0.0008, 2 df); b@8000: 0.70, 0.74 (ss 0.0008, 1 df); a@4000 has no noise row
+    assert found.df == 3 and found.sd == pytest.approx((0.0016 / 3) ** 0.5)
+    least = learning_curves.tolerances(learning_curves.evaluation_noise(curves, noise))
+    assert least["synthfaces", measure] == pytest.approx(1.96 * 2**0.5 * (0.0016 / 3) ** 0.5)
+    assert least["synthfaces", "swap.score"] == learning_curves.LEVEL_TOLERANCE["swap.score"]  # no noise measured
 
 
 def test_the_pairing_ratio_is_one_for_independent_seeds_and_small_for_a_shared_seed_effect():
