@@ -159,7 +159,7 @@ def measure_noise(curve: Curve, work: Path, out: Path, steps: tuple[int, ...] = 
             todo = [name for name in curve.evaluators if not (evaluated / f"{name}.json").is_file()]
             if todo:
                 judge(trained, data, oracle, oracle_record, chosen, settings, resources, todo, evaluated,
-                      f"{curve.dataset} {curve.model} f={curve.f:g} after {step} steps, evaluation seed {settings.seed}")
+                      f"{curve.dataset} {curve.model} f={curve.f:g} {step} steps, evaluation seed {settings.seed}")
             rows.append({"dataset": curve.dataset, "model": curve.model, "f": curve.f, "steps": step,
                          "eval_seed": settings.seed} | measures_in(evaluated, curve.dataset))
     atomic_write_text(target, pd.DataFrame(rows).to_csv(index=False, float_format="%.5g"))
