@@ -1,76 +1,47 @@
-"""Regression checks: fresh results against the stored ones, metric by metric, with a stated power.
+"""Regression checks: fresh results against the stored ones, metric by metric, with a measured false-alarm rate.
 
 A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` (the long table of
 `bench.results.gather`) and `provenance.json` (the grid, the suite, the library versions and the machine that
-produced it). `compare` pairs every stored number with the fresh one of the same (data set, model, f, seed,
-metric), each at its preset's evaluation seed (evaluations at other evaluation seeds are stored but not
-compared), on the metric's scale (`bench.metrics.Metric.scale`: log for the condition number and the Fréchet
-distances), and judges it against the stored seeds of its cell (data set, model, f, metric):
-
-    the noise       the seed standard deviation s pooled over the cells (the four rates) of one data set, model
-                    and metric, s² = Σ (n_c − 1) s_c² / Σ (n_c − 1): per model, because seeds vary more for some
-                    models than others (MCCVAE on Fashion-MNIST); pooled over rates, because three seeds per cell
-                    say little about a spread (2 df), twelve over four rates more (8 df). It is then moderated
-                    (empirical Bayes, as limma): shrunk towards the other models' pooled variance with at most
-                    as much weight as its own degrees of freedom, so that a few seeds that happen to agree
-                    closely do not make an ordinary seed look like a regression.
-    one number      WORSE when it is worse than its cell's stored mean by more than k · s · √(1 + 1/n_c) plus
-                    one unit of the tables' last printed digit, k = t(1 − (α/2)/m; df) (Student's t
-                    prediction bound for one new seed, Bonferroni over the m numbers judged this way).
-    one model       a defect usually moves a model's metric at every rate together: per (data set, model,
-                    metric), the fresh seed's mean worsening over the rates, D = mean_c (y_c − ȳ_c), against
-                    the spread of a seed's mean over the rates, s_R = s · √q. A seed sets the initial weights at
-                    every rate, so its runs are correlated across rates: q = (1 + (r − 1) ρ) / r, estimated per
-                    data set and metric from the stored seeds' mean residuals over the rates (`seed_effects`).
-                    WORSE when the one-sided p-value of T = D / (s_R · √(1/k + 1/n)) under t(df) is below
-                    (α/2)/m' (Bonferroni over the m' models and metrics).
-
-The false-alarm rate of the whole check is α = 5 %, half for the single numbers and half for the models' sums.
-`--sds K` fixes the single numbers' k instead. A cell whose model has no pooled spread (one stored seed per cell,
-or seeds that agree exactly: MVAE at the majority baseline on every seed) is judged by the metric's declared
-tolerance (`bench.metrics.Metric.tolerance`, with its reason) around the stored value. `power` states, per
-metric, the smallest drop the check flags. A missing fresh number is a regression too; better by more than the
-allowance is reported (refresh the stored numbers with `--update` when the change is intended). A fresh number
-equal to the stored one of its seed is "same": on one machine a config and seed reproduce exactly.
+produced it). `check` pairs every stored number with the fresh one of the same (data set, model, f, seed, metric),
+each at its preset's evaluation seed (evaluations at other evaluation seeds are stored but not compared), and
+judges it by the rule of `bench.regression` (its docstring is the specification: moderated per-cell noise, a
+prediction bound per number, a test per model over its rates, each limit times its metric's calibrated factor).
+The factors are measured on the stored sets (`calibrate`, written to `results/stored/calibration.csv` by
+`bench check --calibrate`): with them no stored seed left out and checked against the others raises an alarm;
+docs/CHECK.md has the rate out of sample and under simulated noise. A cell without a spread is judged by its
+metric's declared tolerance (`bench.metrics.Metric.tolerance`, with its reason). A missing fresh number is a
+regression too; better by more than the allowance is reported (refresh the stored numbers with `--update` when the
+change is intended). A fresh number equal to the stored one of its seed is "same": on one machine a config and
+seed reproduce exactly.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
-from bench import __version__, rundir
+from bench import __version__, regression, rundir
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
 from bench.presets import preset
+from bench.regression import FALSE_ALARM, VERDICTS, Calibration, Scales
 from bench.results import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather, read_results
 from bench.runtime import cpu_name, environment
 from evaluators import all_metrics
 
-CELL = ["dataset", "model", "f", "seed", "metric"]
-SEEDS_OF = ["dataset", "model", "f", "metric"]  # a cell's numbers over seeds
-NOISE_OF = ["dataset", "model", "metric"]  # the cells whose seed variances are pooled
-TYPICAL_OF = ["dataset", "metric"]  # the typical seed variance a model's is moderated towards
-VERDICTS = ("same", "ok", "better", "WORSE", "missing")
-FALSE_ALARM = 0.05
-"""The chance that a check of fresh runs drawn like the stored seeds reports any regression (Bonferroni)."""
+CALIBRATION = "calibration.csv"
+"""The calibrated factors (`bench.regression.calibrate`), beside the stored sets they were measured on."""
 
 
-def seed_allowance(stored_n: int, judged: int, false_alarm: float = FALSE_ALARM, df: int | None = None) -> float:
-    """How many seed standard deviations below the mean of `stored_n` seeds one fresh seed may fall: the one-sided
-    Student-t prediction bound t(1 − α/m; df) · √(1 + 1/n), α = `false_alarm` split over `judged` numbers, df the
-    degrees of freedom of the standard deviation (n − 1 when it is the cell's own)."""
-    df = stored_n - 1 if df is None else df
-    return float(stats.t.ppf(1 - false_alarm / max(judged, 1), df) * math.sqrt(1 + 1 / stored_n))
+def scales() -> Scales:
+    """How the declared metrics are judged (directions, log scales, printed digits)."""
+    return Scales(all_metrics())
 
 
 def default_tolerances() -> dict[str, Tolerance]:
@@ -116,235 +87,40 @@ def read_stored(stored: Path) -> pd.DataFrame:
     return frame
 
 
-def verdict(metric: str, stored: float, fresh: float, tolerance: Tolerance) -> str:
-    """The declared-tolerance verdict (one stored seed): 'same', 'ok' (within tolerance), 'better' or 'WORSE'
-    (beyond it); 'missing' where fresh is NaN."""
-    if pd.isna(fresh):
-        return "missing"
-    if fresh == stored:
-        return "same"
-    if tolerance.within(stored, fresh):
-        return "ok"
-    return _direction(metric, fresh - stored)
+def read_calibration(stored_dir: Path) -> tuple[Calibration, Path | None]:
+    """The calibrated factors stored beside `stored_dir` (its parent's calibration.csv), and that file; none
+    calibrated (factors 1) where there is no such file."""
+    path = stored_dir.parent / CALIBRATION
+    if not path.is_file():
+        return regression.UNCALIBRATED, None
+    table = pd.read_csv(path)
+    return Calibration({row.metric: float(row.factor) for row in table[table.test == "numbers"].itertuples()},
+                       {row.metric: float(row.factor) for row in table[table.test == "models"].itertuples()}), path
 
 
-def _direction(metric: str, difference: float) -> str:
-    """'better' or 'WORSE' for a move beyond the allowance (any move of a reference number is 'WORSE')."""
-    metrics = all_metrics()
-    direction = metrics[metric].higher_is_better if metric in metrics else None
-    if direction is None:
-        return "WORSE"  # a reference number moved: the setup changed
-    return "better" if (difference > 0) == direction else "WORSE"
+def stored_sets(root: Path) -> dict[str, pd.DataFrame]:
+    """Every stored set under `root` (a folder with a results.csv), at its preset's evaluation seed, by name."""
+    return {path.parent.name: at_preset_seed(read_stored(path.parent)) for path in sorted(root.glob("*/results.csv"))}
 
 
-def _on_log_scale(metric: str) -> bool:
-    metrics = all_metrics()
-    return metric in metrics and metrics[metric].log_scale
+def calibration_table(calibration: Calibration, sets: list[str]) -> pd.DataFrame:
+    rows = [{"test": test, "metric": metric, "factor": factor, "from": "+".join(sets)}
+            for test, factors in (("numbers", calibration.numbers), ("models", calibration.models))
+            for metric, factor in sorted(factors.items())]
+    return pd.DataFrame(rows, columns=["test", "metric", "factor", "from"])
 
 
-def _scaled(metric: str, value: float) -> float:
-    return math.log(value) if _on_log_scale(metric) and value > 0 else value
-
-
-def _worse_sign(metric: str) -> float:
-    """+1 where a larger value is worse, −1 where a smaller one is; 0 for a reference number (either way)."""
-    metrics = all_metrics()
-    direction = metrics[metric].higher_is_better if metric in metrics else None
-    return 0.0 if direction is None else (-1.0 if direction else 1.0)
-
-
-def printed_resolution(metric: str, log_scale: bool) -> float:
-    """One unit of the tables' last printed digit (a ratio of 1 % on a log scale): the spread rule's floor."""
-    metrics = all_metrics()
-    digits = metrics[metric].digits if metric in metrics else ".3f"
-    if log_scale or not digits.endswith("f"):
-        return math.log(1.01)
-    return 10.0 ** -int(digits.strip(".f"))
-
-
-def seed_spread(stored: pd.DataFrame) -> pd.DataFrame:
-    """Per cell (data set, model, f, metric): the stored seeds' mean (`stored_mean`), their mean, standard deviation
-    and n on the metric's scale, and the model's pooled seed standard deviation (`pooled_sd`, `pooled_df`: over the
-    cells of its data set and metric whose seeds differ; NaN and 0 where none do)."""
-    scaled = stored.assign(scaled=[_scaled(metric, value) for metric, value in zip(stored.metric, stored.value,
-                                                                                  strict=True)])
-    spread = scaled.groupby(SEEDS_OF).agg(stored_mean=("value", "mean"), scaled_mean=("scaled", "mean"),
-                                          stored_sd=("scaled", "std"), stored_n=("scaled", "count")).reset_index()
-    varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0)]
-    varied = varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
-    per_model = varied.groupby(NOISE_OF)[["ss", "dof"]].sum().reset_index()
-    typical = varied.groupby(TYPICAL_OF)[["ss", "dof"]].sum().reset_index().rename(columns={"ss": "ss0", "dof": "dof0"})
-    pooled = per_model.merge(typical, on=TYPICAL_OF)
-    # moderated (empirical Bayes, as limma): the model's variance shrunk towards the other models' of its data set and
-    # metric, with at most as much weight as the model's own degrees of freedom, so that two or three seeds that
-    # happen to agree closely do not make an ordinary seed look like a regression, while a noisy model keeps most
-    # of its spread (no other model: no shrinking)
-    others_ss, others_df = pooled.ss0 - pooled.ss, pooled.dof0 - pooled.dof
-    prior_df = np.minimum(pooled.dof, others_df)
-    prior_var = (others_ss / others_df.where(others_df > 0)).fillna(0.0)
-    pooled["pooled_sd"] = ((pooled.ss + prior_df * prior_var) / (pooled.dof + prior_df)) ** 0.5
-    pooled["dof"] = pooled.dof + prior_df
-    spread = spread.merge(pooled[[*NOISE_OF, "pooled_sd", "dof"]].rename(columns={"dof": "pooled_df"}),
-                          on=NOISE_OF, how="left")
-    spread["pooled_df"] = spread.pooled_df.fillna(0).astype(int)
-    return spread
-
-
-def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance],
-            sds: float | None = None) -> pd.DataFrame:
-    """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that
-    seed is not stored), the stored mean over seeds, fresh, difference, allowed, how many pooled seed standard
-    deviations the fresh number is from the stored mean, the basis of the judgement and the verdict. A fresh
-    seed the stored set lacks is judged against its cell's stored seeds. `sds`: a fixed allowance in seed
-    standard deviations instead of the prediction bound (`seed_allowance`)."""
-    runs = ["dataset", "model", "f"]
-    fresh_runs = fresh[[*runs, "seed"]].drop_duplicates()
-    expected = stored[SEEDS_OF].drop_duplicates().merge(fresh_runs, on=runs)  # each stored metric, per fresh run
-    if expected.empty:
-        raise BenchError("the fresh runs share no cell with the stored results; run the stored grid "
-                         "(see provenance.json beside them) or choose other --stored results")
-    paired = (expected.merge(stored[[*CELL, "value"]].rename(columns={"value": "stored"}), on=CELL, how="left")
-              .merge(fresh[[*CELL, "value"]].rename(columns={"value": "fresh"}), on=CELL, how="left")
-              .merge(seed_spread(stored), on=SEEDS_OF))
-    judged_by_spread = sum(_has_spread(row) for row in paired.itertuples())
-    rows = [_judged(row, tolerances, sds if sds is not None else
-                    seed_allowance(row.stored_n, judged_by_spread, FALSE_ALARM / 2, row.pooled_df), sds is None)
-            for row in paired.itertuples()]
-    judged = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "k", "basis", "verdict"], index=paired.index)
-    return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], judged], axis=1)
-
-
-def _in_sds(deviation: float, sd: float) -> float:
-    if sd > 0:
-        return deviation / sd
-    return math.copysign(math.inf, deviation) if deviation else 0.0
-
-
-def _has_spread(row) -> bool:
-    """Whether a number is judged by the seeds' spread: its model has a pooled spread and its own cell's seeds do
-    not agree exactly (seeds that agree exactly, MVAE at the majority baseline on every seed, say nothing of how
-    far another machine's arithmetic moves the number)."""
-    return row.pooled_df > 0 and not (row.stored_n >= 2 and row.stored_sd == 0)
-
-
-def _judged(row, tolerances: dict[str, Tolerance], sds: float, bound: bool) -> tuple[float, float, float, float, str,
-                                                                                     str]:
-    """(difference, allowed, pooled standard deviations, allowance k (NaN: a declared tolerance), basis, verdict) of
-    one fresh number against its cell."""
-    if not _has_spread(row):  # no spread to judge by
-        reference = row.stored if not pd.isna(row.stored) else row.stored_mean
-        tolerance = tolerances.get(row.metric, Tolerance(0.0))
-        basis = "declared tolerance (n = 1)" if row.stored_n < 2 else f"declared tolerance ({row.stored_n} equal seeds)"
-        return (row.fresh - reference, tolerance.allowed(reference), math.nan, math.nan, basis,
-                verdict(row.metric, reference, row.fresh, tolerance))
-    log_scale = _on_log_scale(row.metric)
-    basis = (f"{sds:.3g} sd of {row.stored_n} seeds, sd pooled over {row.pooled_df} df" + (" (t bound)" if bound
-             else "") + (" (log scale)" if log_scale else ""))
-    if pd.isna(row.fresh):
-        return math.nan, math.nan, math.nan, sds, basis, "missing"
-    deviation = _scaled(row.metric, row.fresh) - row.scaled_mean
-    allowed = sds * row.pooled_sd + printed_resolution(row.metric, log_scale)
-    in_sds = _in_sds(deviation, row.pooled_sd)
-    if row.fresh == row.stored:
-        return deviation, allowed, in_sds, sds, basis, "same"
-    if abs(deviation) <= allowed:
-        return deviation, allowed, in_sds, sds, basis, "ok"
-    return deviation, allowed, in_sds, sds, basis, _direction(row.metric, deviation)
-
-
-def seed_effects(stored: pd.DataFrame, spread: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per (data set, model, metric): the spread of a seed's mean over the model's rates, s_R. A seed sets a run's
-    initial weights at every rate, so a seed's runs are correlated across rates: s_R² = s² · q, with s² the model's
-    (moderated, pooled) seed variance of single numbers and q = (1 + (r − 1) ρ) / r the data set's ratio of the
-    variance of the seeds' mean residuals over the rates, R_s = mean_c (y_cs − ȳ_c), to the single numbers'
-    variance, pooled over its models (ρ: the correlation of one seed's residuals across rates; q between 1/r,
-    independent, and 1, a seed that moves every rate alike). Columns: seed_sd (s_R), seed_df, seeds, rates, q."""
-    columns = [*NOISE_OF, "seed_sd", "seed_df", "seeds", "rates", "q"]
-    spread = seed_spread(stored) if spread is None else spread  # `spread`: seed_spread(stored), when at hand
-    varied = spread[(spread.stored_n >= 2) & (spread.stored_sd > 0) & (spread.pooled_df > 0)]
-    scaled = stored.assign(scaled=[_scaled(metric, value) for metric, value in zip(stored.metric, stored.value,
-                                                                                  strict=True)])
-    scaled = scaled.merge(varied[[*SEEDS_OF, "scaled_mean"]], on=SEEDS_OF)
-    if scaled.empty:
-        return pd.DataFrame(columns=columns)
-    scaled["residual"] = scaled.scaled - scaled.scaled_mean
-    per_seed = scaled.groupby([*NOISE_OF, "seed"]).agg(R=("residual", "mean"), rates=("f", "nunique")).reset_index()
-    per_model = per_seed.groupby(NOISE_OF).agg(ss_R=("R", lambda r: float((r**2).sum())), seeds=("R", "size"),
-                                               rates=("rates", "max")).reset_index()
-    per_model["dof_R"] = per_model.seeds - 1
-    single = varied.assign(ss=(varied.stored_n - 1) * varied.stored_sd**2, dof=varied.stored_n - 1)
-    single = single.groupby(NOISE_OF).agg(ss=("ss", "sum"), dof=("dof", "sum"), sd=("pooled_sd", "first"),
-                                          df=("pooled_df", "first")).reset_index()
-    per_model = per_model[per_model.dof_R > 0].merge(single, on=NOISE_OF)
-    ratio = per_model.groupby(TYPICAL_OF).apply(
-        lambda group: (group.ss_R.sum() / group.dof_R.sum()) / (group.ss.sum() / group.dof.sum()),
-        include_groups=False).rename("q").reset_index()
-    per_model = per_model.merge(ratio, on=TYPICAL_OF)
-    per_model["q"] = per_model.q.clip(lower=1 / per_model.rates, upper=1.0)
-    per_model["seed_sd"] = per_model.sd * per_model.q**0.5
-    per_model["seed_df"] = per_model.df
-    return per_model[columns]
-
-
-def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame) -> pd.DataFrame:
-    """The models' shifts over rates (module docstring): one row per (data set, model, metric) with a direction, a
-    seed spread and fresh numbers at two or more rates: cells, the mean shift in seed sds s_R (positive: worse), T,
-    its one-sided p-value, the bound on p and the verdict (WORSE, better or ok)."""
-    columns = [*NOISE_OF, "cells", "shift_sds", "t", "p", "bound", "verdict"]
-    spread = seed_spread(stored)
-    fresh = fresh.merge(spread[[*SEEDS_OF, "scaled_mean", "stored_n", "stored_sd"]], on=SEEDS_OF)
-    fresh = fresh[(fresh.stored_n >= 2) & (fresh.stored_sd > 0) & fresh.metric.map(lambda m: _worse_sign(m) != 0)
-                  & fresh.value.notna()]
-    if fresh.empty:
-        return pd.DataFrame(columns=columns)
-    fresh = fresh.assign(scaled=[_scaled(m, v) for m, v in zip(fresh.metric, fresh.value, strict=True)])
-    cells = fresh.groupby(SEEDS_OF).agg(fresh_mean=("scaled", "mean"), k=("scaled", "count"),
-                                        scaled_mean=("scaled_mean", "first")).reset_index()
-    cells["worse"] = [_worse_sign(row.metric) * (row.fresh_mean - row.scaled_mean) for row in cells.itertuples()]
-    models = (cells.groupby(NOISE_OF).agg(cells=("worse", "size"), shift=("worse", "mean"), k=("k", "min"))
-              .reset_index().merge(seed_effects(stored, spread), on=NOISE_OF))
-    models = models[models.cells >= 2]
-    if models.empty:
-        return pd.DataFrame(columns=columns)
-    bound = (FALSE_ALARM / 2) / len(models)
-    models["shift_sds"] = models["shift"] / models.seed_sd
-    models["t"] = models.shift_sds / (1 / models.k + 1 / models.seeds).pow(0.5)
-    models["p"] = [float(stats.t.sf(t, df)) for t, df in zip(models.t, models.seed_df, strict=True)]
-    models["bound"] = bound
-    models["verdict"] = ["WORSE" if p < bound else "better" if float(stats.t.cdf(t, df)) < bound else "ok"
-                         for t, p, df in zip(models.t, models.p, models.seed_df, strict=True)]
-    return models[columns].reset_index(drop=True)
-
-
-def power(stored: pd.DataFrame) -> pd.DataFrame:
-    """Per (data set, metric): the smallest worsening the check flags at its false-alarm rate for one fresh seed of
-    every stored cell (as many numbers and model shifts as a full fresh run is judged by): as one number alone, and as
-    the same shift of one model's metric at every rate. Medians over models, in the metric's units (a log-scale
-    metric: as a factor, e.g. 1.25); seed_sd is the single numbers' (moderated, pooled) seed sd, rate_sd the
-    spread of a seed's mean over the rates (s_R)."""
-    stored = at_preset_seed(stored)
-    spread = seed_spread(stored)
-    effects = seed_effects(stored, spread)
-    spread = spread[(spread.pooled_df > 0) & spread.metric.map(lambda m: _worse_sign(m) != 0)]
-    effects = effects[effects.metric.map(lambda m: _worse_sign(m) != 0)]
-    numbers, aggregates = len(spread), max(len(effects), 1)
-    rows = []
-    for (dataset, metric), cells in spread.groupby(["dataset", "metric"]):
-        per_model = cells.groupby("model").agg(sd=("pooled_sd", "first"), df=("pooled_df", "first"),
-                                               n=("stored_n", "median"))
-        one = [seed_allowance(int(m.n), numbers, FALSE_ALARM / 2, int(m.df)) * m.sd for m in per_model.itertuples()]
-        mine = effects[(effects.dataset == dataset) & (effects.metric == metric)]
-        together = [float(stats.t.ppf(1 - FALSE_ALARM / 2 / aggregates, m.seed_df)) * m.seed_sd
-                    * math.sqrt(1 + 1 / m.seeds) for m in mine.itertuples()]
-        log = _on_log_scale(metric)
-        shown = (lambda value: math.exp(value)) if log else (lambda value: value)
-        rows.append({"dataset": dataset, "metric": metric, "scale": "log (factor)" if log else "linear",
-                     "models": len(per_model), "seed_sd": shown(float(np.median(per_model.sd))),
-                     "rate_sd": shown(float(np.median(mine.seed_sd))) if len(mine) else math.nan,
-                     "one_number": shown(float(np.median(one)) + printed_resolution(metric, log)),
-                     "every_rate": shown(float(np.median(together))) if together else math.nan,
-                     "rates": int(mine.rates.median()) if len(mine) else 1})
-    return pd.DataFrame(rows)
+def write_calibration(root: Path) -> str:
+    """`bench check --calibrate`: measure the factors on every stored set under `root`, write calibration.csv."""
+    sets = stored_sets(root)
+    if not sets:
+        raise BenchError(f"no stored sets under {root}; store one with `bench check --update` first")
+    found = regression.calibrate(list(sets.values()), default_tolerances(), scales())
+    table = calibration_table(found, list(sets))
+    atomic_write_text(root / CALIBRATION, table.to_csv(index=False, float_format="%.4g"))
+    widened = table[table.factor > 1]
+    return (f"calibrated on {', '.join(sets)}: {len(widened)} of {len(table)} limits widened (largest "
+            f"{table.factor.max():.2f}); wrote {root / CALIBRATION}")
 
 
 def report(comparison: pd.DataFrame, not_run: int) -> str:
@@ -363,28 +139,30 @@ def report(comparison: pd.DataFrame, not_run: int) -> str:
 
 
 def power_report(stored: pd.DataFrame, where: Path) -> str:
-    """`bench check --power`: the table of `power`, with how to read it."""
+    """`bench check --power`: the table of `bench.regression.power`, with how to read it."""
     from tabulate import tabulate
 
-    table = power(stored)
+    calibration, source = read_calibration(where)
+    table = regression.power(at_preset_seed(stored), scales(), calibration)
     if table.empty:
         return f"{where}: no cell has two or more seeds that differ; its numbers are judged by declared tolerances"
-    return (f"{where}: the smallest worsening `bench check` flags for one fresh seed of every stored cell, at a "
-            f"{FALSE_ALARM:.0%} false-alarm rate over the whole check (medians over models; log-scale metrics as a "
-            "factor):\n" + tabulate(table.to_numpy(), headers=list(table.columns), tablefmt="simple",
-                                     floatfmt=".3g")
+    return (f"{where}: the worsening `bench check` flags with {regression.DETECTED:.0%} probability for one fresh "
+            f"seed of every stored cell, at a {FALSE_ALARM:.0%} false-alarm rate over the whole check, "
+            + (f"limits calibrated by {source}" if source else "limits not calibrated (no calibration.csv)")
+            + " (medians over cells; log-scale metrics as a factor):\n"
+            + tabulate(table.to_numpy(), headers=list(table.columns), tablefmt="simple", floatfmt=".3g")
             + "\none_number: one number alone; every_rate: the same worsening of one model's metric at every rate")
 
 
 def models_report(models: pd.DataFrame) -> str:
-    """The models' sums that moved beyond their bound, then the counts."""
+    """The models whose metric moved beyond its limit over the rates, then the counts."""
     from tabulate import tabulate
 
     moved = models[models.verdict != "ok"]
     lines = [tabulate(moved.to_numpy(), headers=list(moved.columns), tablefmt="simple", floatfmt=".3g")] \
         if not moved.empty else []
     counts = models.verdict.value_counts()
-    lines.append(f"{len(models)} model sums over rates compared: "
+    lines.append(f"{len(models)} models' metrics over their rates compared: "
                  + ", ".join(f"{counts.get(name, 0)} {name}" for name in ("ok", "better", "WORSE")))
     return "\n".join(lines)
 
@@ -447,24 +225,27 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     over rates; where anything regressed, the environment fields that differ from the stored set's."""
     stored = read_stored(stored_dir)  # first: a wrong --stored is the error to report, whatever the runs
     if results is not None:
-        fresh, source = read_results(results), results
+        fresh, where = read_results(results), results
         beside = results.parent / "provenance.json"
         fresh_envs = stored_environments(json.loads(beside.read_text())) if beside.is_file() else []
     else:
-        fresh, source = gather(runs_root), runs_root
+        fresh, where = gather(runs_root), runs_root
         fresh_envs = run_environments([path for path in rundir.run_directories(runs_root) if rundir.finished(path)])
     same_experiment(fresh, stored, stored_dir, runs_root if results is None else None)
     fresh, stored = at_preset_seed(fresh), at_preset_seed(stored)
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
-    comparison = compare(stored, fresh, tolerances, sds)
-    models = compare_models(stored, fresh)
-    text = (f"{source} against {stored_dir}:\n{report(comparison, cells_not_run(stored, fresh))}\n"
-            f"{models_report(models)}")
+    calibration, source = read_calibration(stored_dir)
+    comparison = regression.compare(stored, fresh, tolerances, scales(), sds, calibration)
+    models = regression.compare_models(stored, fresh, scales(), calibration)
+    text = (f"{where} against {stored_dir} ("
+            + (f"limits calibrated by {source}" if source else "limits not calibrated: no calibration.csv") + "):\n"
+            f"{report(comparison, cells_not_run(stored, fresh))}\n{models_report(models)}")
     failing = [f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" + (f" ({row.sds:+.1f} sd)"
                                                                        if not pd.isna(row.sds) else "")
                for row in regressions(comparison).itertuples()]
-    failing += [f"{row.dataset}/{row.model} {row.metric} at every rate ({row.shift_sds:+.1f} sd on average)"
+    failing += [f"{row.dataset}/{row.model} {row.metric} "
+                f"at every rate (mean worsening {row.z:+.3g}; T {row.t:.1f} > {row.limit:.1f})"
                 for row in models[models.verdict == "WORSE"].itertuples()]
     if failing:
         provenance = stored_dir / "provenance.json"

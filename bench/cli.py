@@ -211,13 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="for cells of one stored seed: a number scales every declared tolerance, "
                             "METRIC=NUMBER sets one absolute tolerance")
     check.add_argument("--sds", type=float, default=None, metavar="NUMBER",
-                       help="for cells of several stored seeds: how many seed standard deviations below the stored "
-                            "mean is a regression (default: the Student-t prediction bound at a 5 %% false-alarm "
-                            "rate over the whole check, e.g. 9.2 for 5 seeds and 92 numbers)")
+                       help="for cells of several stored seeds: how many moderated seed standard deviations below "
+                            "the stored mean is a regression (default: the Student-t prediction bound at 2.5 %% "
+                            "false alarms over the single numbers, the other 2.5 %% for the models, times the "
+                            "metric's calibrated factor)")
     check.add_argument("--results", metavar="FILE",
                        help="judge this results.csv (written elsewhere by `bench run`) instead of a runs directory")
     check.add_argument("--power", action="store_true",
-                       help="print, per metric, the smallest worsening the check flags against the stored set; stop")
+                       help="print, per metric, the worsening the check flags with 80 %% probability; stop")
+    check.add_argument("--calibrate", action="store_true",
+                       help="measure the limits' factors on every stored set beside --stored (leaving each seed "
+                            "out in turn) and write calibration.csv there; stop")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
     check.add_argument("--restore", action="store_true",
                        help="rebuild the stored set's run directories under --runs (numbers, no checkpoints), so that "
@@ -437,6 +441,9 @@ def command_check(args: argparse.Namespace) -> None:
         return
     if args.power:
         print(check.power_report(check.read_stored(_stored(args)), _stored(args)))
+        return
+    if args.calibrate:
+        print(check.write_calibration(_stored(args).parent))
         return
     if args.sds is not None and args.sds <= 0:
         raise BenchError(f"--sds must be positive, got {args.sds:g}")

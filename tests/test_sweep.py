@@ -17,22 +17,12 @@ import submitit
 import torch
 
 from bench import sweep
-from bench.check import (
-    compare,
-    compare_models,
-    default_tolerances,
-    power,
-    read_stored,
-    regressions,
-    seed_allowance,
-    verdict,
-)
+from bench.check import read_stored
 from bench.cli import main
 from bench.config import make_config
 from bench.data import default_datasets, mnist
 from bench.errors import BenchError
 from bench.files import exclusive
-from bench.metrics import Tolerance
 from bench.registry import default_models
 from bench.results import RESULT_COLUMNS, at_preset_seed, gather
 from bench.tables import (
@@ -138,100 +128,6 @@ def test_every_written_latex_table_compiles_with_pdflatex(ci_runs, tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert compiled.returncode == 0, compiled.stdout[-3000:]
     assert (tmp_path / "tables.pdf").stat().st_size > 0
-
-
-# --- the regression check on known inputs ----------------------------------------------------------------------
-
-
-def test_compare_flags_moves_beyond_tolerance_in_the_worse_direction_and_missing_numbers():
-    stored = results_frame([
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "classification.accuracy", 0.80),
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "swap.score", 2.00),
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "conditional.accuracy", 0.60),
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "majority_accuracy", 0.61),
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "ground_truth.capture", 0.40),
-        ("synthfaces", "m2", 0.06, 0, "smoke", "classification.accuracy", 0.80),  # a cell not run fresh
-    ])
-    fresh = results_frame([
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "classification.accuracy", 0.80 - 0.031),  # worse
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "swap.score", 2.00 * 1.1),  # within 15 %
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "conditional.accuracy", 0.70),  # better
-        ("synthfaces", "ccvae", 0.06, 0, "smoke", "majority_accuracy", 0.62),  # the data changed
-    ])
-    compared = compare(stored, fresh, default_tolerances()).set_index("metric")
-    verdicts = compared["verdict"].to_dict()
-    assert set(compared.basis) == {"declared tolerance (n = 1)"}  # one stored seed: no spread to judge by
-    assert verdicts == {"classification.accuracy": "WORSE", "swap.score": "ok", "conditional.accuracy": "better",
-                        "majority_accuracy": "WORSE", "ground_truth.capture": "missing"}
-    assert len(regressions(compare(stored, fresh, default_tolerances()))) == 3
-    assert set(compare(stored, stored, default_tolerances()).verdict) == {"same"}
-
-
-def test_with_several_stored_seeds_a_regression_lies_beyond_the_t_prediction_bound_of_the_stored_seeds():
-    stored = results_frame([("synthfaces", "ccvae", 0.2, seed, "quick", metric, value)
-                            for metric, values in (("classification.accuracy", (0.80, 0.82, 0.84)),
-                                                   ("interventions.condition_number", (10.0, 20.0, 40.0)))
-                            for seed, value in enumerate(values)])
-
-    def judged(accuracy: float, condition: float = 20.0, sds: float | None = None) -> pd.DataFrame:
-        fresh = results_frame([("synthfaces", "ccvae", 0.2, 1, "quick", "classification.accuracy", accuracy),
-                               ("synthfaces", "ccvae", 0.2, 1, "quick", "interventions.condition_number", condition)])
-        return compare(stored, fresh, default_tolerances(), sds).set_index("metric")
-
-    # two numbers judged by spread, with half of the 5 % for the single numbers, one cell per model: the pooled sd is
-    # the cell's own (2 df): k = t(1 − 0.025/2; 2) · √(1 + 1/3), t(0.9875; 2) = 6.205347 (tables)
-    k = 6.205347 * (4 / 3) ** 0.5
-    assert seed_allowance(3, 2, 0.025) == pytest.approx(k, rel=1e-6)
-    # mean 0.82, sd 0.02: allowed k · 0.02 + 0.001 (one unit of the printed digit) below it
-    worse = judged(0.82 - 0.15).loc["classification.accuracy"]
-    assert worse.verdict == "WORSE" and worse.sds == pytest.approx(-7.5) and worse.allowed == pytest.approx(
-        k * 0.02 + 0.001)
-    assert worse.basis == "7.17 sd of 3 seeds, sd pooled over 2 df (t bound)"
-    assert judged(0.82 - 0.14).loc["classification.accuracy", "verdict"] == "ok"
-    assert judged(0.82).loc["classification.accuracy", "verdict"] == "same"  # seed 1's stored value
-    assert judged(0.98).loc["classification.accuracy", "verdict"] == "better"
-    # the condition number on a log scale: log 20 ± k · log 2 (sd of log 10, log 20, log 40)
-    assert judged(0.82, condition=20 * 2**7.1).loc["interventions.condition_number", "verdict"] == "ok"
-    condition = judged(0.82, condition=20 * 2**7.3).loc["interventions.condition_number"]
-    assert condition.verdict == "WORSE" and condition.sds == pytest.approx(7.3)
-    # a fixed allowance instead (`--sds 3`)
-    fixed = judged(0.82 - 0.07, sds=3).loc["classification.accuracy"]
-    assert fixed.verdict == "WORSE" and fixed.allowed == pytest.approx(0.061)
-    assert fixed.basis == "3 sd of 3 seeds, sd pooled over 2 df"
-    unseen = results_frame([("synthfaces", "ccvae", 0.2, 7, "quick", "classification.accuracy", 0.65)])
-    new_seed = compare(stored, unseen, default_tolerances()).set_index("metric")  # a seed never stored
-    assert new_seed.loc["classification.accuracy", "verdict"] == "WORSE" and pd.isna(new_seed.loc[
-        "classification.accuracy", "stored"]) and new_seed.loc["interventions.condition_number", "verdict"] == "missing"
-
-
-def test_seeds_that_agree_exactly_are_judged_by_the_declared_tolerance_not_by_a_zero_spread():
-    stored = results_frame([("synthfaces", "mvae", 0.06, seed, "quick", "classification.accuracy", 0.6096)
-                            for seed in range(3)])  # at the majority baseline on every seed
-
-    def judged(accuracy: float) -> pd.Series:
-        fresh = results_frame([("synthfaces", "mvae", 0.06, 0, "quick", "classification.accuracy", accuracy)])
-        return compare(stored, fresh, default_tolerances()).iloc[0]
-
-    nearby = judged(0.6085)  # another machine's last digits: one printed digit below, within ±0.03
-    assert nearby.verdict == "ok" and nearby.basis == "declared tolerance (3 equal seeds)"
-    assert judged(0.55).verdict == "WORSE" and judged(0.6096).verdict == "same"
-
-
-def test_the_prediction_bound_shrinks_with_more_seeds_and_grows_with_more_numbers_judged():
-    assert seed_allowance(5, 92) == pytest.approx(9.2, abs=0.05)
-    assert seed_allowance(3, 92) == pytest.approx(35.0, abs=0.1)
-    assert seed_allowance(10, 92) < seed_allowance(5, 92) < seed_allowance(5, 1000)
-    # one number, many seeds: the normal distribution's one-sided 5 % quantile
-    assert seed_allowance(100_000, 1) == pytest.approx(1.645, abs=1e-3)
-
-
-def test_a_factor_tolerance_is_symmetric_in_ratio_and_scales_as_a_power():
-    tolerance = Tolerance(1.0, factor=15.0)
-    assert tolerance.within(100, 1400) and tolerance.within(100, 7) and tolerance.within(100, 100)
-    assert not tolerance.within(100, 1600) and not tolerance.within(100, 6) and not tolerance.within(100, -5)
-    assert tolerance.scaled(2).factor == 225 and not tolerance.scaled(0.5).within(100, 400)
-    assert verdict("interventions.condition_number", 100, 1600, tolerance) == "WORSE"
-    assert verdict("interventions.condition_number", 100, 6, tolerance) == "better"
 
 
 # --- the CI grid: what CI checks ----------------------------------------------------------------------------------
@@ -487,71 +383,6 @@ def test_gather_reads_only_finished_runs(ci_runs):
     assert set(results[results.f.notna()].model) == set(default_models())
     assert set(results[results.f.isna()].model) == set(CONTROL_ROWS)  # the controls: one row each, for every f
     assert {"classification.accuracy", "swap.score", "test_accuracy"} <= set(results.metric)
-
-
-def simulated_set(rng, shift: float = 0.0, seeds: int = 3, noisy_model: str = "mvae") -> pd.DataFrame:
-    """Six models × four rates × `seeds` seeds of one accuracy-like metric: each cell has its own mean, each model
-    its own seed sd (0.01, the noisy model 0.03); `shift` lowers CCVAE's accuracy at every rate."""
-    rows = []
-    for model in ("ccvae", "mccvae", "m2", "mvae", "csvae", "diva"):
-        sd = 0.03 if model == noisy_model else 0.01
-        for f, base in zip((0.004, 0.06, 0.2, 1.0), (0.78, 0.80, 0.82, 0.84), strict=True):
-            for seed in range(seeds):
-                value = base + rng.normal(0, sd) - (shift if model == "ccvae" else 0.0)
-                rows.append(("synthfaces", model, f, seed, "quick", "classification.accuracy", value))
-    return results_frame(rows)
-
-
-def any_regression(stored: pd.DataFrame, fresh: pd.DataFrame) -> tuple[bool, bool]:
-    """(a single number flagged, a model's sum over rates flagged)."""
-    numbers = compare(stored, fresh, default_tolerances())
-    models = compare_models(stored, fresh)
-    return bool(len(regressions(numbers))), bool((models.verdict == "WORSE").any())
-
-
-def test_the_check_keeps_its_false_alarm_rate_on_pure_seed_noise_with_a_noisy_model():
-    """120 simulated checks of fresh seeds drawn like the stored ones: at most the stated 5 % raise an alarm (the
-    noisy model's honest spread is its own, not the others')."""
-    rng = np.random.default_rng(0)
-    alarms = 0
-    for _ in range(120):
-        stored = simulated_set(rng)
-        fresh = simulated_set(rng, seeds=1).assign(seed=7)  # a seed the stored set lacks
-        alarms += any(any_regression(stored, fresh))
-    assert alarms / 120 <= 0.05 + 2 * (0.05 * 0.95 / 120) ** 0.5  # 5 % and two binomial standard errors
-
-
-def test_a_model_shifted_at_every_rate_by_the_stated_power_is_flagged():
-    """Each check states the worsening it flags (`power`, from its stored set); 1.5 times that at every rate is
-    flagged in ≥ 90 % of 60 simulated checks, 0.3 times it rarely."""
-    rng = np.random.default_rng(1)
-
-    def flagged(factor: float) -> float:
-        hits = 0
-        for _ in range(60):
-            stored = simulated_set(rng)
-            stated = power(stored).set_index("metric").loc["classification.accuracy"]
-            hits += any_regression(stored, simulated_set(rng, factor * stated.every_rate, seeds=1).assign(seed=7))[1]
-        return hits / 60
-
-    assert flagged(1.5) >= 0.9
-    assert flagged(0.3) <= 0.15
-
-
-def test_check_judges_a_results_file_and_prints_power(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    stored_dir = tmp_path / "stored"
-    stored_dir.mkdir()
-    simulated_set(rng).to_csv(stored_dir / "results.csv", index=False)
-    simulated_set(rng, seeds=1).assign(seed=7).to_csv(tmp_path / "fresh.csv", index=False)
-    simulated_set(rng, 0.2, seeds=1).assign(seed=7).to_csv(tmp_path / "broken.csv", index=False)
-    assert main(["check", "--stored", str(stored_dir), "--results", str(tmp_path / "fresh.csv")]) == 0
-    assert main(["check", "--stored", str(stored_dir), "--results", str(tmp_path / "broken.csv")]) == 1
-    out = capsys.readouterr()
-    assert "ccvae classification.accuracy at every rate" in out.err
-    assert main(["check", "--stored", str(stored_dir), "--power"]) == 0
-    assert "classification.accuracy" in capsys.readouterr().out
-    assert main(["check", "--stored", str(stored_dir), "--results", str(tmp_path / "nowhere.csv")]) == 2
 
 
 def test_run_takes_dataset_options_for_its_grid_and_refuses_an_unknown_one(tmp_path, capsys):
