@@ -31,7 +31,7 @@ from scipy import stats
 from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write_text
-from bench.protocol import CLAIMS, FLOOR, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
+from bench.protocol import CLAIMS, FLOOR, LEARNING_CURVES, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
 from evaluators import all_metrics
 
 ALPHA = PROTOCOL.alpha
@@ -388,8 +388,25 @@ def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFr
     return pd.DataFrame(lines)
 
 
-def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS) -> str:
-    """CLAIMS.md: the verdict table, then each claim's comparisons."""
+def read_levels(path: Path = LEARNING_CURVES) -> pd.DataFrame | None:
+    """The learning curves' plateaus (None where they have not been measured here)."""
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def still_moving(claim: Claim, levels: pd.DataFrame, budget: int) -> list[str]:
+    """The claim's measures and models whose learning curve (`levels`: scripts/learning_curves.py's plateaus.csv)
+    had not levelled off by `budget` steps, each with its value there and at the curve's horizon."""
+    metrics = {part.metric for part in claim.parts} | {part.substitute for part in claim.parts if part.substitute}
+    models = {name for part in claim.parts for name in (part.subject, *part.subjects, *part.against)}
+    late = levels[levels.measure.isin(metrics) & levels.model.isin(models) & (levels.levelled_at > budget)]
+    return [f"{row.dataset} {row.model} f = {row.f:g} {row.measure}: {row.at_half_horizon:.3g} → "
+            f"{row.at_horizon:.3g} at twice the budget" for row in late.itertuples()]
+
+
+def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS,
+             levels: pd.DataFrame | None = None, budget: int | None = None) -> str:
+    """CLAIMS.md: the verdict table, then each claim's comparisons; with the learning curves' `levels` and the
+    runs' step `budget`, each claim says which of its measures had not levelled off by then."""
     from tabulate import tabulate
 
     table = summary(rows, claims)
@@ -404,6 +421,10 @@ def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS)
                   f"Source: {declared.source}.", ""]
         lines += [f"- part {i + 1}: {part.describe}" for i, part in enumerate(declared.parts)]
         lines += [f"- learnt means: {condition.describe}" for condition in declared.learnt]
+        moving = still_moving(declared, levels, budget) if levels is not None and budget else []
+        if moving:
+            lines += [f"- not levelled off by {budget:,} steps on the learning curves (seed 0, docs/BUDGET.md): "
+                      + "; ".join(moving)]
         if declared.note:
             lines += ["", declared.note[0].upper() + declared.note[1:] + "."]
         shown = mine.assign(f=mine.f.map(lambda v: "" if pd.isna(v) else f"{v:g}"),
@@ -457,12 +478,16 @@ METHOD = ("Each claim of the paper is a test declared in `bench/protocol.py` (pr
 
 
 def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims",
-                 claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
-    """claims.csv and CLAIMS.md into `out`; returns the rows."""
+                 claims: tuple[Claim, ...] = CLAIMS, levels: pd.DataFrame | None = None) -> pd.DataFrame:
+    """claims.csv and CLAIMS.md into `out`; returns the rows. `levels`: the learning curves' plateaus, named in
+    CLAIMS.md where the results are of the protocol's preset (whose step budget the curves were measured for)."""
     rows = evaluate_claims(results, claims)
+    budget = None
+    if levels is not None and set(results.preset) == {PROTOCOL.preset}:
+        budget = int(results.loc[results.metric == "optimiser_steps", "value"].max())
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "claims.csv", rows.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / "CLAIMS.md", markdown(rows, title, claims) + "\n")
+    atomic_write_text(out / "CLAIMS.md", markdown(rows, title, claims, levels, budget) + "\n")
     return rows
 
 

@@ -406,7 +406,7 @@ def command_list(args: argparse.Namespace) -> None:
 def command_claims(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bench.claims import CLAIMS, verdict_lines, with_subject, write_claims
+    from bench.claims import CLAIMS, read_levels, verdict_lines, with_subject, write_claims
     from bench.results import read_results
 
     path, out = Path(args.results), Path(args.out)
@@ -423,7 +423,7 @@ def command_claims(args: argparse.Namespace) -> None:
                              f"{', '.join(sorted(set(results[results.f.notna()].model)))}")
         claims = with_subject(args.subject)
     title = f"The paper's claims on {where}" + (f", with {args.subject} in CCVAE's place" if args.subject else "")
-    rows = write_claims(results, out, title, claims)
+    rows = write_claims(results, out, title, claims, levels=read_levels())
     print(verdict_lines(rows, claims))
     print(f"wrote {out / 'claims.csv'} and {out / 'CLAIMS.md'}")
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 TESTS = ("better", "not_worse", "equivalent")
 FLOOR, RENDERER = "floor: does nothing", "ceiling: renderer"
@@ -46,6 +47,10 @@ class Protocol:
     def seeds_for(self, dataset: str) -> int | None:
         return self.seeds.get(dataset)
 
+
+LEARNING_CURVES = Path("results") / "curves" / "plateaus.csv"
+"""Where each measure's learning curve levelled off (scripts/learning_curves.py, measured before the claims runs):
+the claims name the measures still moving at the budget."""
 
 PROTOCOL = Protocol("1", alpha=0.05, preset="claims", seeds={"synthfaces": 5, "fashion-mnist": 3})
 

@@ -414,7 +414,7 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
     """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv, REPORT.md (linking the runs' figures unless
     `figures` is False) and the paper's claims decided on these results (claims.csv, CLAIMS.md) under `out`. The
     notes under each table come from the runs under `runs_root`, or from `notes` (a stored set's, without runs)."""
-    from bench.claims import write_claims
+    from bench.claims import read_levels, write_claims
 
     paper = read_paper(paper_path)
     written = []
@@ -439,7 +439,7 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")
     presets = ", ".join(sorted(set(results.preset)))
-    write_claims(results, out, f"The paper's claims on the {presets} results of {runs_root}")
+    write_claims(results, out, f"The paper's claims on the {presets} results of {runs_root}", levels=read_levels())
     return [*written, out / "results.csv", out / "REPORT.md", out / "claims.csv", out / "CLAIMS.md"]
 
 

@@ -327,3 +327,22 @@ def test_a_row_no_affordable_seed_count_decides_says_so_instead_of_an_infinite_n
     assert rows.note.tolist() == [SEEDS_BEYOND]
     assert np.isfinite(rows.select_dtypes("number").to_numpy(dtype=float)[~rows.select_dtypes("number").isna()
                                                                           .to_numpy()]).all()
+
+
+def test_a_claims_measures_still_moving_at_the_budget_are_named_in_its_note(tmp_path):
+    from bench.claims import still_moving, write_claims
+
+    levels = pd.DataFrame({"dataset": "synthfaces", "model": ["ccvae", "m2", "ccvae"], "f": 1.0,
+                           "measure": ["classification.accuracy", "classification.accuracy", "swap.score"],
+                           "levelled_at": [6000, 2000, 8000], "at_half_horizon": [0.78, 0.9, 0.3],
+                           "at_horizon": [0.83, 0.9, 0.2]})
+    claim = one_claim("not_worse", margin=0.02)
+    assert still_moving(claim, levels, 4000) == [
+        "synthfaces ccvae f = 1 classification.accuracy: 0.78 → 0.83 at twice the budget"]  # not m2's, nor swaps
+    assert still_moving(claim, levels, 8000) == []
+    frame = results({"ccvae": 0.8 + 0.01 * NOISE, "m2": 0.8 + 0.01 * NOISE}).assign(preset=PROTOCOL.preset)
+    steps = frame.assign(metric="optimiser_steps", value=4000.0)
+    write_claims(pd.concat([frame, steps]), tmp_path, claims=(claim,), levels=levels)
+    assert "not levelled off by 4,000 steps" in (tmp_path / "CLAIMS.md").read_text()
+    write_claims(pd.concat([frame, steps]).assign(preset="ci"), tmp_path, claims=(claim,), levels=levels)
+    assert "not levelled off" not in (tmp_path / "CLAIMS.md").read_text()  # curves of another preset's budget
