@@ -275,7 +275,12 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
         devices.put(device)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     quiet = replace(settings, show_progress=False)
-    outcomes = []
+    finished = [config for config in cells if cell_state(config, runs_root, settings.evaluators,
+                                                         settings.evaluation_seeds(config.preset)) == "done"]
+    outcomes = [Outcome(cell_name(config), "done", "finished earlier") for config in finished]
+    todo = [config for config in cells if config not in finished]
+    if finished:
+        print(f"{len(finished)} of {len(cells)} cells finished earlier; {len(todo)} to run", file=sys.stderr)
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_local_worker_setup, initargs=(devices, threads))
     previous = signal.signal(signal.SIGTERM, _interrupted)  # `kill PID`, `timeout`, a container stop: as Ctrl-C
     try:
@@ -285,9 +290,10 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
         shared = [pool.submit(_local_prepare, config, runs_root, settings) for config in _one_per_dataset(cells)
                   if settings.evaluators != ()]
         # MVAE's longer budget (an epoch preset's model_epochs) does not end last
-        longest_first = sorted(cells, key=lambda config: -(config.epochs or 0))
+        longest_first = sorted(todo, key=lambda config: -(config.epochs or 0))
         futures = {pool.submit(_local_task, config, runs_root, quiet): config for config in longest_first}
-        with tqdm(total=len(cells), desc=f"{jobs} local jobs", unit="cell", file=sys.stderr) as bar:
+        with tqdm(total=len(cells), initial=len(finished), desc=f"{jobs} local jobs", unit="cell",
+                  file=sys.stderr) as bar:
             for future in as_completed([*shared, *futures]):
                 if future in shared:
                     if future.exception() is not None:  # an error building an oracle stops the sweep

@@ -225,7 +225,10 @@ def test_reproduce_reuses_finished_runs_writes_its_table_and_checks_it(ci_runs, 
     assert (ci_runs / "synthfaces" / "ccvae" / "f=0.06" / "seed=0" / "metrics.json").stat().st_mtime_ns == before
     assert (tmp_path / "tables" / "synthfaces" / "table2.md").is_file()
     assert not (tmp_path / "tables" / "synthfaces" / "table1.md").exists()
-    assert "swap.score" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "swap.score" not in err
+    assert "6 of 6 cells finished earlier; 0 to run" in err  # a resumed sweep's bar counts what it had done
+    assert "6/6" in err and "0/6" not in err
 
 
 # --- launchers, locks, bad input ---------------------------------------------------------------------------------
