@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.ticker import MaxNLocator, NullLocator
 from tabulate import tabulate
 
 from bench import rundir
@@ -39,8 +41,9 @@ from bench.tables import (
 from evaluators.controls import ROWS as CONTROL_ROWS
 
 HTML = Markup("<b>{}</b>", "<i>{}</i>", "±", " <small>({})</small>")
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}th,td{border:1px solid #ccc;padding:.2em .5em;
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;color:#222;overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em;display:block;overflow-x:auto;max-width:100%}
+img{max-width:100%}th,td{border:1px solid #ccc;padding:.2em .5em;
 text-align:right}th:first-child,td:first-child{text-align:left}tr:nth-child(even){background:#f6f6f6}
 figure{display:inline-block;margin:.3em;text-align:center;vertical-align:top}figcaption{font-size:.8em}
 img{image-rendering:pixelated;border:1px solid #ddd}img.plot{image-rendering:auto;border:0;max-width:100%;height:auto}
@@ -62,12 +65,25 @@ def figure_png(figure) -> bytes:
     return buffer.getvalue()
 
 
-CONTROL_STYLE = {"floor": "#999999", "ceiling": "#2e8b57"}  # a control row's band colour, by its row's first word
+CONTROL_COLOURS = {"floor": ("#999999", "#666666"), "ceiling": ("#2e8b57", "#1f77b4", "#8c564b", "#9467bd")}
+"""A control row's colour, by its row's first word: one per row in the order they are drawn (none share one)."""
 
 
 PLOTS_EXPLAINED = ("Plots: a line per model with its 95 % interval shaded, cut where it leaves the view (which "
                    "holds every mean); floor and ceilings dotted, their intervals as bands; the majority baseline "
                    "dashed.")
+
+
+def control_colours(rows: list[str]) -> dict[str, str]:
+    """A colour per control row: the floors greys, the ceilings greens and blues, in turn."""
+    seen: dict[str, int] = {}
+    chosen = {}
+    for row in rows:
+        kind = row.split(":")[0]
+        palette = CONTROL_COLOURS.get(kind, CONTROL_COLOURS["ceiling"])
+        chosen[row] = palette[seen.get(kind, 0) % len(palette)]
+        seen[kind] = seen.get(kind, 0) + 1
+    return chosen
 
 
 def value_view(means: pd.Series) -> tuple[float, float]:
@@ -93,6 +109,7 @@ def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
     declared = all_metrics()
     models = [m for m in ordered_models(frame.model) if m not in CONTROL_ROWS and m != spec.reference_row]
     colours = {model: plt.get_cmap("tab10")(index % 10) for index, model in enumerate(models)}
+    colours |= control_colours([row for row in CONTROL_ROWS if row in set(frame.model)])
     columns = min(3, len(metrics))
     rows_of_panels = -(-len(metrics) // columns)
     figure, axes = plt.subplots(rows_of_panels, columns, figsize=(4.6 * columns, 3.3 * rows_of_panels), squeeze=False)
@@ -105,33 +122,36 @@ def measures_plot(frame: pd.DataFrame, spec: TableSpec) -> bytes | None:
             line = rows[rows.model == model].sort_values("f")
             if line["mean"].isna().all():
                 continue
-            if model in CONTROL_ROWS:
-                colour = CONTROL_STYLE.get(model.split(":")[0], "#2e8b57")
-                axis.axhline(line["mean"].iloc[0], color=colour, linestyle=":", linewidth=1)
+            if model in CONTROL_ROWS:  # named in the legend: labels beside the lines overprint where rows agree
+                handles[model] = axis.axhline(line["mean"].iloc[0], color=colours[model], linestyle=":", linewidth=1.2)
                 low, high = line["low"].iloc[0], line["high"].iloc[0]
                 if pd.notna(low):
-                    axis.axhspan(low, high, color=colour, alpha=0.15, linewidth=0)
-                axis.annotate(model, (1.0, line["mean"].iloc[0]), xycoords=("axes fraction", "data"), fontsize=7,
-                              color=colour, ha="right", va="bottom")
+                    axis.axhspan(low, high, color=colours[model], alpha=0.15, linewidth=0)
             elif model == spec.reference_row:
-                handles[model] = axis.plot(line.f, line["mean"], color="black", linestyle="--", linewidth=1)[0]
+                label = declared[model].label if model in declared else model
+                handles[label] = axis.plot(line.f, line["mean"], color="black", linestyle="--", linewidth=1)[0]
             else:
                 handles[model] = axis.plot(line.f, line["mean"], marker="o", markersize=3, color=colours[model])[0]
                 if line["low"].notna().any():
                     axis.fill_between(line.f, line["low"], line["high"], color=colours[model], alpha=0.15,
                                       linewidth=0)
-        axis.set_ylim(*value_view(rows["mean"].dropna()))
+        metric_declared = declared.get(metric)
+        if metric_declared is not None and metric_declared.log_scale:  # as the tables' geometric means
+            axis.set_yscale("log")
+            axis.set_ylim(*[10**end for end in value_view(rows["mean"].dropna().pipe(lambda v: v[v > 0]).map(
+                math.log10))])
+        else:
+            axis.set_ylim(*value_view(rows["mean"].dropna()))
         axis.set_xscale("log")
         axis.set_xticks(sorted(set(rows.f.dropna())), [f"{f:g}" for f in sorted(set(rows.f.dropna()))])
-        axis.minorticks_off()
-        metric_declared = declared.get(metric)
+        axis.xaxis.set_minor_locator(NullLocator())  # the rates are the ticks
         direction = "" if metric_declared is None or metric_declared.higher_is_better is None else \
             (" (higher is better)" if metric_declared.higher_is_better else " (lower is better)")
         axis.set_title((metric_declared.label if metric_declared else metric) + direction, fontsize=9)
         axis.set_xlabel("supervision rate f")
     figure.tight_layout()
     figure.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                  ncol=min(8, len(handles)), fontsize=8, frameon=False)
+                  ncol=min(6, len(handles)), fontsize=8, frameon=False)
     return figure_png(figure)
 
 
@@ -216,8 +236,21 @@ def chosen_runs(runs_root: Path, dataset: str) -> dict[str, tuple[rundir.RunIden
     return {model: runs[model] for model in ordered_models(runs)}
 
 
+def gallery_runs(runs_root: Path, dataset: str) -> dict[str, list[tuple[rundir.RunIdentity, Path]]]:
+    """Per model, the runs the gallery shows: one per f (the smallest finished seed), in increasing f."""
+    found: dict[str, dict[float, tuple[rundir.RunIdentity, Path]]] = {}
+    for run_dir in rundir.run_directories(runs_root):
+        config = rundir.read_identity(run_dir)
+        if config.dataset != dataset or not rundir.finished(run_dir):
+            continue
+        best = found.setdefault(config.model, {}).get(config.f)
+        if best is None or config.seed < best[0].seed:
+            found[config.model][config.f] = (config, run_dir)
+    return {model: [found[model][f] for f in sorted(found[model])] for model in ordered_models(found)}
+
+
 def training_curves(runs: dict[str, tuple[rundir.RunIdentity, Path]]) -> bytes | None:
-    """Validation accuracy and the labelled and unlabelled losses over epochs, one line per model."""
+    """Validation accuracy and the labelled and unlabelled losses over optimiser steps, one line per model."""
     logs = {model: pd.read_csv(run_dir / rundir.TRAIN_LOG) for model, (_, run_dir) in runs.items()
             if (run_dir / rundir.TRAIN_LOG).is_file()}
     if not logs:
@@ -227,15 +260,16 @@ def training_curves(runs: dict[str, tuple[rundir.RunIdentity, Path]]) -> bytes |
     panels = {column: title for column, title in panels.items()  # none at f = 1: no unlabelled batches
               if any(pd.to_numeric(log[column], errors="coerce").notna().any() for log in logs.values())}
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    by_steps = all("steps" in log.columns for log in logs.values())  # cumulative optimiser steps (older logs: epochs)
     for axis, (column, title) in zip(axes[0], panels.items(), strict=True):
         for model, log in logs.items():
             values = pd.to_numeric(log[column], errors="coerce")
             if values.notna().any():
-                axis.plot(log["epoch"], values, marker="o", label=model)
+                axis.plot(log["steps" if by_steps else "epoch"], values, marker="o", markersize=3, label=model)
         axis.set_title(title)
-        axis.set_xlabel("epoch")
-        if column != "valid_accuracy":
-            axis.set_yscale("symlog")
+        axis.set_xlabel("optimiser steps" if by_steps else "epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.yaxis.set_major_locator(MaxNLocator(5))  # a loss axis of several ticks, not symlog's one
     axes[0][0].legend(fontsize=8)
     return figure_png(figure)
 
@@ -250,17 +284,21 @@ def gallery_figures() -> dict[str, tuple[str, int]]:
         stem: (layout, 300) for evaluator in EVALUATORS.values() for stem, layout in evaluator.figures}
 
 
-def gallery(runs: dict[str, tuple[rundir.RunIdentity, Path]], label_names: tuple[str, ...]) -> list[str]:
+def gallery(runs: dict[str, list[tuple[rundir.RunIdentity, Path]]], label_names: tuple[str, ...]) -> list[str]:
+    """Per figure kind, a row per model with its figure at every f (`gallery_runs`)."""
     parts = []
     labels = ", ".join(label_names)
     for name, (layout, width) in gallery_figures().items():
         cells = []
-        for model, (config, run_dir) in runs.items():
-            path = run_dir / rundir.EVAL / rundir.FIGURES / f"{name}.png"
-            if path.is_file():
-                caption = f"{model}, f={config.f:g}, seed {config.seed}"
-                image = embedded(path.read_bytes(), width, caption)
-                cells.append(f"<figure>{image}<figcaption>{html.escape(caption)}</figcaption></figure>")
+        for model, chosen in runs.items():
+            row = []
+            for config, run_dir in chosen:
+                path = run_dir / rundir.EVAL / rundir.FIGURES / f"{name}.png"
+                if path.is_file():
+                    caption = f"{model}, f={config.f:g}, seed {config.seed}"
+                    image = embedded(path.read_bytes(), width, caption)
+                    row.append(f"<figure>{image}<figcaption>{html.escape(caption)}</figcaption></figure>")
+            cells += [f"<div>{''.join(row)}</div>"] if row else []
         if cells:
             description = layout.format(labels=labels or "in the data set's order",
                                         first=label_names[0] if label_names else "the first label")
@@ -290,9 +328,10 @@ def html_report(results: pd.DataFrame, runs_root: Path, paper: pd.DataFrame, key
             shown = ", ".join(f"{model} f={config.f:g}" for model, (config, _) in runs.items())
             body += [f"<h3>Training curves</h3><p class=note>{html.escape(shown)}</p>",
                      embedded(curves, alt=f"{dataset} training curves")]
-        pictures = gallery(runs, label_names(runs))
+        pictures = gallery(gallery_runs(runs_root, dataset), label_names(runs))
         if pictures:
-            body += ["<h3>Gallery</h3><p class=note>Every model on the same test images (the evaluators' seed).</p>",
+            body += ["<h3>Gallery</h3><p class=note>Every model at every f (its smallest seed) on the same test images "
+                     "(the evaluators' seed).</p>",
                      *pictures]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>CCVAE benchmark results</title>"
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")

@@ -130,3 +130,72 @@ def test_every_stored_latex_table_compiles_as_it_is_and_has_no_bare_bar_in_text(
     assert compiled.returncode == 0, compiled.stdout[-3000:]
     assert (tmp_path / "tables.pdf").is_file()
     assert "Overfull \\hbox" not in compiled.stdout, compiled.stdout[-3000:]  # nothing runs off its page
+
+
+def captured_figure(monkeypatch, draw):
+    """The matplotlib figure a report function draws (instead of its PNG)."""
+    from bench import report as report_module
+
+    figures = []
+    monkeypatch.setattr(report_module, "figure_png", lambda figure: figures.append(figure) or b"png")
+    draw()
+    return figures[-1]
+
+
+def test_a_measures_plot_draws_log_scale_metrics_on_a_log_axis_and_names_every_reference_in_its_legend(monkeypatch):
+    from bench.report import measures_plot
+    from bench.tables import table_spec
+
+    rows = []
+    for metric, values in (("fid.oracle_frechet", (200.0, 50.0)), ("classification.accuracy", (0.6, 0.8))):
+        for model, scale in (("ccvae", 1.0), ("m2", 1.2)):
+            rows += [{"model": model, "f": f, "metric": metric, "mean": v * scale, "low": np.nan, "high": np.nan}
+                     for f, v in zip((0.06, 1.0), values, strict=True)]
+        for row, value in (("floor: does nothing", values[0] * 2), ("ceiling: renderer", values[1]),
+                           ("ceiling: real images", values[1] * 1.01)):  # two ceilings at nearly one value
+            rows += [{"model": row, "f": f, "metric": metric, "mean": value, "low": np.nan, "high": np.nan}
+                     for f in (0.06, 1.0)]
+    rows += [{"model": "majority_accuracy", "f": f, "metric": "classification.accuracy", "mean": 0.55, "low": np.nan,
+              "high": np.nan} for f in (0.06, 1.0)]
+    spec = table_spec("1")  # its reference row: the majority baseline
+    figure = captured_figure(monkeypatch, lambda: measures_plot(pd.DataFrame(rows), spec))
+    axes = {axis.get_title().split(" (")[0]: axis for axis in figure.axes if axis.get_visible()}
+    assert axes["oracle Fréchet"].get_yscale() == "log"
+    assert axes["accuracy"].get_yscale() == "linear"
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert {"floor: does nothing", "ceiling: renderer", "ceiling: real images"} <= set(legend)
+    assert "majority_accuracy" not in legend and "majority baseline" in legend
+    colours = [line.get_color() for line in figure.legends[0].get_lines()]
+    assert len(set(colours)) == len(colours)  # no two entries share a colour
+
+
+def test_training_curves_run_over_optimiser_steps_with_whole_ticks(monkeypatch, tmp_path):
+    from bench.report import training_curves
+
+    log = pd.DataFrame({"epoch": [1, 2, 3], "steps": [250, 500, 750], "sup_loss": [2700.0, 2400.0, 2300.0],
+                        "unsup_loss": [2600.0, 2500.0, 2450.0], "valid_accuracy": [0.6, 0.7, 0.75]})
+    (tmp_path / "run").mkdir()
+    log.to_csv(tmp_path / "run" / "train_log.csv", index=False)
+    figure = captured_figure(monkeypatch, lambda: training_curves({"ccvae": (None, tmp_path / "run")}))
+    for axis in figure.axes:
+        assert axis.get_xlabel() == "optimiser steps"
+        ticks = [tick for tick in axis.get_xticks() if axis.get_xlim()[0] <= tick <= axis.get_xlim()[1]]
+        assert all(float(tick).is_integer() for tick in ticks)
+        visible = [t for t in axis.get_yticks() if axis.get_ylim()[0] <= t <= axis.get_ylim()[1]]
+        assert len(visible) >= 3  # a loss axis with more than one tick
+
+
+@pytest.mark.slow  # it reads the trained CI grid
+def test_the_gallery_shows_every_model_at_every_rate(ci_runs, tmp_path):
+    from bench.report import gallery_runs
+
+    chosen = gallery_runs(ci_runs, "synthfaces")
+    assert chosen and all([config.f for config, _ in runs] == sorted({c.f for c, _ in runs}) for runs in
+                          chosen.values())
+    assert all(config.seed == min(c.seed for c, _ in runs) for runs in chosen.values() for config, _ in runs)
+
+
+def test_the_reports_page_does_not_scroll_sideways():
+    from bench.report import STYLE
+
+    assert "overflow-x:auto" in STYLE and "img{max-width:100%}" in STYLE  # wide tables scroll inside themselves
