@@ -2,7 +2,7 @@
 
 The latent structure, priors, classifier and interface operations are those of
 `bench.characteristic.CharacteristicVAE` (k = `latents_per_label` = 1 is the paper's CCVAE;
-k > 1 is MCCVAE, seed 002). This file holds the objective.
+k > 1 is MCCVAE, Bardusco and Bourbon's report). This file holds the objective.
 
 Supervised objective, eq. (4) with appendix C.3.1's eq. (8):
     L(x, y) = E_{q(z|x)} [ q(y|z̄_c)/q(y|x) · log p(x|z) p(z|y) / (q(y|z̄_c) q(z|x)) ]

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", parents=[common, _parent(_step, _dataset_option)],
                                 help="train one model on one data set at one supervision rate")
-    train.add_argument("--model", required=True, help="a registered name (see README) or module:Class")
+    train.add_argument("--model", required=True, help="a registered name (`python -m bench list models`) or module:Class")
     train.add_argument("--dataset", default="synthfaces")
     train.add_argument("--f", type=float, default=1.0, help="supervision rate in (0, 1]")
     train.add_argument("--seed", type=int, default=0)
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch checkpoints")
 
     run = commands.add_parser("run", parents=[common, grid], help="train, evaluate and tabulate a grid of runs")
-    run.add_argument("--all", action="store_true", help="the whole default grid (restrict it with the options below)")
+    run.add_argument("--all", action="store_true", help="the whole default grid (restrict it with --datasets, --models, --fs, --seeds)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
     run.add_argument("--no-eval", action="store_true", help="train only; skip the evaluators")
 

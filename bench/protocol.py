@@ -105,7 +105,7 @@ class Learnt:
 
 @dataclass(frozen=True)
 class Claim:
-    key: str
+    key: str  # T<n>: a table's claim, F<n>: a figure's, a word: the text's (the paper's numbering)
     statement: str
     source: str
     parts: tuple[Part, ...]
@@ -120,27 +120,27 @@ SWAPS_LEARNT = Learnt("ground_truth.swap_error", ("ccvae",), FLOOR)  # CCVAE's s
 LOG_TEN_PERCENT = math.log(1.1)  # a minimal difference of 10 % on a log-scale metric
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("1", "CCVAE's accuracy is not worse than the baselines'",
+    Claim("T1", "CCVAE's accuracy is not worse than the baselines'",
           "Table 1, §6.3 (\"we are simply checking that it does not harm them\")",
           (Part("classification.accuracy", "ccvae", BASELINES, "not_worse", margin=0.02, task="multilabel"),),
           note="margin: 2 points of mean per-label test accuracy", learnt=(LABELS_LEARNT,)),
-    Claim("2", "CCVAE preserves characteristics in swaps better than M2, MVAE and DIVA (the oracle's |Δ log p|)",
+    Claim("T2", "CCVAE preserves characteristics in swaps better than M2, MVAE and DIVA (the oracle's |Δ log p|)",
           "Table 2, §6.3",
           (Part("swap.score", "ccvae", BASELINES, "better", margin=0.05, task="multilabel"),),
           note="minimal difference: 0.05 nats of |Δ log p|", learnt=(LABELS_LEARNT, SWAPS_LEARNT)),
-    Claim("2-truth", "CCVAE's swaps are nearer the true swap than M2's, MVAE's and DIVA's",
+    Claim("T2-truth", "CCVAE's swaps are nearer the true swap than M2's, MVAE's and DIVA's",
           "Table 2 and Figure 7, on the rendered truth (Table G)",
           (Part("ground_truth.swap_error", "ccvae", BASELINES, "better", margin=0.02, datasets=("synthfaces",)),),
           note="minimal difference: 0.02 of the swap error (the floor's is about 0.53)",
           learnt=(LABELS_LEARNT, SWAPS_LEARNT)),
-    Claim("7", "M2 carries the label but not the characteristic",
+    Claim("F7", "M2 carries the label but not the characteristic",
           "Figure 7, §6.3 (\"M2 is only able to preserve the label and not the exact characteristic\")",
           (Part("swap.score", "m2", (FLOOR,), "better", margin=0.05, datasets=("synthfaces",)),
            Part("ground_truth.swap_error", "ccvae", ("m2",), "better", margin=0.02, datasets=("synthfaces",))),
           note="the label: M2's swaps move the oracle's label probabilities towards a's more than doing nothing; "
                "not the characteristic: CCVAE's swaps are nearer the rendered truth than M2's",
           learnt=(LABELS_LEARNT, SWAPS_LEARNT)),
-    Claim("4", "MVAE has the best FID at low f; M2 beats MVAE at high f",
+    Claim("T4", "MVAE has the best FID at low f; M2 beats MVAE at high f",
           "Table 4, appendix D (\"for low supervision rates MVAE obtains the best performance but for higher "
           "supervision rates M2 outperforms MVAE\")",
           (Part("fid.fid", "mvae", ("ccvae", "m2", "diva"), "better", margin=LOG_TEN_PERCENT, task="multilabel",
@@ -150,7 +150,7 @@ CLAIMS: tuple[Claim, ...] = (
           note="minimal difference: a distance 10 % smaller; without Inception weights (--fid-weights) the "
                "Fréchet distance in the oracle's feature space stands in for FID, and the verdict says so",
           learnt=(LABELS_LEARNT,)),
-    Claim("5", "CCVAE and M2 are comparable in conditional generation; DIVA and MVAE are near random",
+    Claim("T5", "CCVAE and M2 are comparable in conditional generation; DIVA and MVAE are near random",
           "Table 5, appendix D (\"CCVAE and M2 are comparable … DIVA and MVAE perform poorly, indicated by random "
           "guessing\")",
           (Part("conditional.accuracy", "ccvae", ("m2",), "equivalent", margin=0.05, task="multilabel"),
@@ -171,11 +171,11 @@ CLAIMS: tuple[Claim, ...] = (
           note="leakage margin: 5 % of the other labels' oracle decisions more than the true intervention changes; "
                "minimal differences: 5 points of flip rate, 0.02 of the intervention error",
           learnt=(Learnt("classification.accuracy", ("ccvae",), MAJORITY), SWAPS_LEARNT)),
-    Claim("6", "CCVAE's multi-class accuracy is not worse than the baselines'",
+    Claim("T6", "CCVAE's multi-class accuracy is not worse than the baselines'",
           "Table 6, appendix D.6",
           (Part("classification.accuracy", "ccvae", BASELINES, "not_worse", margin=0.02, task="multiclass"),),
           note="margin: 2 points of top-1 test accuracy", learnt=(LABELS_LEARNT,)),
-    Claim("7-mi", "CCVAE's multi-class conditional generations are no more out-of-distribution than the baselines'",
+    Claim("T7", "CCVAE's multi-class conditional generations are no more out-of-distribution than the baselines'",
           "Table 7, appendix D.6 (reported without a stated ordering: the claim its inclusion implies)",
           (Part("mutual_info.generated", "ccvae", BASELINES, "not_worse", margin=0.02, task="multiclass"),),
           note="margin: 0.02 nats of mutual information I(y; ω | x)", learnt=(LABELS_LEARNT,)),

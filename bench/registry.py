@@ -25,7 +25,7 @@ MODELS: dict[str, ModelEntry] = {
     "ccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 1},
                         "CCVAE (Joy et al. 2021), one characteristic latent per label"),
     "mccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 2},
-                         "MCCVAE (seed 002), two characteristic latents per label"),
+                         "MCCVAE (Bardusco and Bourbon's report), two characteristic latents per label"),
     "m2": ModelEntry("baselines.m2:M2", {}, "M2 (Kingma et al. 2014), labels in the latent space"),
     "mvae": ModelEntry("baselines.mvae:MVAE", {}, "MVAE (Wu & Goodman 2018), product of experts, one per label"),
     "csvae": ModelEntry("baselines.csvae:CSVAE", {}, "CSVAE (Klys et al. 2018), a latent subspace per label"),

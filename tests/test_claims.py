@@ -255,7 +255,7 @@ def test_cli_writes_claims_and_refuses_a_bad_file(tmp_path, capsys):
     assert main(["claims", "--results", str(path), "--out", str(tmp_path / "out")]) == 0
     written = pd.read_csv(tmp_path / "out" / "claims.csv")
     assert list(written.columns) == CSV_COLUMNS
-    table1 = written[written.claim.astype(str) == "1"]
+    table1 = written[written.claim.astype(str) == "T1"]
     assert len(table1) == 12 and set(table1.verdict) <= {HOLDS, UNDECIDED}
     assert (tmp_path / "out" / "CLAIMS.md").read_text().startswith("# The paper's claims")
     assert "not measured" in capsys.readouterr().out  # FID: not in these results
@@ -282,16 +282,16 @@ STORED = Path(__file__).resolve().parents[1] / "results" / "stored"
 
 
 def test_on_the_stored_standard_set_claim_1_holds_by_intersection_union():
-    """Every comparison of claim 1 rejects at 5 % on three seeds; under Holm's correction it was undecided."""
+    """Every comparison of claim T1 rejects at 5 % on three seeds; under Holm's correction it was undecided."""
     rows = evaluate_claims(pd.read_csv(STORED / "standard" / "results.csv"))
-    mine = rows[rows.claim == "1"]
+    mine = rows[rows.claim == "T1"]
     assert len(mine) == 12 and claim_verdict(mine) == HOLDS
     assert mine.p.max() < 0.05 < max(holm(mine.p))
 
 
 def test_the_main_jobs_budget_decides_nothing_its_models_have_not_learnt():
     rows = evaluate_claims(pd.read_csv(STORED / "quick" / "results.csv"))
-    for key in ("2", "2-truth", "7", "interventions"):  # CCVAE's swaps are no nearer the truth than doing nothing
+    for key in ("T2", "T2-truth", "F7", "interventions"):  # CCVAE's swaps are no nearer the truth than doing nothing
         mine = rows[(rows.claim == key) & (rows.dataset == "synthfaces")]
         assert set(mine.verdict) == {NOT_AT_BUDGET} and mine.note.str.contains("floor: does nothing").all(), key
     assert "cannot be decided at this budget" in verdict_lines(rows)
@@ -307,7 +307,7 @@ def test_a_users_model_is_judged_in_ccvaes_place_against_a_stored_set(tmp_path, 
     assert main(["claims", "--results", str(tmp_path / "mine.csv"), "--stored", str(STORED / "ci"), "--subject",
                  "mine", "--out", str(out)]) == 0
     rows = pd.read_csv(out / "claims.csv", dtype={"claim": str})
-    accuracy = rows[(rows.claim == "1") & (rows.f == 0.06)]
+    accuracy = rows[(rows.claim == "T1") & (rows.f == 0.06)]
     assert set(accuracy.models) == {"mine vs m2", "mine vs diva", "mine vs mvae", "mine vs ccvae"}
     assert accuracy.set_index("models").loc["mine vs ccvae", "verdict"] == HOLDS
     assert not rows.models.str.startswith("m2 vs").any()  # the claims about other models are left out

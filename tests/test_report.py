@@ -71,9 +71,9 @@ def test_the_report_opens_with_the_verdicts_and_a_forest_plot_per_measured_claim
     measured = [claim for claim in CLAIMS if rows[(rows.claim == claim.key)].effect.notna().any()]
     assert text.count("class=plot") == len(measured) >= 6
     assert "interim (3 of 5 seeds): holds (all 12)" in text and "protocol 1" in text
-    png = forest_png(CLAIMS[0], rows[rows.claim == "1"])
+    png = forest_png(CLAIMS[0], rows[rows.claim == "T1"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert forest_png(CLAIMS[-1], rows[rows.claim == "7-mi"]) is None  # nothing measured: no plot
+    assert forest_png(CLAIMS[-1], rows[rows.claim == "T7"]) is None  # nothing measured: no plot
 
 
 def test_the_papers_table_1_is_shown_beside_ours_labelled_as_other_data():
