@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -133,7 +134,9 @@ def _grid(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--datasets", type=_names, help="comma-separated (default: the registry's default grid "
                                                         "whose files are here; see `bench data --list`)")
-    parser.add_argument("--models", type=_names, help="comma-separated (default: every registered model)")
+    parser.add_argument("--models", type=_names,
+                        help="comma-separated: registered names, package.module:Class, or NAME=package.module:Class "
+                             "to give a class a name for its folders and table rows (default: every registered model)")
     parser.add_argument("--fs", type=_floats, help="comma-separated supervision rates (default 0.004,0.06,0.2,1)")
     parser.add_argument("--seeds", type=_ints, help="comma-separated (default 0)")
     parser.add_argument("--epochs", type=int, help="train this many epochs instead of the preset's length (a "
@@ -165,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", parents=[common, _parent(_step, _dataset_option)],
                                 help="train one model on one data set at one supervision rate")
-    train.add_argument("--model", required=True, help="a registered name (`python -m bench list models`) or module:Class")
+    train.add_argument("--model", required=True,
+                       help="a registered name (`python -m bench list models`), package.module:Class, or "
+                            "NAME=package.module:Class (its folder and table rows are then called NAME)")
     train.add_argument("--dataset", default="synthfaces")
     train.add_argument("--f", type=float, default=1.0, help="supervision rate in (0, 1]")
     train.add_argument("--seed", type=int, default=0)
@@ -175,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=200, help="steps between mid-epoch checkpoints")
 
     run = commands.add_parser("run", parents=[common, grid], help="train, evaluate and tabulate a grid of runs")
-    run.add_argument("--all", action="store_true", help="the whole default grid (restrict it with --datasets, --models, --fs, --seeds)")
+    run.add_argument("--all", action="store_true",
+                     help="the whole default grid (restrict it with --datasets, --models, --fs, --seeds)")
     run.add_argument("--dry-run", action="store_true", help="list the cells and which are done; run nothing")
     run.add_argument("--no-eval", action="store_true", help="train only; skip the evaluators")
 
@@ -556,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_request:
         return int(exit_request.code or 0)
     tune_cpu_allocator()
+    previous = signal.signal(signal.SIGTERM, _terminated)  # `kill PID`, `timeout`, a container stop: as Ctrl-C
     try:
         COMMANDS[args.command](args)
     except BenchError as error:
@@ -566,4 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM anywhere in a command (before a sweep's first cell, while its tables are written): stop as Ctrl-C
+    stops it, unwinding (temporary files removed, locks released) instead of dying where it stands."""
+    raise KeyboardInterrupt

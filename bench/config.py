@@ -12,7 +12,7 @@ from bench import __version__
 from bench.data import check_rate, dataset_options
 from bench.errors import BenchError
 from bench.presets import preset
-from bench.registry import entry
+from bench.registry import entry, named
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class RunConfig:
     dataset_options: dict[str, Any]
     step: StepOptions = field(default_factory=StepOptions)
     optimiser_steps: int | None = None  # the training length in steps (then `epochs` is None), the same at every f
+    target: str | None = None  # "package.module:Class" where `model` is a user's name for it (NAME=module:Class)
     suite_version: str = __version__
 
     def to_json(self) -> str:
@@ -82,10 +83,12 @@ def make_config(
     dataset_overrides: dict[str, Any] | None = None, step: StepOptions | None = None,
     optimiser_steps: int | None = None,
 ) -> RunConfig:
-    """A validated RunConfig from user choices and a preset. `epochs` or `optimiser_steps` replaces the preset's
-    training length (a different run identity); a step count needs a preset with a labelled share."""
+    """A validated RunConfig from user choices and a preset. `model`: a registered name, "module:Class" or
+    "NAME=module:Class" (`bench.registry.named`). `epochs` or `optimiser_steps` replaces the preset's training
+    length (a different run identity); a step count needs a preset with a labelled share."""
     chosen = preset(preset_name)
-    options = {**entry(model).options, **(model_options or {})}
+    model, target = named(model)
+    options = {**entry(target or model).options, **(model_options or {})}
     data_options = preset_dataset_options(preset_name, dataset, dataset_overrides)
     if epochs is not None and optimiser_steps is not None:
         raise BenchError("give --epochs or --steps, not both")
@@ -105,7 +108,7 @@ def make_config(
         epochs=epochs, batch_size=chosen.batch_size, lr=chosen.lr,
         train_limit=chosen.train_limit, labelled_share=chosen.labelled_share,
         model_options=options, dataset_options=data_options, step=step or StepOptions(),
-        optimiser_steps=optimiser_steps,
+        optimiser_steps=optimiser_steps, target=target,
     )
 
 

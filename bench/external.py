@@ -118,9 +118,25 @@ def _from_state_dict(model_class: type, source: ExternalModel, data: LabelledIma
                 if keys]
     if problems:
         raise BenchError(f"checkpoint {path} does not match {source.target} built with options {source.options}: "
-                         f"{'; '.join(problems)}")
+                         f"{'; '.join(problems)}. {image_size_hint(data)}")
     model.load_state_dict(state)
     return model
+
+
+def image_size_hint(data: LabelledImages) -> str:
+    """Which image size the model was built for, and which presets give which (weights trained at another size
+    fit no layer whose shape depends on it)."""
+    from bench.config import preset_dataset_options
+    from bench.data import DATASETS
+    from bench.presets import PRESETS
+
+    side = data.images.shape[-1]
+    sizes: dict[int, list[str]] = {}
+    for name in PRESETS:
+        sizes.setdefault(DATASETS[data.name].image_size(preset_dataset_options(name, data.name)), []).append(name)
+    choices = "; ".join(f"{size}×{size}: {', '.join(names)}" for size, names in sorted(sizes.items()))
+    return (f"It was built for {side}×{side} {data.name} images; the preset decides the size ({choices}) and "
+            "--dataset-option image_size=N overrides it: pass the one the weights were trained at")
 
 
 def write_run(source: ExternalModel, model: nn.Module, data: LabelledImages, dataset: str, preset_name: str,

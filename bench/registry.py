@@ -41,6 +41,20 @@ def default_models() -> tuple[str, ...]:
     return tuple(name for name, model in MODELS.items() if model.in_default_grid)
 
 
+def named(choice: str) -> tuple[str, str | None]:
+    """A model choice as (name, target): "ccvae" → ("ccvae", None); "pkg.mod:Class" → ("pkg.mod:Class", None);
+    "mine=pkg.mod:Class" → ("mine", "pkg.mod:Class"), so that a user's class gets a name for its folders and rows."""
+    name, sep, target = choice.partition("=")
+    if not sep:
+        entry(choice)  # validated here: an unknown name is one line naming the registered ones
+        return choice, None
+    if not name or "/" in name or ":" in name or ":" not in target:
+        raise BenchError(f"model '{choice}' must be NAME=package.module:Class, a name without '/' or ':'")
+    if name in MODELS:
+        raise BenchError(f"model name '{name}' is a registered model's; choose another name for {target}")
+    return name, target
+
+
 def entry(name: str) -> ModelEntry:
     """The registry entry for `name`, or an entry for a literal "module:Class" target."""
     if name in MODELS:

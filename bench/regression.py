@@ -156,10 +156,11 @@ def prior_df(spreads: pd.DataFrame) -> float:
 def moderated(spreads: pd.DataFrame, d0: float | None = None) -> pd.DataFrame:
     """`spreads` with each varied cell's moderated standard deviation (`sd`) and degrees of freedom (`df`): the
     larger of its own variance shrunk towards its group's typical variance s₀² = exp(mean e + ψ(d₀/2) − log(d₀/2))
-    with weight d₀ (Smyth's posterior) and its group's pooled variance, on Smyth's d₀ + d degrees of freedom (the
-    group's pooled ones where d₀ = ∞, equal noise): a cell whose two or three seeds happen to agree closely (one in
-    twenty of three normal seeds has s below a quarter of the true σ) is never judged tighter than its model's
-    usual spread, while a rate that is really noisier keeps its own. NaN and 0 for a cell without a spread."""
+    with weight d₀ (Smyth's posterior) and its group's pooled variance, on Smyth's d₀ + d degrees of freedom but
+    never more than the group's pooled ones (all its cells hold; those where d₀ = ∞, equal noise): a cell whose two
+    or three seeds happen to agree closely (one in twenty of three normal seeds has s below a quarter of the true σ)
+    is never judged tighter than its model's usual spread, while a rate that is really noisier keeps its own. NaN
+    and 0 for a cell without a spread."""
     d0 = prior_df(spreads) if d0 is None else d0
     terms = _log_variance_terms(spreads)
     groups = terms.groupby("group")
@@ -173,7 +174,7 @@ def moderated(spreads: pd.DataFrame, d0: float | None = None) -> pd.DataFrame:
         typical = np.exp(groups.e.transform("mean") + special.digamma(d0 / 2) - math.log(d0 / 2))
         shrunk, shrunk_df = (d0 * typical + terms.d * terms.stored_sd**2) / (d0 + terms.d), d0 + terms.d
     terms["sd"] = np.maximum(shrunk, pooled) ** 0.5
-    terms["df"] = shrunk_df
+    terms["df"] = np.minimum(shrunk_df, pooled_df)  # no more than the group's cells hold, whichever is used
     out = spreads.merge(terms[[*SEEDS_OF, "sd", "df"]], on=SEEDS_OF, how="left")
     out["df"] = out.df.fillna(0.0)
     return out

@@ -133,7 +133,7 @@ def step_schedule(
 
 def build_model(config: RunConfig, data: LabelledImages, labelled: np.ndarray, n_train: int, device: torch.device):
     torch.manual_seed(config.seed)
-    model_class = registry.resolve(config.model)
+    model_class = registry.resolve(config.target or config.model)
     try:
         model = model_class(data.spec(labelled, n_train), **config.model_options)
     except TypeError as error:

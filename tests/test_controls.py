@@ -187,9 +187,11 @@ def test_the_oracle_control_classifies_at_the_oracles_recorded_test_accuracy(wor
 def test_a_user_model_that_does_nothing_trains_is_evaluated_and_flips_at_the_floor(tmp_path, ci_cache, world):
     record = world[2]
     runs = tmp_path / "runs"
-    assert main(["train", "--model", "tests.models:DoNothingVAE", "--f", "0.06", "--preset", "ci", "--epochs", "1",
-                 "--runs", str(runs), "--cache-dir", str(ci_cache)]) == 0
+    assert main(["train", "--model", "nothing=tests.models:DoNothingVAE", "--f", "0.06", "--preset", "ci",
+                 "--epochs", "1", "--runs", str(runs), "--cache-dir", str(ci_cache)]) == 0
     (run_dir,) = runs.glob("synthfaces/*/f=0.06/seed=0")
+    assert run_dir.parent.parent.name == "nothing"  # the user's name for the class, not a folder with a colon
+    assert json.loads((run_dir / "config.json").read_text())["target"] == "tests.models:DoNothingVAE"
     assert main(["eval", str(run_dir), "--only", "interventions,swap", "--cache-dir", str(ci_cache)]) == 0
     result = json.loads((run_dir / "eval" / "interventions.json").read_text())
     assert result["flip_rate"] < 1 - record["test_accuracy"] + 0.05

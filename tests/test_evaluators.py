@@ -407,6 +407,11 @@ def test_a_model_saved_by_torch_save_is_evaluated_as_its_run_directory_is(ci_run
         assert main(["eval", "--model", model_class, "--checkpoint", str(tmp_path / checkpoint), *grid]) == 2
         error = capsys.readouterr().err.strip()
         assert message in error and len(error.splitlines()) == 1, error
+    # weights trained at 32×32, loaded for 64×64 images: the message says which size each preset gives
+    assert main(["eval", "--model", "bench.ccvae:CCVAE", "--checkpoint", str(tmp_path / "weights.pt"), *grid,
+                 "--dataset-option", "image_size=64"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "built for 64×64 synthfaces images" in error and "32×32: " in error and "paper" in error, error
 
 
 @pytest.mark.parametrize(("args", "message"), [

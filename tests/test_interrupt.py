@@ -90,3 +90,84 @@ def test_sigterm_to_the_main_process_alone_stops_the_workers_too(tmp_path):
     assert not group_members(sweep.pid), "worker processes outlived the sweep"
     assert sweep.returncode == 130 and "again to resume" in stderr.strip().splitlines()[-1], stderr[-2000:]
     assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp.*"))
+
+
+# --- each signal in each state, deterministically: the sweep waits at a chosen point (tests/pausing) ------------------
+
+PAUSING = ROOT / "tests" / "pausing"
+SMALL = ["run", "--preset", "smoke", "--datasets", "synthfaces", "--models", "ccvae,m2", "--fs", "1", "--jobs", "2"]
+
+
+def paused_sweep(tmp_path: Path, point: str, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, list[str]]:
+    """A small local sweep that waits at `point` (tests/pausing/sitecustomize.py), in its own process group."""
+    command = [sys.executable, "-m", "bench", *SMALL, *extra, "--runs", str(tmp_path / "runs"), "--cache-dir",
+               str(tmp_path / "cache"), "--out", str(tmp_path / "results")]
+    (tmp_path / "paused").mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BENCH_TEST_PAUSE": point,
+           "BENCH_TEST_PAUSE_DIR": str(tmp_path / "paused"),
+           "PYTHONPATH": os.pathsep.join([str(PAUSING), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    sweep = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    return sweep, command
+
+
+def wait_for(tmp_path: Path, sweep: subprocess.Popen, ready, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not ready(sorted((tmp_path / "paused").iterdir())):
+        assert sweep.poll() is None, sweep.communicate()
+        time.sleep(0.1)
+    assert ready(sorted((tmp_path / "paused").iterdir())), "the sweep never reached its point"
+
+
+def stopped_cleanly(tmp_path: Path, sweep: subprocess.Popen, how: str) -> None:
+    """Signal the sweep (`group`: SIGINT to its process group, as Ctrl-C; `main`: SIGTERM to its main process, as
+    `kill PID`) and check it ended within seconds, every process with it, nothing half-written, one line to resume."""
+    if how == "group":
+        os.killpg(sweep.pid, signal.SIGINT)
+    else:
+        sweep.terminate()
+    signalled = time.monotonic()
+    _, stderr = sweep.communicate(timeout=STOPPED_WITHIN)
+    while group_members(sweep.pid) and time.monotonic() - signalled < STOPPED_WITHIN:
+        time.sleep(0.1)
+    assert not group_members(sweep.pid), "processes outlived the sweep"
+    assert sweep.returncode == 130, stderr[-3000:]
+    assert "again to resume" in stderr.strip().splitlines()[-1], stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.tmp.*"))  # nothing half-written
+
+
+def pids(markers: list[Path], point: str) -> set[str]:
+    return {marker.suffix for marker in markers if marker.stem == point}
+
+
+@pytest.mark.parametrize(("point", "how"), [("start", "group"), ("start", "main"), ("oracle", "group"),
+                                             ("oracle", "main"), ("training", "group"), ("training", "main")])
+def test_a_sweep_stopped_before_its_first_cell_while_building_the_oracle_or_mid_cell_stops_cleanly(
+        tmp_path, point, how):
+    sweep, _ = paused_sweep(tmp_path, point, ("--no-eval",) if point == "training" else ())
+    wait_for(tmp_path, sweep, lambda markers: pids(markers, point))
+    stopped_cleanly(tmp_path, sweep, how)
+    if point == "oracle":  # the oracle's cache holds no half-built oracle: the next sweep builds it whole
+        assert not list((tmp_path / "cache").rglob("oracle-*.pt"))
+
+
+def test_a_worker_waiting_on_the_oracles_lock_while_the_other_builds_it_stops_and_the_sweep_resumes(tmp_path):
+    sweep, command = paused_sweep(tmp_path, "lock")
+    wait_for(tmp_path, sweep, lambda markers: pids(markers, "oracle") and pids(markers, "lock") - pids(markers,
+                                                                                                          "oracle"))
+    stopped_cleanly(tmp_path, sweep, "main")
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "runs").glob("*/*/f=*/seed=*/metrics.json"))) == 2
+
+
+def test_a_sweep_stopped_while_writing_its_tables_leaves_whole_files_and_writes_them_again(tmp_path):
+    sweep, command = paused_sweep(tmp_path, "tables", ("--no-eval",))
+    wait_for(tmp_path, sweep, lambda markers: pids(markers, "tables"))
+    stopped_cleanly(tmp_path, sweep, "group")
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "2 of 2 cells finished earlier" in done.stderr, done.stderr[-3000:]
+    assert (tmp_path / "results" / "REPORT.md").is_file()

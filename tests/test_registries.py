@@ -249,3 +249,17 @@ def test_a_presets_budget_for_no_evaluator_or_of_the_wrong_kind_is_an_error_not_
     monkeypatch.setitem(PRESETS["smoke"].budgets, "ground_truth", Budget(10))  # it needs its reader's training too
     with pytest.raises(BenchError, match="'ground_truth' takes GroundTruthBudget, not Budget"):
         preset("smoke")
+
+
+def test_a_users_class_takes_a_name_and_bad_names_are_one_line():
+    from bench.errors import BenchError
+    from bench.registry import named
+
+    assert named("ccvae") == ("ccvae", None)
+    assert named("tests.models:DoNothingVAE") == ("tests.models:DoNothingVAE", None)
+    assert named("nothing=tests.models:DoNothingVAE") == ("nothing", "tests.models:DoNothingVAE")
+    for bad, message in (("ccvae=tests.models:DoNothingVAE", "is a registered model's"),
+                         ("a/b=tests.models:DoNothingVAE", "without '/'"), ("x=notaclass", "NAME=package.module:Class"),
+                         ("nope", "unknown model 'nope'")):
+        with pytest.raises(BenchError, match=message):
+            named(bad)
