@@ -1,17 +1,13 @@
-"""PNG figures: latent traversals (paper figure 3), conditional generations (figure 4), per-pixel
-variance of repeated stochastic interventions (figure 5), characteristic swaps (figure 7) and the
-intervention matrix heat-map (figures 10–16). Every figure uses the evaluation seed's test images."""
+"""PNG figures of a model: latent traversals (paper figure 3), conditional generations (figure 4), per-pixel
+variance of repeated stochastic interventions (figure 5) and characteristic swaps (figure 7). Every figure uses the
+evaluation seed's test images. (An evaluator draws its own figures: the intervention heat-maps of figures 10–16
+are evaluators/interventions.py's.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from torchvision.utils import save_image
 
@@ -37,26 +33,6 @@ def _save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
     """Write a (N, C, H, W) grid atomically."""
     atomic_write(path, lambda handle: save_image(images.float().cpu(), handle, format="png", nrow=columns, padding=1,
                                                  pad_value=1.0))
-
-
-def intervention_heatmap(result: dict, path: Path) -> None:
-    """The interventions evaluator's matrix as a heat-map, each row labelled with its flip rate and leakage."""
-    values, labels = np.asarray(result["matrix"]), result["labels"]
-    leakages = result.get("leakage_per_label") or [None] * len(labels)
-    rows = [f"{label}: flip {flip:.2f}" + ("" if leak is None else f", leak {leak:.2f}")
-            for label, flip, leak in zip(labels, result["flip_rate_per_label"], leakages, strict=True)]
-    figure, axes = plt.subplots(figsize=(2.5 + 0.5 * len(labels), 0.8 + 0.45 * len(labels)))
-    image = axes.imshow(values, cmap="viridis")
-    axes.set_xticks(range(len(labels)), labels, rotation=90)
-    axes.set_yticks(range(len(labels)), rows)
-    axes.set_xlabel("oracle label j (|Δ log p|)")
-    axes.set_ylabel("intervened label i")
-    condition = result.get("condition_number")
-    axes.set_title(f"cond = {condition:.1f}" if condition is not None else "cond undefined (singular matrix)")
-    figure.colorbar(image)
-    figure.tight_layout()
-    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
-    plt.close(figure)
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.files import atomic_write
 from bench.labels import hard_labels, label_log_terms
 from bench.metrics import Metric, Tolerance
 from evaluators.common import (
@@ -144,11 +145,35 @@ def evaluate(model, data: LabelledImages, oracle, generator: torch.Generator, se
 
 def draw_heatmap(result: dict, folder: Path) -> None:
     """The intervention matrix as a heat-map, `folder/interventions.png`."""
-    from evaluators.figures import intervention_heatmap  # figures draws interventions: imported when drawing
-
     if "matrix" in result:
         folder.mkdir(parents=True, exist_ok=True)
         intervention_heatmap(result, folder / "interventions.png")
+
+
+def intervention_heatmap(result: dict, path: Path) -> None:
+    """The interventions evaluator's matrix as a heat-map, each row labelled with its flip rate and leakage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # only when drawing: evaluating needs no plotting library
+
+    values, labels = np.asarray(result["matrix"]), result["labels"]
+    leakages = result.get("leakage_per_label") or [None] * len(labels)
+    rows = [f"{label}: flip {flip:.2f}" + ("" if leak is None else f", leak {leak:.2f}")
+            for label, flip, leak in zip(labels, result["flip_rate_per_label"], leakages, strict=True)]
+    figure, axes = plt.subplots(figsize=(2.5 + 0.5 * len(labels), 0.8 + 0.45 * len(labels)))
+    image = axes.imshow(values, cmap="viridis")
+    axes.set_xticks(range(len(labels)), labels, rotation=90)
+    axes.set_yticks(range(len(labels)), rows)
+    axes.set_xlabel("oracle label j (|Δ log p|)")
+    axes.set_ylabel("intervened label i")
+    condition = result.get("condition_number")
+    axes.set_title(f"cond = {condition:.1f}" if condition is not None else "cond undefined (singular matrix)")
+    figure.colorbar(image)
+    figure.tight_layout()
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+    plt.close(figure)
+
 
 
 EVALUATOR = Evaluator(
