@@ -166,7 +166,8 @@ def test_a_worker_waiting_on_the_oracles_lock_while_the_other_builds_it_stops(tm
                                                                                                           "oracle"))
     stopped_cleanly(tmp_path, sweep, "main")
     assert not list((tmp_path / "cache").rglob("oracle-*.pt"))  # no half-built oracle for the next sweep to read
-    assert not list((tmp_path / "runs").glob("*/*/f=*/seed=*/metrics.json"))  # the waiting cell is not finished
+    waiting = list((tmp_path / "runs").glob("*/*/f=*/seed=*/metrics.json"))  # trained, its evaluation not begun
+    assert len(waiting) == 1 and not list(waiting[0].parent.glob("eval/*.json"))
 
 
 def test_a_sweep_stopped_while_writing_its_tables_leaves_whole_files_and_writes_them_again(tmp_path):
