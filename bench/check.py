@@ -5,10 +5,10 @@ A stored result set is a folder (`results/stored/<preset>/`) with `results.csv` 
 produced it). `check` pairs every stored number with the fresh one of the same (data set, model, f, seed, metric),
 each at its preset's evaluation seed (evaluations at other evaluation seeds are stored but not compared), and
 judges it by the rule of `bench.regression` (its docstring is the specification: moderated per-cell noise, a
-prediction bound per number, a test per model over its rates, each limit times its metric's calibrated factor).
-The factors are measured on the stored sets (`calibrate`, written to `results/stored/calibration.csv` by
-`bench check --calibrate`): with them no stored seed left out and checked against the others raises an alarm;
-docs/CHECK.md has the rate out of sample and under simulated noise. A cell without a spread is judged by its
+prediction bound per number, a test per model over its rates, each at the level the measured tail of honest seeds
+gives). The tails are fitted to the stored sets' seeds, each left out and checked against the others (`calibrate`,
+written to `results/stored/calibration.csv` by `bench check --calibrate`); docs/CHECK.md has the false-alarm rate
+this gives in and out of sample and under simulated noise. A cell without a spread is judged by its
 metric's declared tolerance (`bench.metrics.Metric.tolerance`, with its reason). A missing fresh number is a
 regression too; better by more than the allowance is reported (refresh the stored numbers with `--update` when the
 change is intended). A fresh number equal to the stored one of its seed is "same": on one machine a config and
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +30,7 @@ from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
 from bench.presets import preset
-from bench.regression import FALSE_ALARM, VERDICTS, Calibration, Scales
+from bench.regression import FALSE_ALARM, VERDICTS, Calibration, Scales, Tail, Tails
 from bench.results import NOTES, RESULT_COLUMNS, all_notes, at_preset_seed, gather, read_results
 from bench.runtime import cpu_name, environment
 from evaluators import all_metrics
@@ -88,14 +88,15 @@ def read_stored(stored: Path) -> pd.DataFrame:
 
 
 def read_calibration(stored_dir: Path) -> tuple[Calibration, Path | None]:
-    """The calibrated factors stored beside `stored_dir` (its parent's calibration.csv), and that file; none
-    calibrated (factors 1) where there is no such file."""
+    """The calibrated tails stored beside `stored_dir` (its parent's calibration.csv), and that file; Student's t
+    (uncalibrated) where there is no such file."""
     path = stored_dir.parent / CALIBRATION
     if not path.is_file():
         return regression.UNCALIBRATED, None
-    table = pd.read_csv(path)
-    return Calibration({row.metric: float(row.factor) for row in table[table.test == "numbers"].itertuples()},
-                       {row.metric: float(row.factor) for row in table[table.test == "models"].itertuples()}), path
+    tails: dict[str, dict] = {"numbers": {}, "models": {}}
+    for row in pd.read_csv(path, keep_default_na=False).itertuples():
+        tails[row.test][row.metric] = Tail(float(row.a), float(row.b), float(row.x0), int(row.below), int(row.of))
+    return Calibration(*(Tails(mine.pop(POOLED, Tail()), mine) for mine in (tails["numbers"], tails["models"]))), path
 
 
 def stored_sets(root: Path) -> dict[str, pd.DataFrame]:
@@ -103,24 +104,28 @@ def stored_sets(root: Path) -> dict[str, pd.DataFrame]:
     return {path.parent.name: at_preset_seed(read_stored(path.parent)) for path in sorted(root.glob("*/results.csv"))}
 
 
+POOLED = "(pooled)"
+"""calibration.csv's name for a test's tail over every metric."""
+
+
 def calibration_table(calibration: Calibration, sets: list[str]) -> pd.DataFrame:
-    rows = [{"test": test, "metric": metric, "factor": factor, "from": "+".join(sets)}
-            for test, factors in (("numbers", calibration.numbers), ("models", calibration.models))
-            for metric, factor in sorted(factors.items())]
-    return pd.DataFrame(rows, columns=["test", "metric", "factor", "from"])
+    rows = [{"test": test, "metric": metric, **asdict(tail), "from": "+".join(sets)}
+            for test, tails in (("numbers", calibration.numbers), ("models", calibration.models))
+            for metric, tail in ((POOLED, tails.pooled), *sorted(tails.metrics.items()))]
+    return pd.DataFrame(rows, columns=["test", "metric", "a", "b", "x0", "below", "of", "from"])
 
 
 def write_calibration(root: Path) -> str:
-    """`bench check --calibrate`: measure the factors on every stored set under `root`, write calibration.csv."""
+    """`bench check --calibrate`: fit the tails on every stored set under `root`, write calibration.csv."""
     sets = stored_sets(root)
     if not sets:
         raise BenchError(f"no stored sets under {root}; store one with `bench check --update` first")
     found = regression.calibrate(list(sets.values()), default_tolerances(), scales())
-    table = calibration_table(found, list(sets))
-    atomic_write_text(root / CALIBRATION, table.to_csv(index=False, float_format="%.4g"))
-    widened = table[table.factor > 1]
-    return (f"calibrated on {', '.join(sets)}: {len(widened)} of {len(table)} limits widened (largest "
-            f"{table.factor.max():.2f}); wrote {root / CALIBRATION}")
+    atomic_write_text(root / CALIBRATION, calibration_table(found, list(sets)).to_csv(index=False))
+    words = [f"{test}: P(p < x) = {tails.pooled.a:.3g} x^{tails.pooled.b:.3g} over every metric, from "
+             f"{tails.pooled.below} of {tails.pooled.of} left-out p-values, and per metric"
+             for test, tails in (("numbers", found.numbers), ("models", found.models))]
+    return f"calibrated on {', '.join(sets)}: " + "; ".join(words) + f"; wrote {root / CALIBRATION}"
 
 
 def report(comparison: pd.DataFrame, not_run: int) -> str:

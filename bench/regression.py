@@ -21,15 +21,20 @@ Every number is compared on its metric's scale (log for a log-scale metric) agai
                     (Bonferroni over the m' models and metrics; `_model_shift`).
 
 α = 5 % is the chance that a check of an honest fresh seed raises any alarm: half for the single numbers, half
-for the models. A cell without a spread (one stored seed, or seeds that agree exactly) is judged by its metric's
-declared tolerance instead. `false_alarms` measures the rate on stored sets (leaving each seed out in turn) and
-`simulated_false_alarms` on sets drawn with uneven and heavy-tailed noise (docs/CHECK.md has both).
+for the models. Student's t is right only for normal seeds; the stored sets' seeds have heavier tails (a model that
+now and then collapses), so each limit is t's quantile at the level at which an honest seed really lies beyond it
+as often as the rule allows: the tail P(p < x) = a · x^b of the nominal p-values of stored seeds left out in turn
+and checked against the others, fitted by Hill's estimator below x = 0.05, pooled over the metrics and moderated
+per metric (`Tail`, `calibrate`; a = b = 1 is t's own). A cell without a spread (one stored seed, or seeds that
+agree exactly) is judged by its metric's declared tolerance instead. `false_alarms` measures the rate on stored
+sets (leaving each seed out in turn), `cross_validated` out of sample, and `simulated_false_alarms` on sets drawn
+with uneven and heavy-tailed noise (docs/CHECK.md has all three).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -82,23 +87,91 @@ class Scales:
 
 
 @dataclass(frozen=True)
+class Tail:
+    """How often an honest seed's nominal p-value falls below x, for x below `x0`: P(p < x) = a · x^b, fitted to the
+    left-out seeds of the stored sets (`fit_tail`). a = b = 1 where Student's t is right; b < 1 where the seeds have
+    heavier tails than it (a model that now and then collapses), so that small p-values come more often than
+    their level says."""
+
+    a: float = 1.0
+    b: float = 1.0
+    x0: float = 1.0
+    below: int = 0  # the left-out p-values below x0: the fit's sample
+    of: int = 0  # the left-out p-values in all
+
+    def level(self, rate: float) -> float:
+        """The nominal p-value an honest number falls below with probability `rate`: the level to test at so that
+        the real rate is `rate` (never above `rate`: a limit is never made narrower than the t bound)."""
+        return min(rate, (rate / self.a) ** (1 / self.b))
+
+
+TAIL_FROM = 0.05
+"""The tail is fitted to the left-out p-values below this (the rule tests at levels far below it)."""
+LEAST_TAIL = 20
+"""The fewest left-out p-values below TAIL_FROM a fit needs; with fewer, Student's t is kept."""
+
+
+PRIOR_TAIL = 10.0
+"""The weight, in left-out p-values below TAIL_FROM, of the pooled tail in each metric's (`moderated_tail`)."""
+
+
+def fit_tail(p_values: np.ndarray, x0: float = TAIL_FROM, least: int = LEAST_TAIL) -> Tail:
+    """The power-law tail of honest p-values: given p < x0, p/x0 is Beta(b, 1), whose maximum-likelihood b is
+    k / Σ log(x0 / pᵢ) over the k values below x0 (Hill's estimator); a = (k / N) / x0^b."""
+    p_values = _finite(p_values)
+    below = _below(p_values, x0)
+    if len(below) < least:
+        return Tail(x0=x0, below=len(below), of=len(p_values))
+    b = len(below) / float(np.log(x0 / below).sum())
+    return Tail(a=len(below) / len(p_values) / x0**b, b=b, x0=x0, below=len(below), of=len(p_values))
+
+
+def moderated_tail(p_values: np.ndarray, pooled: Tail, prior: float = PRIOR_TAIL) -> Tail:
+    """One metric's tail, its few left-out p-values shrunk towards the pooled tail as empirical Bayes does (the
+    Hill likelihood of b is b^k e^(−b S), S = Σ log(x0 / pᵢ): a Gamma prior of `prior` values at the pooled b gives
+    b = (k + prior) / (S + prior / b₀); the share below x0 likewise, (k + prior) / (N + prior / π₀)). The pooled
+    tail where it is Student's t's own (too few p-values to fit)."""
+    p_values = _finite(p_values)
+    if pooled.of == 0 or pooled.below < LEAST_TAIL:
+        return Tail(x0=pooled.x0, below=int((p_values < pooled.x0).sum()), of=len(p_values))
+    below = _below(p_values, pooled.x0)
+    b = (len(below) + prior) / (float(np.log(pooled.x0 / below).sum()) + prior / pooled.b)
+    share = (len(below) + prior) / (len(p_values) + prior * pooled.of / pooled.below)
+    return Tail(a=share / pooled.x0**b, b=b, x0=pooled.x0, below=len(below), of=len(p_values))
+
+
+def _finite(p_values) -> np.ndarray:
+    p_values = np.asarray(p_values, dtype=float)
+    return p_values[np.isfinite(p_values)]
+
+
+def _below(p_values: np.ndarray, x0: float) -> np.ndarray:
+    return np.maximum(p_values[p_values < x0], np.finfo(float).tiny)
+
+
+@dataclass(frozen=True)
+class Tails:
+    """A test's tails: `pooled` over every metric, and each metric's own (`moderated_tail`); a metric the
+    calibration did not see takes the pooled one."""
+
+    pooled: Tail = Tail()
+    metrics: dict[str, Tail] = field(default_factory=dict)
+
+    def of(self, metric: str) -> Tail:
+        return self.metrics.get(metric, self.pooled)
+
+
+@dataclass(frozen=True)
 class Calibration:
-    """Per metric, the factor (≥ 1) on each test's limit that leaving each stored seed out and checking it against
-    the others needs for no false alarm on the stored sets (`calibrate`): seeds whose noise has heavier tails than
-    Student's t (a model that now and then collapses: MCCVAE's context kept, CSVAE's condition number) need the
-    limits of their metric widened. A metric not calibrated keeps the t limits (factor 1)."""
+    """The tails of the two tests (`numbers`, `models`), measured by leaving each stored seed out and checking it
+    against the others (`calibrate`): every limit is Student's t quantile at the level its metric's tail says an
+    honest seed exceeds with the rate the rule allows."""
 
-    numbers: dict[str, float]
-    models: dict[str, float]
-
-    def number(self, metric: str) -> float:
-        return self.numbers.get(metric, 1.0)
-
-    def model(self, metric: str) -> float:
-        return self.models.get(metric, 1.0)
+    numbers: Tails = Tails()
+    models: Tails = Tails()
 
 
-UNCALIBRATED = Calibration({}, {})
+UNCALIBRATED = Calibration()
 
 
 def counted_once(results: pd.DataFrame) -> pd.DataFrame:
@@ -201,12 +274,13 @@ def rate_correlation(stored: pd.DataFrame, noise: pd.DataFrame, scales: Scales) 
 
 
 # ------------------------------------------------------------------------------------------------- the rule
-def allowance(df: float, judged: int, stored_n: int, false_alarm: float = FALSE_ALARM / 2) -> float:
-    """k · √(1 + 1/n): how many moderated standard deviations below its cell's mean of `stored_n` seeds one fresh
-    seed may fall, k = t(1 − α/m; df) with α = `false_alarm` over `judged` numbers (df ∞: the normal quantile)."""
-    tail = 1 - false_alarm / max(judged, 1)
-    k = stats.norm.ppf(tail) if math.isinf(df) else stats.t.ppf(tail, df)
-    return float(k * math.sqrt(1 + 1 / stored_n))
+def allowance(df: float, judged: int, stored_n: int, false_alarm: float = FALSE_ALARM / 2,
+              tail: Tail = Tail()) -> float:
+    """k · √(1 + 1/n): how many moderated standard deviations from its cell's mean of `stored_n` seeds one fresh
+    seed may fall, k = t(1 − p*/2; df), p* the two-sided level at which an honest number's real chance of lying
+    beyond, on either side, is 2α/m (α = `false_alarm` over `judged` numbers; `tail`: that chance as measured,
+    else Student's t's own); df ∞: the normal quantile."""
+    return float(_quantile(1 - tail.level(2 * false_alarm / max(judged, 1)) / 2, df) * math.sqrt(1 + 1 / stored_n))
 
 
 def _has_spread(row) -> bool:
@@ -229,11 +303,15 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tol
               .merge(moderated(cell_spreads(stored, scales)), on=SEEDS_OF))
     judged = int(sum(_has_spread(row) for row in paired.itertuples()))
     rows = [_judged(row, tolerances, scales, sds if sds is not None else
-                    calibration.number(row.metric) * allowance(row.df, judged, row.stored_n), sds is None)
+                    allowance(row.df, judged, row.stored_n, tail=calibration.numbers.of(row.metric)), sds is None)
             for row in paired.itertuples()]
     verdicts = pd.DataFrame(rows, columns=["difference", "allowed", "sds", "k", "basis", "verdict"],
                             index=paired.index)
-    return pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], verdicts], axis=1)
+    out = pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], verdicts], axis=1)
+    z = out.sds.abs() / np.sqrt(1 + 1 / paired.stored_n)
+    out["p"] = [2 * _upper_tail(value, df) if np.isfinite(value) else math.nan
+                for value, df in zip(z, paired.df, strict=True)]
+    return out
 
 
 def _judged(row, tolerances: dict[str, Tolerance], scales: Scales, k: float, bound: bool) -> tuple:
@@ -270,10 +348,11 @@ def _judged(row, tolerances: dict[str, Tolerance], scales: Scales, k: float, bou
 def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
                    calibration: Calibration = UNCALIBRATED) -> pd.DataFrame:
     """One row per (data set, model, metric) with a direction and fresh numbers at two or more rates with a
-    spread: cells, z (the mean worsening over the rates on the metric's scale, positive: worse), q, T,
-    its one-sided p-value, the limit (t(1 − (α/2)/m'; df) times the metric's calibrated factor) and the verdict
-    (WORSE beyond +limit, better beyond −limit, else ok)."""
-    columns = [*MODEL_OF, "cells", "z", "q", "t", "p", "limit", "verdict"]
+    spread: cells, z (the mean worsening over the rates on the metric's scale, positive: worse), q, T, its
+    degrees of freedom, its one-sided p-value, the limit (t(1 − p*/2; df), p* the level at which the calibration's
+    tail gives an honest model a chance 2(α/2)/m' of lying beyond either way) and the verdict (WORSE beyond +limit,
+    better beyond −limit, else ok)."""
+    columns = [*MODEL_OF, "cells", "z", "q", "t", "df", "p", "limit", "verdict"]
     stored, fresh = counted_once(stored), counted_once(fresh)
     noise = moderated(cell_spreads(stored, scales))
     rows = fresh.merge(noise[noise.sd > 0], on=SEEDS_OF)
@@ -292,9 +371,9 @@ def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
     models = pd.DataFrame([row for row in models if row is not None])
     if models.empty:
         return pd.DataFrame(columns=columns)
-    tail = 1 - (FALSE_ALARM / 2) / len(models)
+    rate = 2 * (FALSE_ALARM / 2) / len(models)
     models["p"] = [_upper_tail(t, df) for t, df in zip(models.t, models.df, strict=True)]
-    models["limit"] = [calibration.model(metric) * _quantile(tail, df)
+    models["limit"] = [_quantile(1 - calibration.models.of(metric).level(rate) / 2, df)
                        for metric, df in zip(models.metric, models.df, strict=True)]
     models["verdict"] = np.select([models.t > models.limit, models.t < -models.limit], ["WORSE", "better"], "ok")
     return models[columns].reset_index(drop=True)
@@ -341,7 +420,7 @@ def power(stored: pd.DataFrame, scales: Scales, calibration: Calibration = UNCAL
     models = noise.groupby(MODEL_OF).filter(lambda cells: len(cells) >= 2).groupby(MODEL_OF).ngroups
     rows = []
     for (dataset, metric), cells in noise.groupby(METRIC_OF):
-        one = [calibration.number(metric) * allowance(df, len(noise), n) * s + scales.resolution(metric)
+        one = [allowance(df, len(noise), n, tail=calibration.numbers.of(metric)) * s + scales.resolution(metric)
                + _quantile(detected, df) * s * root
                for df, n, s, root in zip(cells.df, cells.stored_n, cells.sd, (1 + 1 / cells.stored_n) ** 0.5,
                                          strict=True)]
@@ -349,8 +428,9 @@ def power(stored: pd.DataFrame, scales: Scales, calibration: Calibration = UNCAL
         shifts = [_model_shift((dataset, model, metric), mine.assign(w=mine.sd**2 * (1 + 1 / mine.stored_n),
                                                                      worse=0.0, n=mine.stored_n), correlated)
                   for model, mine in cells.groupby("model") if len(mine) >= 2]
-        every = [(calibration.model(metric) * _quantile(1 - FALSE_ALARM / 2 / models, shift["df"])
-                  + _quantile(detected, shift["df"])) * shift["se"] for shift in shifts if shift is not None]
+        level = calibration.models.of(metric).level(2 * (FALSE_ALARM / 2) / models)
+        every = [(_quantile(1 - level / 2, shift["df"]) + _quantile(detected, shift["df"])) * shift["se"]
+                 for shift in shifts if shift is not None]
         every = float(np.median(every)) if every else math.nan
         shown = math.exp if scales.log_scale(metric) else (lambda value: value)
         rows.append({"dataset": dataset, "metric": metric,
@@ -391,32 +471,33 @@ def false_alarms(stored: pd.DataFrame, tolerances: dict[str, Tolerance], scales:
     return pd.DataFrame(rows)
 
 
-def excess(stored: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales) -> pd.DataFrame:
-    """Per (test, metric): the largest ratio of an honest left-out seed's worsening to its uncalibrated limit over
-    the leave-one-seed-out checks of `stored` (`numbers`: |deviation| over k · s̃; `models`: T over its limit);
-    above 1 where that seed would raise a false alarm."""
-    rows = []
+def left_out_p_values(stored: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales) -> pd.DataFrame:
+    """The nominal two-sided p-values (Student's t) of every honest left-out seed's numbers (test `numbers`) and
+    models' mean worsenings (`models`) over the leave-one-seed-out checks of `stored`: columns test, metric, p."""
+    rows = [pd.DataFrame(columns=["test", "metric", "p"])]
     for _, others, left in _left_out(stored):
-        numbers = compare(others, left, tolerances, scales)
-        numbers = numbers[numbers.k.notna() & numbers.fresh.notna()]
-        spread = (numbers.allowed - numbers.metric.map(scales.resolution)) / numbers.k
-        rows.append(pd.DataFrame({"test": "numbers", "metric": numbers.metric,
-                                  "ratio": numbers.difference.abs() / (numbers.k * spread)}))
-        models = compare_models(others, left, scales)
-        rows.append(pd.DataFrame({"test": "models", "metric": models.metric,
-                                  "ratio": models.t.abs() / models.limit}))
-    found = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["test", "metric", "ratio"])
-    return found.groupby(["test", "metric"]).ratio.max().reset_index()
+        found = compare(others, left, tolerances, scales)
+        found = found[found.k.notna()]
+        rows.append(pd.DataFrame({"test": "numbers", "metric": found.metric, "p": found.p}))
+        shifts = compare_models(others, left, scales)
+        rows.append(pd.DataFrame({"test": "models", "metric": shifts.metric,
+                                  "p": [2 * _upper_tail(abs(t), df) for t, df in zip(shifts.t, shifts.df,
+                                                                                      strict=True)]}))
+    return pd.concat(rows, ignore_index=True).astype({"p": float})
 
 
 def calibrate(stored_sets: list[pd.DataFrame], tolerances: dict[str, Tolerance], scales: Scales) -> Calibration:
-    """The factor per test and metric: the largest `excess` over every stored set rounded up to a hundredth, at
-    least 1, so that no stored seed left out raises a false alarm (the rate measured out of sample, leaving a
-    whole set out, in `cross_validated`)."""
-    found = pd.concat([excess(stored, tolerances, scales) for stored in stored_sets], ignore_index=True)
-    factors = np.ceil(found.groupby(["test", "metric"]).ratio.max() * 100 + 1e-9).div(100).clip(lower=1.0)
-    return Calibration({metric: float(value) for (test, metric), value in factors.items() if test == "numbers"},
-                       {metric: float(value) for (test, metric), value in factors.items() if test == "models"})
+    """Each test's tails, fitted to the left-out p-values of every stored set together: pooled over the metrics
+    (`fit_tail`) and per metric, moderated towards the pooled one (`moderated_tail`). The rate they give out of
+    sample, fitted on the other sets only, is measured by `cross_validated`."""
+    found = pd.concat([left_out_p_values(stored, tolerances, scales) for stored in stored_sets], ignore_index=True)
+    tails = {}
+    for test in ("numbers", "models"):
+        mine = found[found.test == test]
+        pooled = fit_tail(mine.p.to_numpy())
+        tails[test] = Tails(pooled, {metric: moderated_tail(values.p.to_numpy(), pooled)
+                                     for metric, values in mine.groupby("metric")})
+    return Calibration(tails["numbers"], tails["models"])
 
 
 def cross_validated(stored_sets: dict[str, pd.DataFrame], tolerances: dict[str, Tolerance],

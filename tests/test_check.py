@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import special
+from scipy import special, stats
 
 from bench import regression
 from bench.check import default_tolerances, read_calibration, scales, stored_sets
@@ -95,10 +95,14 @@ def test_with_several_stored_seeds_a_regression_lies_beyond_the_t_prediction_bou
     assert condition.verdict == "WORSE" and condition.sds == pytest.approx(7.3)
     fixed = judged(0.82 - 0.07, sds=3).loc["classification.accuracy"]  # a fixed allowance (`--sds 3`)
     assert fixed.verdict == "WORSE" and fixed.allowed == pytest.approx(0.061)
+    # a measured tail P(p < x) = x^0.8 (heavier than t's): the level for a rate of 2 · 0.025 / 2 is 0.025^1.25
+    tail = regression.Tail(a=1.0, b=0.8, x0=0.05, below=50, of=1000)
+    widened = stats.t.ppf(1 - 0.025**1.25 / 2, 2) * (4 / 3) ** 0.5
+    assert regression.allowance(2, 2, 3, tail=tail) == pytest.approx(widened, rel=1e-9) and widened > 7.5
     calibrated = compare(stored, results_frame([("synthfaces", "ccvae", 0.2, 1, "quick", "classification.accuracy",
                                                  0.82 - 0.15)]),
-                         calibration=regression.Calibration({"classification.accuracy": 1.2}, {}))
-    assert calibrated.set_index("metric").loc["classification.accuracy", "verdict"] == "ok"  # 7.5 < 1.2 · 7.17
+                         calibration=regression.Calibration(regression.Tails(tail)))
+    assert calibrated.set_index("metric").loc["classification.accuracy", "verdict"] == "ok"  # 7.5 sd < 11.9
 
 
 def test_seeds_that_agree_exactly_are_judged_by_the_declared_tolerance_not_by_a_zero_spread():
@@ -254,20 +258,38 @@ def test_the_stored_calibration_is_what_the_stored_sets_measure_and_leaves_no_se
     assert stored == learnt  # calibration.csv is measured, not written by hand: `bench check --calibrate`
     for name, numbers in sets.items():
         assert not regression.false_alarms(numbers, default_tolerances(), scales(), learnt).alarm.any(), name
-    assert min(stored.numbers.values()) >= 1 and min(stored.models.values()) >= 1
+    assert learnt.numbers.pooled.below >= regression.LEAST_TAIL and learnt.models.pooled.below >= regression.LEAST_TAIL
 
 
-def test_a_calibration_is_the_least_widening_that_clears_each_left_out_seed():
+def test_a_tail_fitted_to_p_values_recovers_their_law_and_keeps_t_where_t_is_right():
     rng = np.random.default_rng(3)
-    stored = simulated_set(rng)
-    outlier = stored.copy()
-    chosen = (outlier.model == "m2") & (outlier.f == 0.2) & (outlier.seed == 0)
-    outlier.loc[chosen, "value"] -= 0.5  # one seed far from the others: only a wide limit clears it
-    learnt = regression.calibrate([outlier], default_tolerances(), scales())
-    assert learnt.number("classification.accuracy") > 1.5
-    assert not regression.false_alarms(outlier, default_tolerances(), scales(), learnt).alarm.any()
-    clean = regression.calibrate([stored], default_tolerances(), scales())
-    assert clean.number("classification.accuracy") < learnt.number("classification.accuracy")
+    uniform = regression.fit_tail(rng.uniform(size=20_000))  # Student's t right: P(p < x) = x
+    assert uniform.a == pytest.approx(1, rel=0.15) and uniform.b == pytest.approx(1, rel=0.05)
+    assert uniform.level(1e-4) == pytest.approx(1e-4, rel=0.5)
+    heavy = regression.fit_tail(rng.uniform(size=20_000) ** (1 / 0.6))  # P(p < x) = x^0.6: heavier than t
+    assert heavy.a == pytest.approx(1, rel=0.15) and heavy.b == pytest.approx(0.6, rel=0.05)
+    assert heavy.level(1e-4) == pytest.approx(1e-4 ** (1 / 0.6), rel=0.5)  # tested at a much smaller level
+    too_few = regression.fit_tail(rng.uniform(size=100))  # about 5 below x0: t is kept
+    assert (too_few.a, too_few.b) == (1.0, 1.0) and too_few.level(1e-4) == 1e-4
+    # a metric with few p-values of its own is pulled to the pooled tail; one with many keeps its own
+    few = regression.moderated_tail(rng.uniform(size=40), heavy)
+    many = regression.moderated_tail(rng.uniform(size=20_000), heavy)
+    assert abs(few.b - heavy.b) < abs(few.b - 1) and many.b == pytest.approx(1, rel=0.05)
+
+
+def test_a_calibration_widens_the_limits_where_a_left_out_seed_is_an_outlier():
+    rng = np.random.default_rng(3)
+    sets = [simulated_set(rng, seeds=5) for _ in range(4)]  # 480 left-out p-values: enough to fit a tail
+    outlier = sets[0].copy()
+    outlier.loc[(outlier.model == "m2") & (outlier.seed == 0), "value"] -= 0.05  # one seed 5 sd off at every rate
+    clean = regression.calibrate(sets, default_tolerances(), scales())
+    learnt = regression.calibrate([outlier, *sets[1:]], default_tolerances(), scales())
+    rate = 2 * 0.025 / 24
+    assert learnt.numbers.of("classification.accuracy").level(rate) < clean.numbers.of(
+        "classification.accuracy").level(rate) / 5
+    before = regression.false_alarms(outlier, default_tolerances(), scales()).set_index("seed")
+    after = regression.false_alarms(outlier, default_tolerances(), scales(), learnt).set_index("seed")
+    assert after.loc[0, "numbers_flagged"] < before.loc[0, "numbers_flagged"]  # its numbers: widened limits
 
 
 def test_check_judges_a_results_file_prints_power_and_calibrates(tmp_path, capsys):
