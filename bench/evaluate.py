@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from bench import rundir
+from bench.budgets import EvalSettings
 from bench.config import RunConfig
 from bench.data import load
 from bench.data.cache import cache_dir
@@ -31,7 +32,7 @@ from bench.files import UnreadableFile, UntrustedFile, atomic_write_text, load_t
 from bench.presets import Preset, preset
 from bench.train import build_model
 from evaluators import EVALUATORS
-from evaluators.common import EvalSettings, Evaluator, Resources
+from evaluators.common import Evaluator, Resources
 from evaluators.figures import draw_all
 from evaluators.oracle import load_or_train_oracle, oracle_paths
 
@@ -77,6 +78,16 @@ def load_trained_model(config: RunConfig, data, run_dir: Path, device: torch.dev
     return model.eval()
 
 
+def evaluation_preset(name: str) -> Preset:
+    """The preset called `name`, its budgets checked against the evaluators' registry: a budget for no evaluator,
+    or of another kind than the evaluator's, would be dropped or misread silently."""
+    chosen = preset(name)
+    problems = chosen.problems(EVALUATORS)
+    if problems:
+        raise BenchError(f"preset '{name}' sets {'; '.join(problems)}: fix its budgets in bench/presets.py")
+    return chosen
+
+
 def evaluation_dir(eval_root: Path, eval_seed: int | None, preset_name: str) -> Path:
     """Where the evaluations at `eval_seed` go (`bench.rundir.evaluation_dir`, the preset's evaluation seed its own)."""
     return rundir.evaluation_dir(eval_root, eval_seed, preset(preset_name).evaluation.seed)
@@ -103,20 +114,20 @@ def evaluate_run(
     if not names:
         return {}
     data = data if data is not None else load(config.dataset, data_root, cache, config.dataset_options)
-    budget = preset(config.preset)
+    chosen = evaluation_preset(config.preset)
     model = load_trained_model(config, data, run_dir, device)
-    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle,
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle,
                                                  show_progress)
     resources = evaluation_resources(config, data, cache, fid_weights)
     settings = evaluation_settings(config.preset, eval_seed)
-    results = judge(model, data, oracle, oracle_record, budget, settings, resources, names, out, str(run_dir))
+    results = judge(model, data, oracle, oracle_record, chosen, settings, resources, names, out, str(run_dir))
     if out == run_dir / rundir.EVAL:  # the figures show the preset's evaluation seed
-        torch.manual_seed(budget.evaluation.seed)
-        draw_all(model, data, torch.Generator().manual_seed(budget.evaluation.seed), out / rundir.FIGURES)
+        torch.manual_seed(chosen.evaluation.seed)
+        draw_all(model, data, torch.Generator().manual_seed(chosen.evaluation.seed), out / rundir.FIGURES)
     return results
 
 
-def judge(model, data, oracle, oracle_record: dict, budget: Preset, settings: EvalSettings, resources: Resources,
+def judge(model, data, oracle, oracle_record: dict, chosen: Preset, settings: EvalSettings, resources: Resources,
           names: list[str], out: Path, label: str) -> dict[str, dict]:
     """Each evaluator of `names` on `model` at its budget of the preset, from the same seeds, written to
     `out/<name>.json`."""
@@ -128,7 +139,7 @@ def judge(model, data, oracle, oracle_record: dict, budget: Preset, settings: Ev
         generator = torch.Generator().manual_seed(settings.seed)
         started = time.perf_counter()
         result = checked(evaluator, evaluator.evaluate(model, data, oracle, generator, settings, resources,
-                                                       budget.budget_for(evaluator)))
+                                                       chosen.budget_for(evaluator)))
         result["seconds"] = round(time.perf_counter() - started, 2)
         result["oracle_test_accuracy"] = oracle_record["test_accuracy"]
         atomic_write_text(out / f"{name}.json", json.dumps(result, indent=2) + "\n")
@@ -148,9 +159,9 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
     from evaluators.controls import controls_for
 
     names = check_names(only)
-    budget = preset(config.preset)
+    chosen = evaluation_preset(config.preset)
     settings = evaluation_settings(config.preset, eval_seed)
-    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
+    oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle)
     resources = evaluation_resources(config, data, cache, fid_weights)
     for control in controls_for(data, oracle):
         directory = rundir.controls_dir(runs_root, config.dataset, control.row)
@@ -159,9 +170,9 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
         if not todo:
             continue
         record = {"row": control.row, "dataset": config.dataset, "preset": config.preset,
-                  "dataset_options": config.dataset_options, "seed": budget.evaluation.seed}
+                  "dataset_options": config.dataset_options, "seed": chosen.evaluation.seed}
         atomic_write_text(directory / rundir.CONTROL, json.dumps(record, indent=2, sort_keys=True) + "\n")
-        judge(control.to(device), data, oracle, oracle_record, budget, settings, resources, todo, out,
+        judge(control.to(device), data, oracle, oracle_record, chosen, settings, resources, todo, out,
               f"{config.dataset} {control.row}")
 
 
@@ -186,12 +197,12 @@ def prepare(config: RunConfig, data, device: torch.device, cache: str | None, on
     """Build what every run of this data set shares once, before parallel workers would each wait for it: the
     oracle, then each chosen evaluator's own (its `prepare` hook: the GP head, the factor reader)."""
     names = check_names(only)
-    budget = preset(config.preset)
-    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, budget.oracle)
+    chosen = evaluation_preset(config.preset)
+    oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle)
     resources = evaluation_resources(config, data, cache, None)
     for evaluator in (EVALUATORS[name] for name in names):
         if evaluator.prepare is not None:
-            evaluator.prepare(data, oracle, resources, budget.budget_for(evaluator), device)
+            evaluator.prepare(data, oracle, resources, chosen.budget_for(evaluator), device)
 
 
 def summary_line(result: dict) -> str:

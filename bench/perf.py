@@ -306,9 +306,10 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
     any caller passes (a missing file replaced by its `stand_in`, whose note its row carries); what it shares
     across runs (its `prepare`: mutual_info's GP head) is built before the clock starts and read from the cache
     during the timing."""
+    from bench.budgets import EvalSettings
     from bench.presets import preset
     from evaluators import EVALUATORS
-    from evaluators.common import EvalSettings, Resources
+    from evaluators.common import Resources
     from evaluators.oracle import OracleNet
 
     eval_settings = EvalSettings(seed=settings.seed)

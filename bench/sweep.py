@@ -403,6 +403,10 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
            slurm: SlurmSettings | None = None) -> list[Outcome]:
     """Run the cells with the chosen launcher (the runs directory marked as this suite's first), then judge each
     data set's controls with the same evaluators; the cells' outcomes."""
+    from bench.evaluate import evaluation_preset  # the budgets checked before any cell trains
+
+    for name in sorted({config.preset for config in cells}):
+        evaluation_preset(name)
     prepare_runs_root(runs_root)
     if launcher == "slurm":
         executor = slurm_executor(runs_root, slurm or SlurmSettings(parallel=jobs))

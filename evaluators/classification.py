@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench import scoring
+from bench.budgets import EvalSettings
 from bench.metrics import Metric, Tolerance
-from evaluators.common import NO_RESOURCES, EvalSettings, Evaluator, Resources, batched, device_of, float_images
+from evaluators.common import NO_RESOURCES, Evaluator, Resources, batched, device_of, float_images
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages

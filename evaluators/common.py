@@ -14,30 +14,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from bench.budgets import Budget
 from bench.metrics import Metric
 from bench.nets import to_float_images
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """What every evaluator of one evaluation shares: the batch size of its model calls and the seed its samples
-    are drawn from. How many samples each draws is its own `Budget`."""
-
-    batch_size: int = 250
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Budget:
-    """An evaluator's budget: `samples`, how many test images, pairs or generations it draws (what its `count`
-    counts). An evaluator that needs more (how a helper it builds is trained) declares a subclass with those
-    fields. Each preset sets every evaluator's budget in one place (`bench.presets`); an evaluator a preset does
-    not name runs at its own declared default."""
-
-    samples: int
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench import scoring
+from bench.budgets import Budget, EvalSettings
 from bench.metrics import Metric, Tolerance
-from evaluators.common import (
-    NO_RESOURCES,
-    Budget,
-    EvalSettings,
-    Evaluator,
-    Resources,
-    batched,
-    device_of,
-    sample_test_indices,
-)
+from evaluators.common import NO_RESOURCES, Evaluator, Resources, batched, device_of, sample_test_indices
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages

@@ -21,7 +21,7 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -31,24 +31,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.budgets import ReaderConfig
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.nets import to_float_images
 from evaluators.networks import OracleNet, fit_by_steps
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
-
-
-@dataclass(frozen=True)
-class ReaderConfig:
-    """How the reader is trained; part of its cache key. Each preset (`bench.presets`) sets the steps."""
-
-    steps: int = 1000
-    batch_size: int = 100
-    lr: float = 1e-3
-    blur_sigma: float = 2.0  # the widest augmentation blur, in pixels at 64 px
-    blur_groups: int = 4  # a batch is blurred in this many groups, each with its own width
-    seed: int = 271828  # independent of the oracle's and of every run's
 
 
 class FactorReader(nn.Module):

@@ -37,19 +37,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.budgets import Budget, EvalSettings
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.metrics import Metric, Tolerance
-from evaluators.common import (
-    NO_RESOURCES,
-    Budget,
-    EvalSettings,
-    Evaluator,
-    Resources,
-    batched,
-    device_of,
-    float_images,
-    sample_test_indices,
-)
+from evaluators.common import NO_RESOURCES, Evaluator, Resources, batched, device_of, float_images, sample_test_indices
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages

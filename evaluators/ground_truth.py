@@ -51,7 +51,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -59,14 +58,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.budgets import EvalSettings, GroundTruthBudget, ReaderConfig
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from bench.nets import to_float_images
 from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
-    Budget,
-    EvalSettings,
     Evaluator,
     Resources,
     batched,
@@ -75,7 +73,7 @@ from evaluators.common import (
     sample_test_indices,
     truth_of,
 )
-from evaluators.factor_reader import FactorReader, ReaderConfig, reader_for
+from evaluators.factor_reader import FactorReader, reader_for
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
@@ -111,14 +109,6 @@ def ridge_r2(inputs: np.ndarray, targets: np.ndarray, penalty: float = 1e-3) -> 
     residual = ((targets[half:] - held_out @ weights) ** 2).sum(0)
     total = ((targets[half:] - targets[half:].mean(0)) ** 2).sum(0)
     return 1 - residual / total
-
-
-@dataclass(frozen=True)
-class GroundTruthBudget(Budget):
-    """`samples` test images (each paired with the one drawn before it), and how the factor reader is trained
-    (`reader`)."""
-
-    reader: ReaderConfig
 
 
 BUDGET = GroundTruthBudget(samples=2000, reader=ReaderConfig(steps=5000))

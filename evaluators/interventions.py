@@ -37,19 +37,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.budgets import Budget, EvalSettings
 from bench.files import atomic_write
 from bench.labels import hard_labels, label_log_terms
 from bench.metrics import Metric, Tolerance
-from evaluators.common import (
-    NO_RESOURCES,
-    Budget,
-    EvalSettings,
-    Evaluator,
-    Resources,
-    device_of,
-    float_images,
-    sample_test_indices,
-)
+from evaluators.common import NO_RESOURCES, Evaluator, Resources, device_of, float_images, sample_test_indices
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages

@@ -18,7 +18,7 @@ The fitted GP is cached next to the oracle (`oracle/<key>.gp.pt`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,36 +28,16 @@ with warnings.catch_warnings():  # linear_operator scripts functions at import; 
     warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning)
     import gpytorch
 
+from bench.budgets import INDUCING_POINTS, EvalSettings, GPConfig, MutualInfoBudget
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from bench.runtime import one_thread
-from evaluators.common import (
-    NO_RESOURCES,
-    Budget,
-    EvalSettings,
-    Evaluator,
-    Resources,
-    batched,
-    device_of,
-    float_images,
-    sample_test_indices,
-)
+from evaluators.common import NO_RESOURCES, Evaluator, Resources, batched, device_of, float_images, sample_test_indices
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
 
-INDUCING_POINTS = 200
 POSTERIOR_SAMPLES = 64
-
-
-@dataclass(frozen=True)
-class GPConfig:
-    inducing_points: int = INDUCING_POINTS
-    epochs: int = 3
-    batch_size: int = 256
-    lr: float = 0.01
-    seed: int = 0
-    train_images: int | None = None  # fit on the first N training images (None: all)
 
 
 class MulticlassSVGP(gpytorch.models.ApproximateGP):
@@ -152,13 +132,6 @@ def fit_gp_on_oracle_features(oracle, data: LabelledImages, config: GPConfig) ->
     train = torch.as_tensor(data.splits["train"][: config.train_images])
     features = batched(lambda idx: oracle.features(float_images(data, idx, device)).cpu(), train, batch_size=500)
     return fit_gp_head(features.float(), data.labels[train].argmax(1), data.labels.shape[1], config)
-
-
-@dataclass(frozen=True)
-class MutualInfoBudget(Budget):
-    """`samples` generations, and how the GP head is fitted (`gp`)."""
-
-    gp: GPConfig = GPConfig()
 
 
 BUDGET = MutualInfoBudget(samples=2000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench import scoring
+from bench.budgets import OracleConfig
 from bench.data.cache import cache_dir, cache_key
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
 from bench.nets import to_float_images
@@ -28,17 +29,6 @@ from evaluators.networks import OracleNet, fit_by_steps
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
-
-
-@dataclass(frozen=True)
-class OracleConfig:
-    """How the oracle is trained; part of its cache key. Each preset (`bench.presets`) sets the steps."""
-
-    steps: int = 1000
-    batch_size: int = 100
-    lr: float = 1e-3
-    shift_pixels: float = 3.0  # random translation at 64 px (scaled with the image size)
-    seed: int = 12345  # not a VAE seed: the oracle is independent of every run
 
 
 def random_shift(x: torch.Tensor, max_pixels: float, generator: torch.Generator) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from bench.api import Capabilities
+from bench.budgets import Budget, EvalSettings
 from bench.cli import main
 from bench.config import make_config
 from bench.data import load
@@ -20,7 +21,6 @@ from bench.data import synthfaces as truth
 from bench.evaluate import evaluation_resources
 from bench.presets import preset
 from evaluators import conditional, ground_truth, interventions, swap
-from evaluators.common import Budget, EvalSettings
 from evaluators.controls import Control, Floor, OracleControl, RealImages, Renderer, controls_for
 from evaluators.oracle import load_or_train_oracle
 

@@ -16,6 +16,7 @@ from scipy.linalg import sqrtm
 from torch import nn
 
 from bench.api import Capabilities
+from bench.budgets import Budget, EvalSettings, OracleConfig, ReaderConfig
 from bench.cli import main
 from bench.config import RunConfig, make_config
 from bench.data import load, synthfaces
@@ -26,10 +27,10 @@ from bench.nets import to_float_images
 from bench.presets import preset
 from bench.results import run_rows
 from evaluators import fid, ground_truth, interventions, swap
-from evaluators.common import Budget, EvalSettings, Resources
+from evaluators.common import Resources
 from evaluators.controls import Floor, Renderer
-from evaluators.factor_reader import ReaderConfig, reader_for, reader_r2
-from evaluators.oracle import OracleConfig, OracleNet, load_or_train_oracle, oracle_accuracy
+from evaluators.factor_reader import reader_for, reader_r2
+from evaluators.oracle import OracleNet, load_or_train_oracle, oracle_accuracy
 
 SETTINGS = EvalSettings(batch_size=16)
 SAMPLES = {"pairs": Budget(50), "intervened": Budget(40), "generated": Budget(50), "fid": Budget(6)}
@@ -323,7 +324,7 @@ def test_the_oracle_is_accurate_on_the_ci_data_and_cached(ci_data):
 def test_the_oracle_is_the_same_whatever_thread_count_its_caller_runs_with():
     """It is fitted on one thread (a float reduction's order depends on the thread count), so a sweep's worker
     on one thread and `bench oracle` on every core build the same one; the caller's setting is restored."""
-    from evaluators.oracle import OracleConfig, train_oracle
+    from evaluators.oracle import train_oracle
 
     rng = np.random.default_rng(3)
     data = toy_data(rng.integers(0, 2, (64, 3)), rng.integers(0, 256, (64, 3)))
@@ -445,7 +446,8 @@ def test_mutual_information_closed_forms():
 
 
 def test_gp_mutual_information_is_small_far_from_the_boundary_and_larger_near_it():
-    from evaluators.mutual_info import GPConfig, fit_gp_head, mutual_information
+    from bench.budgets import GPConfig
+    from evaluators.mutual_info import fit_gp_head, mutual_information
 
     rng = np.random.default_rng(5)
     classes = rng.integers(0, 2, 400)

@@ -13,11 +13,12 @@ import torch
 from torchvision.utils import save_image
 
 import evaluators
+from bench.budgets import Budget
 from bench.cli import main
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
 from bench.presets import preset
-from evaluators.common import Budget, Evaluator, Resources, device_of, float_images, sample_test_indices
+from evaluators.common import Evaluator, Resources, device_of, float_images, sample_test_indices
 
 pytestmark = pytest.mark.slow  # trains one smoke run
 

@@ -261,6 +261,10 @@ def longest_chain(links: dict[str, set[str]]) -> tuple[str, ...]:
 def test_the_harness_is_shallow_and_has_no_import_cycles():
     chain = longest_chain(module_imports())
     assert len(chain) <= 10, " -> ".join(chain)
+    # counting the imports inside functions too: 15 floors before the budget types moved to bench/budgets.py, 12
+    # now (a ratchet: issue 38 brings it to 10)
+    chain = longest_chain(module_imports(inside_functions=True))
+    assert len(chain) <= 12, " -> ".join(chain)
 
 
 def test_no_import_cycle_even_counting_the_imports_inside_functions():
@@ -268,16 +272,17 @@ def test_no_import_cycle_even_counting_the_imports_inside_functions():
 
 
 def test_a_presets_budget_for_no_evaluator_or_of_the_wrong_kind_is_an_error_not_a_silent_default(monkeypatch):
-    from evaluators.common import Budget
+    from bench.budgets import Budget
+    from bench.evaluate import evaluation_preset
 
     assert preset("smoke").budget_for(evaluators.EVALUATORS["classification"]) is None  # it draws no sample
     monkeypatch.setitem(PRESETS["smoke"].budgets, "swpa", Budget(10))
     with pytest.raises(BenchError, match="a budget for 'swpa', which is no evaluator"):
-        preset("smoke")
+        evaluation_preset("smoke")
     monkeypatch.delitem(PRESETS["smoke"].budgets, "swpa")
     monkeypatch.setitem(PRESETS["smoke"].budgets, "ground_truth", Budget(10))  # it needs its reader's training too
     with pytest.raises(BenchError, match="'ground_truth' takes GroundTruthBudget, not Budget"):
-        preset("smoke")
+        evaluation_preset("smoke")
 
 
 def test_a_users_class_takes_a_name_and_bad_names_are_one_line():
