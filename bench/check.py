@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import torch
 
 from bench import __version__, regression, rundir
 from bench.errors import BenchError, Regression
-from bench.files import atomic_write_text
+from bench.files import atomic_write, atomic_write_text
 from bench.metrics import Tolerance
 from bench.presets import preset
 from bench.regression import FALSE_ALARM, VERDICTS, Calibration, Scales, Tail, Tails
@@ -36,7 +37,9 @@ from bench.runtime import cpu_name, environment
 from evaluators import all_metrics
 
 CALIBRATION = "calibration.csv"
-"""The calibrated factors (`bench.regression.calibrate`), beside the stored sets they were measured on."""
+GALLERY = "gallery"
+"""A stored set's folder of one seed's figures per cell, laid out as a runs directory (`store_gallery`)."""
+"""The tails of honest seeds' p-values (`bench.regression.calibrate`), beside the stored sets they were fitted on."""
 
 
 def scales() -> Scales:
@@ -346,8 +349,51 @@ def update(runs_root: Path, stored: Path, paper_csv: Path, datasets: tuple[str, 
     if datasets is not None and (stored / NOTES).is_file():  # the kept data sets keep their notes
         notes = {**json.loads((stored / NOTES).read_text()), **notes}
     atomic_write_text(stored / NOTES, json.dumps(notes, indent=1, sort_keys=True) + "\n")
-    write_tables(stored_numbers, runs_root, stored, paper_csv, figures=False, notes=notes)
-    return f"stored {len(stored_numbers)} numbers and their tables in {stored}"
+    pictures = store_gallery(runs_root, stored, datasets)
+    write_tables(stored_numbers, runs_root, stored, paper_csv, figures_from=gallery_of(stored), notes=notes)
+    return f"stored {len(stored_numbers)} numbers, their tables and {pictures} runs' figures in {stored}"
+
+
+def gallery_of(stored: Path) -> Path | None:
+    """A stored set's gallery (`store_gallery`), where it has one."""
+    return stored / GALLERY if (stored / GALLERY).is_dir() else None
+
+
+def store_gallery(runs_root: Path, stored: Path, datasets: tuple[str, ...] | None = None) -> int:
+    """Keep what the models do visible without their checkpoints: for each cell (data set, model, f) of the
+    finished runs under `runs_root` that drew figures, its smallest seed's figures (each PNG cut to a 64-colour
+    palette: a tenth of a megabyte per run), training log and evaluations, in `<stored>/gallery/` laid out as a
+    runs directory (`bench.rundir`), so that the report reads it as it reads runs. A cell already stored with a
+    smaller seed keeps it; a larger seed's copy is replaced. Returns how many runs' figures it wrote."""
+    from PIL import Image
+
+    chosen: dict[tuple[str, str, float], tuple[rundir.RunIdentity, Path]] = {}
+    for run in rundir.run_directories(runs_root):
+        identity = rundir.read_identity(run)
+        drew = any((run / rundir.EVAL / rundir.FIGURES).glob("*.png"))
+        if rundir.finished(run) and drew and (datasets is None or identity.dataset in datasets):
+            cell = (identity.dataset, identity.model, identity.f)
+            if cell not in chosen or identity.seed < chosen[cell][0].seed:
+                chosen[cell] = (identity, run)
+    written = 0
+    for identity, run in chosen.values():
+        target = rundir.run_dir(stored / GALLERY, identity.dataset, identity.model, identity.f, identity.seed)
+        kept = [int(path.name.removeprefix("seed=")) for path in target.parent.glob("seed=*")]
+        if kept and min(kept) <= identity.seed:
+            continue
+        for path in sorted((run / rundir.EVAL / rundir.FIGURES).glob("*.png")):
+            palette = Image.open(path).convert("RGB").quantize(64, dither=Image.Dither.NONE)
+            atomic_write(target / rundir.EVAL / rundir.FIGURES / path.name,
+                         lambda handle, image=palette: image.save(handle, "PNG", optimize=True))
+        for path in sorted((run / rundir.EVAL).glob("*.json")):
+            atomic_write_text(target / rundir.EVAL / path.name, path.read_text())
+        for name in (rundir.TRAIN_LOG, rundir.CONFIG, rundir.METRICS):  # metrics.json last: the copy is whole
+            if (run / name).is_file():
+                atomic_write_text(target / name, (run / name).read_text())
+        for other in (path for path in target.parent.glob("seed=*") if path != target):
+            shutil.rmtree(other)
+        written += 1
+    return written
 
 
 def restore(stored: Path, runs_root: Path) -> str:
@@ -421,7 +467,8 @@ def _restore_controls(numbers: pd.DataFrame, configs: list[dict], runs_root: Pat
 def rerender(stored: Path, paper_csv: Path, out: Path | None = None) -> tuple[str, pd.DataFrame, Path]:
     """Write a stored set's tables, REPORT.md, results.csv and claims from its results.csv and notes.json into `out`
     (the stored set itself where `out` is it or None: after a change of how tables are drawn; the numbers are not
-    touched). Returns a line saying so, the numbers and the runs folder the set was made from."""
+    touched). Returns a line saying so, the numbers and where its runs' figures are: its gallery, else the runs
+    folder the set was made from."""
     from bench.tables import write_tables
 
     out = stored if out is None else out
@@ -429,5 +476,6 @@ def rerender(stored: Path, paper_csv: Path, out: Path | None = None) -> tuple[st
     notes = json.loads((stored / NOTES).read_text()) if (stored / NOTES).is_file() else {}
     provenance = json.loads((stored / "provenance.json").read_text()) if (stored / "provenance.json").is_file() else {}
     runs = Path(provenance.get("runs") or provenance.get("parts", [{}])[-1].get("runs", str(stored)))
-    write_tables(numbers, runs, out, paper_csv, figures=False, notes=notes)
-    return f"wrote the tables of {stored} ({len(numbers)} stored numbers) into {out}", numbers, runs
+    write_tables(numbers, runs, out, paper_csv, figures_from=gallery_of(stored), notes=notes)
+    line = f"wrote the tables of {stored} ({len(numbers)} stored numbers) into {out}"
+    return line, numbers, gallery_of(stored) or runs

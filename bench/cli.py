@@ -218,16 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "METRIC=NUMBER sets one absolute tolerance")
     check.add_argument("--sds", type=float, default=None, metavar="NUMBER",
                        help="for cells of several stored seeds: how many moderated seed standard deviations below "
-                            "the stored mean is a regression (default: the Student-t prediction bound at 2.5 %% "
-                            "false alarms over the single numbers, the other 2.5 %% for the models, times the "
-                            "metric's calibrated factor)")
+                            "the stored mean is a regression (default: the Student-t prediction bound at the level "
+                            "at which the measured tail of honest seeds gives 2.5 %% false alarms over the single "
+                            "numbers; the other 2.5 %% for the models)")
     check.add_argument("--results", metavar="FILE",
                        help="judge this results.csv (written elsewhere by `bench run`) instead of a runs directory")
     check.add_argument("--power", action="store_true",
                        help="print, per metric, the worsening the check flags with 80 %% probability; stop")
     check.add_argument("--calibrate", action="store_true",
-                       help="measure the limits' factors on every stored set beside --stored (leaving each seed "
-                            "out in turn) and write calibration.csv there; stop")
+                       help="fit the tails of honest seeds' p-values on every stored set beside --stored (leaving "
+                            "each seed out in turn) and write calibration.csv there; stop")
     check.add_argument("--update", action="store_true", help="store the fresh results instead of comparing")
     check.add_argument("--restore", action="store_true",
                        help="rebuild the stored set's run directories under --runs (numbers, no checkpoints), so that "
@@ -340,7 +340,7 @@ def _write_tables(runs_root: Path, out: Path, paper: Path, keys: list[str] | Non
     from bench.tables import write_tables
 
     results = gather(runs_root)
-    write_tables(results, runs_root, out, paper, keys)
+    write_tables(results, runs_root, out, paper, keys, figures_from=runs_root)
     _write_html(results, runs_root, out, paper, keys)
     print(f"tables: {out / 'tables'}; report: {out / 'REPORT.md'} and {out / 'report.html'}; the paper's claims: "
           f"{out / 'CLAIMS.md'}", file=sys.stderr)

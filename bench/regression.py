@@ -293,8 +293,8 @@ def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tol
             sds: float | None = None, calibration: Calibration = UNCALIBRATED) -> pd.DataFrame:
     """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that seed
     is not stored), the stored mean, fresh, the difference on the metric's scale, the allowance, the deviation in
-    moderated sds, k, the basis of the judgement and the verdict. k is the prediction bound (`allowance`) times the
-    metric's calibrated factor; `sds`: a fixed k instead."""
+    moderated sds, k, the basis of the judgement, the verdict and the nominal two-sided p-value. k is the prediction
+    bound (`allowance`) at the level the calibration's tail gives for the metric; `sds`: a fixed k instead."""
     stored, fresh = counted_once(stored), counted_once(fresh)
     runs = ["dataset", "model", "f"]
     expected = stored[SEEDS_OF].drop_duplicates().merge(fresh[[*runs, "seed"]].drop_duplicates(), on=runs)

@@ -409,11 +409,12 @@ def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
 
 
 def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: Path,
-                 keys: list[str] | None = None, figures: bool = True,
+                 keys: list[str] | None = None, figures_from: Path | None = None,
                  notes: dict[str, dict[str, list[str]]] | None = None) -> list[Path]:
-    """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv, REPORT.md (linking the runs' figures unless
-    `figures` is False) and the paper's claims decided on these results (claims.csv, CLAIMS.md) under `out`. The
-    notes under each table come from the runs under `runs_root`, or from `notes` (a stored set's, without runs)."""
+    """Write tables/<data set>/table<key>.{csv,tex,md}, results.csv, REPORT.md (linking the figures of the runs
+    under `figures_from`: the runs themselves, a stored set's gallery, or None for none) and the paper's claims
+    decided on these results (claims.csv, CLAIMS.md) under `out`. The notes under each table come from the runs
+    under `runs_root`, or from `notes` (a stored set's, without runs)."""
     from bench.claims import read_levels, write_claims
 
     paper = read_paper(paper_path)
@@ -435,7 +436,7 @@ def write_tables(results: pd.DataFrame, runs_root: Path, out: Path, paper_path: 
                 notes_here = (notes.get(dataset, {}).get(evaluator, []) if notes is not None
                               else unavailable_notes(runs_root, dataset, evaluator))
                 report += [f"- — for {note}" for note in notes_here] + ([""] if notes_here else [])
-        report += figure_links(runs_root, dataset, out) if figures else []
+        report += figure_links(figures_from, dataset, out) if figures_from is not None else []
     atomic_write_text(out / "results.csv", results.to_csv(index=False))
     atomic_write_text(out / "REPORT.md", "\n".join(report) + "\n")
     presets = ", ".join(sorted(set(results.preset)))

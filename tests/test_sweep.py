@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import submitit
 import torch
+from PIL import Image
 
 from bench import sweep
 from bench.check import read_stored
@@ -168,6 +169,17 @@ def test_update_stores_results_configs_and_tables_that_then_check_identical(ci_r
     assert "- — for " in (tmp_path / "REPORT.md").read_text()
     assert main(["tables", "--stored", str(tmp_path)]) == 0
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == written
+    # one seed's figures per cell travel with the set, small, and its reports show them without the runs
+    drawn = sorted((tmp_path / "gallery").glob("synthfaces/*/f=0.06/seed=0/eval/figures/*.png"))
+    assert {path.parts[-6] for path in drawn} == {"ccvae", "mccvae", "m2", "mvae", "csvae", "diva"}
+    assert all(Image.open(path).mode == "P" for path in drawn)  # a 64-colour palette
+    assert sum(path.stat().st_size for path in drawn) < 0.35 * sum(
+        path.stat().st_size for path in ci_runs.glob("synthfaces/*/f=0.06/seed=0/eval/figures/*.png"))
+    assert "gallery/synthfaces/ccvae/f=0.06/seed=0/eval/figures/swaps.png" in (tmp_path / "REPORT.md").read_text()
+    shutil.rmtree(ci_runs.parent / "elsewhere", ignore_errors=True)
+    assert main(["tables", "--stored", str(tmp_path), "--out", str(ci_runs.parent / "elsewhere")]) == 0
+    page = (ci_runs.parent / "elsewhere" / "report.html").read_text()
+    assert page.count("<img") >= 6 * 5 and "Gallery" in page and "Training curves" in page
 
 
 def test_update_of_one_data_set_keeps_the_stored_others_and_records_where_each_part_came_from(ci_runs, tmp_path):
