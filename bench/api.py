@@ -112,3 +112,8 @@ REQUIRED_MEMBERS = (
 def missing_members(model: object) -> list[str]:
     """The interface members `model` lacks (empty for a conforming model)."""
     return [name for name in REQUIRED_MEMBERS if not hasattr(model, name)]
+
+
+def to_float_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) in 0..255 -> float32 in [0, 1] on the same device."""
+    return images.float().div_(255.0)

@@ -434,12 +434,12 @@ def _restore_evaluations(eval_root: Path, rows: pd.DataFrame, own_seed: int, ori
                          every_evaluator: bool) -> None:
     """eval/<evaluator>.json (eval/seed=S/ for another evaluation seed) from a stored cell's rows: for every
     registered evaluator (a run: one without numbers counts as evaluated), or only those with numbers (a control)."""
-    from bench.evaluate import check_names
+    from evaluators import EVALUATORS
 
     for eval_seed, group in rows.groupby("eval_seed"):
         out = rundir.evaluation_dir(eval_root, int(eval_seed), own_seed)
         values = dict(zip(group.metric, group.value, strict=True))
-        for name in check_names(None):
+        for name in EVALUATORS:
             found = {metric[len(name) + 1:]: value for metric, value in values.items()
                      if metric.startswith(f"{name}.")}
             if found or every_evaluator:

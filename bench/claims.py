@@ -29,9 +29,9 @@ import pandas as pd
 from scipy import stats
 
 from bench.data import DATASETS
-from bench.errors import BenchError
 from bench.files import atomic_write_text
 from bench.protocol import CLAIMS, FLOOR, LEARNING_CURVES, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
+from bench.registry import Registry
 from evaluators import all_metrics
 
 ALPHA = PROTOCOL.alpha
@@ -43,10 +43,7 @@ CSV_COLUMNS = ["claim", "part", "source", "dataset", "f", "metric", "models", "t
 
 
 def claim(key: str) -> Claim:
-    for declared in CLAIMS:
-        if declared.key == key:
-            return declared
-    raise BenchError(f"unknown claim '{key}'; choose one of {', '.join(c.key for c in CLAIMS)}")
+    return Registry("claim", {declared.key: declared for declared in CLAIMS})[key]
 
 
 # ---------------------------------------------------------------------------------------------- the statistics

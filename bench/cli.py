@@ -143,7 +143,7 @@ def _grid(parser: argparse.ArgumentParser) -> None:
                                                    "different run identity)")
     parser.add_argument("--steps", type=int, help="train this many optimiser steps at every f instead of the "
                                                   "preset's length (a different run identity)")
-    parser.add_argument("--launcher", default=LAUNCHERS[0], choices=LAUNCHERS,
+    parser.add_argument("--launcher", default=next(iter(LAUNCHERS)), choices=list(LAUNCHERS),
                         help="local (default: --jobs processes), inline or slurm")
     parser.add_argument("--jobs", type=int, default=2,
                         help="parallel processes (local; default 2) or array tasks at once (slurm)")
@@ -476,10 +476,11 @@ def command_reproduce(args: argparse.Namespace) -> None:
 
 
 def command_eval(args: argparse.Namespace) -> None:
-    from bench.evaluate import check_names, evaluate_run
+    from bench.evaluate import evaluate_run
     from bench.train import resolve_device
+    from evaluators import EVALUATORS
 
-    check_names(args.only)
+    EVALUATORS.chosen(args.only)
     if args.run_dir and args.model:
         raise BenchError("give a run directory or --model, not both")
     run_dir, data = (Path(args.run_dir), None) if args.run_dir else _external_run(args)
@@ -534,7 +535,7 @@ def command_data(args: argparse.Namespace) -> None:
 def command_perf(args: argparse.Namespace) -> None:
     from bench import perf
     from bench.evaluate import evaluator_selection
-    from bench.registry import default_models
+    from bench.models import default_models
     from bench.train import resolve_device
 
     settings = perf.PerfSettings(batch=args.batch, steps=args.steps, repeats=args.repeats,

@@ -11,8 +11,8 @@ from typing import Any
 from bench import __version__
 from bench.data import check_rate, dataset_options
 from bench.errors import BenchError
+from bench.models import entry, named
 from bench.presets import preset
-from bench.registry import entry, named
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def make_config(
     optimiser_steps: int | None = None,
 ) -> RunConfig:
     """A validated RunConfig from user choices and a preset. `model`: a registered name, "module:Class" or
-    "NAME=module:Class" (`bench.registry.named`). `epochs` or `optimiser_steps` replaces the preset's training
+    "NAME=module:Class" (`bench.models.named`). `epochs` or `optimiser_steps` replaces the preset's training
     length (a different run identity); a step count needs a preset with a labelled share."""
     chosen = preset(preset_name)
     model, target = named(model)

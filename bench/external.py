@@ -50,7 +50,7 @@ def import_class(target: str) -> type:
     """The class named "package.module:Class", or a one-line error."""
     module_name, colon, class_name = target.partition(":")
     if not colon or not module_name or not class_name:
-        from bench.registry import MODELS  # the registry, read for the error's hint only
+        from bench.models import MODELS  # the registry, read for the error's hint only
 
         if target in MODELS:  # one of this suite's models, trained elsewhere: say how to name its class
             options = "".join(f" --model-option {key}={value}" for key, value in MODELS[target].options.items())

@@ -3,10 +3,13 @@ probabilities, hard labels, and the score-function term of sampled labels."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.nn import functional as F
 
-from bench.api import DataSpec
+if TYPE_CHECKING:
+    from bench.api import DataSpec
 
 PRIOR_CLIP = 1e-3
 

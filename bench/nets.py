@@ -122,8 +122,3 @@ def gaussian_kl(
 ) -> torch.Tensor:
     """Elementwise KL(N(loc_q, scale_q²) || N(loc_p, scale_p²)) in closed form."""
     return (scale_p / scale_q).log() + (scale_q**2 + (loc_q - loc_p) ** 2) / (2 * scale_p**2) - 0.5
-
-
-def to_float_images(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, C, H, W) in 0..255 -> float32 in [0, 1] on the same device."""
-    return images.float().div_(255.0)

@@ -51,7 +51,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from bench import __version__, layers, registry
+from bench import __version__, layers, models
 from bench.api import DataSpec
 from bench.config import StepOptions
 from bench.data import celeba
@@ -148,7 +148,7 @@ def training_step(model_name: str, data: LabelledImages, settings: PerfSettings,
                   labelled: bool) -> Callable[[int], object]:
     """call -> one training step of a registered model (the trainer's TrainingStep) on batch `call`."""
     torch.manual_seed(settings.seed)
-    model = registry.resolve(model_name)(spec_of(data), **registry.entry(model_name).options).to(device).train()
+    model = models.resolve(model_name)(spec_of(data), **models.entry(model_name).options).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     step = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), settings.step)
     indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
@@ -324,7 +324,7 @@ def evaluator_rates(device: torch.device, settings: PerfSettings, names: list[st
             labels = CELEBA_LABELS if task == "multilabel" else 10
             data = synthetic_images(2000, settings.image_size, labels, task, settings.seed)
             torch.manual_seed(settings.seed)
-            model = registry.resolve("ccvae")(spec_of(data)).to(device).eval()
+            model = models.resolve("ccvae")(spec_of(data)).to(device).eval()
             oracle = OracleNet(3, settings.image_size, labels, task).to(device).eval()
             resources, note = Resources(cache=Path(scratch) / f"perf-{name}.pt", fid_weights=fid_weights), ""
             if evaluator.stand_in is not None:
@@ -363,7 +363,7 @@ def epoch_seconds(n_images: int, f: float, settings: PerfSettings, device: torch
                     "multilabel", tuple(labels[torch.as_tensor(labelled, device=device)].mean(0).tolist()),
                     n_images, len(labelled))
     torch.manual_seed(settings.seed)
-    model = registry.resolve("ccvae")(spec).to(device).train()
+    model = models.resolve("ccvae")(spec).to(device).train()
     step = TrainingStep(model, torch.optim.Adam(model.parameters(), lr=2e-4), images, labels, settings.step)
     schedule = [(batch.indices.to(device), batch.labelled) for batch in
                 epoch_schedule(labelled, unlabelled_indices(train, labelled), settings.batch, settings.seed, 0)]
@@ -490,11 +490,11 @@ class PerfRequest:
     def validate(self) -> None:
         """One BenchError naming the first bad choice, before any work starts."""
         from bench.data import check_rate
-        from bench.evaluate import check_names
+        from evaluators import EVALUATORS
 
         for model in self.models:
-            registry.entry(model)
-        check_names(list(self.evaluators) or None)
+            models.entry(model)
+        EVALUATORS.chosen(self.evaluators or None)
         for name, value in (("--batch", self.settings.batch), ("--steps", self.settings.steps),
                             ("--repeats", self.settings.repeats), ("--eval-samples", self.settings.eval_samples)):
             if value < 1:

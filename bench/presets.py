@@ -18,7 +18,7 @@ from bench.budgets import (
     OracleConfig,
     ReaderConfig,
 )
-from bench.errors import BenchError
+from bench.registry import Registry
 
 if TYPE_CHECKING:
     from evaluators.common import Evaluator
@@ -91,7 +91,7 @@ LEARNT_BUDGETS = {"swap": Budget(2000), "interventions": Budget(500), "condition
 SMALL_SYNTHFACES = {"n_train": 1000, "n_valid": 200, "n_test": 1000, "image_size": 32}
 """synthfaces for the smoke and ci presets (the same data, so that they share its cache)."""
 
-PRESETS = {preset.name: preset for preset in (
+PRESETS: Registry[Preset] = Registry("preset", {preset.name: preset for preset in (
     Preset(
         "smoke", epochs=2, batch_size=50, lr=1e-3, train_limit=500, labelled_share=0.5,
         dataset_overrides={"synthfaces": SMALL_SYNTHFACES},
@@ -160,11 +160,9 @@ PRESETS = {preset.name: preset for preset in (
                  "ground_truth": GroundTruthBudget(2000, reader=ReaderConfig(steps=5000))},
         description="the paper's settings: all training images, 100 epochs, Adam lr 2e-4, batch 200",
     ),
-)}
+)})
 
 
 def preset(name: str) -> Preset:
     """The preset called `name`."""
-    if name not in PRESETS:
-        raise BenchError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -1,6 +1,6 @@
 """`python -m bench list [models|datasets|presets|evaluators|tables|claims]`: the registries as Markdown tables.
 
-Read from the registries themselves (`bench.registry.MODELS`, `bench.data.DATASETS`, `bench.presets.PRESETS`,
+Read from the registries themselves (`bench.models.MODELS`, `bench.data.DATASETS`, `bench.presets.PRESETS`,
 `evaluators.EVALUATORS`, `bench.tables.TABLES`, `bench.claims.CLAIMS`), so they cannot drift from the code;
 docs/REFERENCE.md holds all of them, and a test keeps it equal to this module's output.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from bench.errors import BenchError
+from bench.registry import Registry
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -18,7 +18,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def models() -> str:
-    from bench.registry import MODELS
+    from bench.models import MODELS
 
     return _table(["name", "class", "options", "what it is"],
                   [[f"`{name}`", f"`{entry.target}`", ", ".join(f"{k}={v}" for k, v in entry.options.items()) or "—",
@@ -87,15 +87,13 @@ def claims() -> str:
                    for claim in CLAIMS])
 
 
-LISTS = {"models": models, "datasets": datasets, "presets": presets, "evaluators": evaluators, "tables": tables,
-         "claims": claims}
+LISTS = Registry("list", {"models": models, "datasets": datasets, "presets": presets, "evaluators": evaluators,
+                          "tables": tables, "claims": claims})
 
 
 def listing(name: str | None = None) -> str:
     """One registry as a Markdown table, or all of them (docs/REFERENCE.md) when `name` is None."""
     if name is not None:
-        if name not in LISTS:
-            raise BenchError(f"unknown list '{name}'; choose one of {', '.join(LISTS)}")
         return LISTS[name]()
     parts = ["# Reference", "", "The registries of the suite, as `python -m bench list` prints them (this page is its "
              "output, kept current by `tests/test_registries.py`).", ""]

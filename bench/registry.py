@@ -1,79 +1,59 @@
-"""Model names -> "module:Class" strings plus constructor options, imported lazily.
+"""Registries: a name for each thing a user can choose (a model, a data set, a preset, an evaluator, a table, a
+claim, a launcher), one error when the name is unknown, and one way to load a "module:attribute" target.
 
-A user's own model registers the same way, or is given directly as "mypkg.mymodel:MyVAE"
-wherever a model name is accepted.
+Every registry of the suite is a `Registry`: a dict whose missing name is a one-line `UnknownName` listing the
+names it has, so that an unknown name reads the same wherever it is given.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
 from bench.errors import BenchError
 
-
-@dataclass(frozen=True)
-class ModelEntry:
-    target: str  # "module:Class"
-    options: dict[str, Any] = field(default_factory=dict)
-    summary: str = ""
-    in_default_grid: bool = True  # False: trained only when named (`--models`), e.g. another reading of a baseline
+T = TypeVar("T")
 
 
-MODELS: dict[str, ModelEntry] = {
-    "ccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 1},
-                        "CCVAE (Joy et al. 2021), one characteristic latent per label"),
-    "mccvae": ModelEntry("bench.ccvae:CCVAE", {"latents_per_label": 2},
-                         "MCCVAE (Bardusco and Bourbon's report), two characteristic latents per label"),
-    "m2": ModelEntry("baselines.m2:M2", {}, "M2 (Kingma et al. 2014), labels in the latent space"),
-    "mvae": ModelEntry("baselines.mvae:MVAE", {}, "MVAE (Wu & Goodman 2018), product of experts, one per label"),
-    "csvae": ModelEntry("baselines.csvae:CSVAE", {}, "CSVAE (Klys et al. 2018), a latent subspace per label"),
-    "diva": ModelEntry("baselines.diva:DIVA", {}, "modified DIVA (CCVAE paper, appendix C.4)"),
-    "diva-prior-net": ModelEntry("baselines.diva_prior_net:DIVAPriorNet", {},
-                                 "modified DIVA with DIVA's own conditional-prior network p(z_c | y) (the other "
-                                 "reading of C.4)", in_default_grid=False),
-}
+class UnknownName(BenchError, KeyError):
+    """A name no registry entry has (a KeyError too, so that `registry.get(name)` still returns its default)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-def default_models() -> tuple[str, ...]:
-    """The models a grid trains when none are named."""
-    return tuple(name for name, model in MODELS.items() if model.in_default_grid)
+class Registry(dict[str, T]):
+    """name -> entry, in the order given; `registry[name]` of an unknown name raises `UnknownName`."""
+
+    def __init__(self, kind: str, entries: Mapping[str, T] | Iterable[tuple[str, T]] = (), hint: str = ""):
+        super().__init__(entries)
+        self.kind, self.hint = kind, hint
+
+    def __missing__(self, name: str) -> T:
+        raise UnknownName(f"unknown {self.kind} '{name}'; choose one of {', '.join(self)}{self.hint}")
+
+    def chosen(self, names: Iterable[str] | None) -> list[str]:
+        """`names` checked against the registry (all of its names when None), in the order given."""
+        if names is None:
+            return list(self)
+        names = list(names)
+        for name in names:
+            self[name]  # an unknown name raises here
+        return names
 
 
-def named(choice: str) -> tuple[str, str | None]:
-    """A model choice as (name, target): "ccvae" → ("ccvae", None); "pkg.mod:Class" → ("pkg.mod:Class", None);
-    "mine=pkg.mod:Class" → ("mine", "pkg.mod:Class"), so that a user's class gets a name for its folders and rows."""
-    name, sep, target = choice.partition("=")
-    if not sep:
-        entry(choice)  # validated here: an unknown name is one line naming the registered ones
-        return choice, None
-    if not name or "/" in name or ":" in name or ":" not in target:
-        raise BenchError(f"model '{choice}' must be NAME=package.module:Class, a name without '/' or ':'")
-    if name in MODELS:
-        raise BenchError(f"model name '{name}' is a registered model's; choose another name for {target}")
-    return name, target
-
-
-def entry(name: str) -> ModelEntry:
-    """The registry entry for `name`, or an entry for a literal "module:Class" target."""
-    if name in MODELS:
-        return MODELS[name]
-    if ":" in name:
-        return ModelEntry(name)
-    known = ", ".join(sorted(MODELS))
-    raise BenchError(f"unknown model '{name}'; choose one of {known} or give 'module:Class'")
-
-
-def resolve(name: str) -> type:
-    """Import and return the class registered under `name`."""
-    target = entry(name).target
-    module_name, _, class_name = target.partition(":")
+def load(target: str, what: str) -> object:
+    """The attribute named by "package.module:attribute", or a one-line error saying which part is missing; `what`
+    names it for the user (e.g. "model 'mine'")."""
+    module_name, colon, attribute = target.partition(":")
+    if not colon or not module_name or not attribute:
+        raise BenchError(f"{what} must be given as package.module:Name, not '{target}'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise BenchError(f"model '{name}': cannot import module '{module_name}' ({error})") from error
+        raise BenchError(f"{what}: cannot import module '{module_name}' ({error}); is it on PYTHONPATH?") from None
     try:
-        return getattr(module, class_name)
-    except AttributeError as error:
-        raise BenchError(f"model '{name}': module '{module_name}' has no '{class_name}'") from error
+        return getattr(module, attribute)
+    except AttributeError:
+        raise BenchError(f"{what}: module '{module_name}' has no '{attribute}'") from None

@@ -17,8 +17,8 @@ import pandas as pd
 from bench import rundir
 from bench.errors import BenchError
 from bench.metrics import TRAINER_METRICS
+from bench.models import MODELS
 from bench.presets import preset
-from bench.registry import MODELS
 from evaluators import EVALUATORS, all_metrics
 from evaluators.controls import ROWS as CONTROL_ROWS
 

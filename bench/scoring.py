@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.api import Task
-from bench.nets import to_float_images
+from bench.api import Task, to_float_images
 
 
 @torch.no_grad()

@@ -45,20 +45,23 @@ from bench.config import RunConfig, StepOptions, make_config
 from bench.data import default_datasets, load
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text, exclusive
+from bench.models import default_models
 from bench.presets import preset
-from bench.registry import default_models
+from bench.registry import Registry
 from bench.runtime import tune_cpu_allocator
 
 DEFAULT_FS = (0.004, 0.06, 0.2, 1.0)
 DEFAULT_SEEDS = (0,)
-LAUNCHERS = ("local", "inline", "slurm")  # the first is the default
+LAUNCHERS = Registry("launcher", {"local": "worker processes on this machine (the default)",
+                                  "inline": "one cell after another in this process",
+                                  "slurm": "one Slurm job per cell (submitit)"})
 RUNS_FORMAT = 1  # the layout of a runs directory; bump when it changes incompatibly
 
 
 @dataclass(frozen=True)
 class Grid:
     """Data sets × models × f × seeds at one preset. Left empty, a dimension is the default: the data sets
-    of the default grid whose files are here (`bench.data`), every registered model (`bench.registry`),
+    of the default grid whose files are here (`bench.data`), every registered model (`bench.models`),
     the paper's four rates, seed 0."""
 
     datasets: tuple[str, ...] = ()
@@ -115,11 +118,12 @@ def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] |
                eval_seeds: list[int] | None = None) -> str:
     """'done', 'evaluate' (trained, evaluations missing at one of `eval_seeds`; None: the preset's), 'resume'
     (checkpoint) or 'todo'."""
-    from bench.evaluate import check_names, evaluation_dir
+    from bench.evaluate import evaluation_dir
+    from evaluators import EVALUATORS
 
     run_dir = config.run_dir(runs_root)
     if rundir.finished(run_dir):
-        names = check_names(list(evaluators) if evaluators else None) if evaluators != () else []
+        names = EVALUATORS.chosen(evaluators or None) if evaluators != () else []
         directories = [evaluation_dir(run_dir / rundir.EVAL, seed, config.preset) for seed in eval_seeds or [None]]
         missing = [name for name in names for out in directories if not (out / f"{name}.json").is_file()]
         return "evaluate" if missing else "done"
@@ -405,6 +409,7 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
     data set's controls with the same evaluators; the cells' outcomes."""
     from bench.evaluate import evaluation_preset  # the budgets checked before any cell trains
 
+    LAUNCHERS[launcher]  # an unknown launcher is one line naming the others, before anything is written
     for name in sorted({config.preset for config in cells}):
         evaluation_preset(name)
     prepare_runs_root(runs_root)
@@ -414,10 +419,8 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
     elif launcher == "local":
         load_each_dataset(cells, settings)
         outcomes = launch_local(cells, runs_root, settings, jobs)
-    elif launcher == "inline":
-        outcomes = launch_inline(cells, runs_root, settings)
     else:
-        raise BenchError(f"unknown launcher '{launcher}'; choose one of {', '.join(LAUNCHERS)}")
+        outcomes = launch_inline(cells, runs_root, settings)
     if settings.evaluators != ():
         judge_controls(cells, runs_root, settings)
     return outcomes

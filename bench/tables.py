@@ -28,6 +28,7 @@ from bench.data import DATASETS, entry
 from bench.errors import BenchError
 from bench.files import atomic_write_text
 from bench.metrics import Metric
+from bench.registry import Registry
 from bench.results import ordered_models, unavailable_notes
 from bench.stats import BEST, TIED, Interval, interval, marks
 from evaluators import EVALUATORS, all_metrics
@@ -124,16 +125,13 @@ def all_tables() -> dict[str, TableSpec]:
     table shows (a plug-in's): no evaluator's numbers are left out of the tables and the report. Read at call time,
     so the registries are the only lists there are."""
     shown = {name for spec in TABLES.values() for name in spec.evaluators}
-    return TABLES | {name: TableSpec(name, f"Evaluator {name} (in no paper table)", (name,),
-                                     evaluator.tasks[0] if len(evaluator.tasks) == 1 else None)
-                     for name, evaluator in EVALUATORS.items() if name not in shown}
+    return Registry("table", TABLES | {name: TableSpec(name, f"Evaluator {name} (in no paper table)", (name,),
+                                                       evaluator.tasks[0] if len(evaluator.tasks) == 1 else None)
+                                       for name, evaluator in EVALUATORS.items() if name not in shown})
 
 
 def table_spec(key: str) -> TableSpec:
-    tables = all_tables()
-    if key not in tables:
-        raise BenchError(f"unknown table '{key}'; choose one of {', '.join(tables)}")
-    return tables[key]
+    return all_tables()[key]
 
 
 def read_paper(path: Path) -> pd.DataFrame:

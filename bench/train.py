@@ -29,13 +29,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bench import registry, rundir, scoring
-from bench.api import missing_members
+from bench import models, rundir, scoring
+from bench.api import missing_members, to_float_images
 from bench.config import RunConfig, StepOptions
 from bench.data import LabelledImages, labelled_indices, unlabelled_indices
 from bench.errors import BenchError, TrainingDiverged
 from bench.files import UnreadableFile, UntrustedFile, atomic_torch_save, atomic_write, atomic_write_text, load_tensors
-from bench.nets import to_float_images
 from bench.runtime import deterministic_kernels, environment
 
 LOG_FIELDS = ("epoch", "steps", "sup_loss", "unsup_loss", "valid_accuracy", "images_per_s", "seconds")
@@ -133,7 +132,7 @@ def step_schedule(
 
 def build_model(config: RunConfig, data: LabelledImages, labelled: np.ndarray, n_train: int, device: torch.device):
     torch.manual_seed(config.seed)
-    model_class = registry.resolve(config.target or config.model)
+    model_class = models.resolve(config.target or config.model)
     try:
         model = model_class(data.spec(labelled, n_train), **config.model_options)
     except TypeError as error:

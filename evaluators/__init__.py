@@ -13,10 +13,11 @@ below (ARCHITECTURE.md, "How to add an evaluator").
 from __future__ import annotations
 
 from bench.metrics import TRAINER_METRICS, Metric
+from bench.registry import Registry
 from evaluators import classification, conditional, fid, ground_truth, interventions, mutual_info, swap
 from evaluators.common import Evaluator
 
-EVALUATORS: dict[str, Evaluator] = {evaluator.name: evaluator for evaluator in (
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", {evaluator.name: evaluator for evaluator in (
     classification.EVALUATOR,
     swap.EVALUATOR,
     interventions.EVALUATOR,
@@ -24,7 +25,7 @@ EVALUATORS: dict[str, Evaluator] = {evaluator.name: evaluator for evaluator in (
     fid.EVALUATOR,
     mutual_info.EVALUATOR,
     ground_truth.EVALUATOR,
-)}
+)})
 
 
 def all_metrics() -> dict[str, Metric]:

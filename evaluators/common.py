@@ -3,20 +3,18 @@ and test-set sampling."""
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import torch
 
+from bench.api import to_float_images
 from bench.budgets import Budget
 from bench.metrics import Metric
-from bench.nets import to_float_images
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages
@@ -98,14 +96,6 @@ class Evaluator:
             elif isinstance(value, float) and not math.isfinite(value):
                 found.append(f"'{metric.key}' is {value}")
         return found
-
-
-def truth_of(data: LabelledImages) -> ModuleType | None:
-    """The module that renders a data set's true answers (its registry entry's `truth`), or None."""
-    from bench.data import DATASETS  # the registry, read when asked (not needed to import the evaluators)
-
-    name = DATASETS[data.name].truth if data.name in DATASETS and data.factors is not None else None
-    return importlib.import_module(name) if name else None
 
 
 def device_of(model: torch.nn.Module) -> torch.device:

@@ -34,9 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.api import Capabilities
-from bench.nets import to_float_images
-from evaluators.common import truth_of
+from bench.api import Capabilities, to_float_images
+from bench.data import truth_of
 
 if TYPE_CHECKING:
     from bench.data.base import LabelledImages

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.api import to_float_images
 from bench.budgets import ReaderConfig
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
-from bench.nets import to_float_images
 from evaluators.networks import OracleNet, fit_by_steps
 
 if TYPE_CHECKING:

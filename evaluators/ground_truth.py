@@ -58,10 +58,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.api import to_float_images
 from bench.budgets import EvalSettings, GroundTruthBudget, ReaderConfig
+from bench.data import truth_of
 from bench.files import atomic_torch_save, cached_build
 from bench.metrics import Metric, Tolerance
-from bench.nets import to_float_images
 from bench.runtime import one_thread
 from evaluators.common import (
     NO_RESOURCES,
@@ -71,7 +72,6 @@ from evaluators.common import (
     device_of,
     float_images,
     sample_test_indices,
-    truth_of,
 )
 from evaluators.factor_reader import FactorReader, reader_for
 

@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from bench.api import to_float_images
 from bench.labels import label_log_terms
-from bench.nets import to_float_images
 from bench.runtime import one_thread
 
 if TYPE_CHECKING:

@@ -21,10 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench import scoring
+from bench.api import to_float_images
 from bench.budgets import OracleConfig
 from bench.data.cache import cache_dir, cache_key
 from bench.files import atomic_torch_save, atomic_write_text, cached_build
-from bench.nets import to_float_images
 from evaluators.networks import OracleNet, fit_by_steps
 
 if TYPE_CHECKING:

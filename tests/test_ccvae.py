@@ -15,7 +15,7 @@ from bench.ccvae import CCVAE
 from bench.config import make_config
 from bench.data import load, mnist
 from bench.evaluate import load_trained_model
-from bench.registry import MODELS, resolve
+from bench.models import MODELS, resolve
 from bench.train import build_model, train
 from tests import reference
 from tests.reference import (

@@ -31,8 +31,8 @@ from bench.claims import (
     verdict_lines,
 )
 from bench.cli import main
+from bench.models import MODELS
 from bench.protocol import MAJORITY, PROTOCOL, Learnt
-from bench.registry import MODELS
 from bench.results import RESULT_COLUMNS
 from evaluators import all_metrics
 from evaluators.controls import ROWS

@@ -9,7 +9,7 @@ from scipy.special import expit, log_expit
 from scipy.stats import norm
 
 from baselines.diva_prior_net import DIVAPriorNet
-from bench.registry import MODELS, default_models
+from bench.models import MODELS, default_models
 from tests import reference
 from tests.reference import laplace_log_likelihood, reference_label_log_q
 

@@ -15,7 +15,7 @@ import torch
 from scipy.linalg import sqrtm
 from torch import nn
 
-from bench.api import Capabilities
+from bench.api import Capabilities, to_float_images
 from bench.budgets import Budget, EvalSettings, OracleConfig, ReaderConfig
 from bench.cli import main
 from bench.config import RunConfig, make_config
@@ -23,7 +23,6 @@ from bench.data import load, synthfaces
 from bench.data.base import LabelledImages
 from bench.evaluate import load_trained_model
 from bench.files import atomic_torch_save
-from bench.nets import to_float_images
 from bench.presets import preset
 from bench.results import run_rows
 from evaluators import fid, ground_truth, interventions, swap
@@ -502,7 +501,7 @@ def corrupt(path: Path) -> None:
 def test_every_cache_rebuilds_a_corrupt_file_with_a_warning(tmp_path, capsys):
     """The six caches (data, oracle, factor reader, readings of the true answers, GP head, real images' Inception
     features) all go through `bench.files.cached_build`: a corrupt file is reported in one line and rebuilt."""
-    from bench.data.cache import cached
+    from bench.data import cached
     from evaluators import mutual_info
     from evaluators.ground_truth import truth_readings
 

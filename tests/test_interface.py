@@ -7,12 +7,11 @@ import json
 import pytest
 import torch
 
-from bench.api import DataSpec, missing_members
+from bench.api import DataSpec, missing_members, to_float_images
 from bench.config import make_config
 from bench.data import load
 from bench.evaluate import load_trained_model
-from bench.nets import to_float_images
-from bench.registry import MODELS, default_models, entry, resolve
+from bench.models import MODELS, default_models, entry, resolve
 
 NAMES = sorted(MODELS)
 GRID = sorted(default_models())  # the models the CI grid trains

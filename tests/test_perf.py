@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import layers, perf, registry
+from bench import layers, models, perf
 from bench.cli import main
 from bench.config import StepOptions
 from bench.runtime import tune_cpu_allocator
@@ -21,7 +21,7 @@ from bench.train import TrainingStep, float_batch
 from evaluators import fid
 from evaluators.common import Resources
 
-MODELS = tuple(registry.MODELS)
+MODELS = tuple(models.MODELS)
 PLAIN = StepOptions(channels_last=False)
 
 
@@ -39,7 +39,7 @@ def two_steps(model_name: str, options: StepOptions, task: str = "multilabel",
     """Losses of a labelled and an unlabelled step from the same start, noise and batches."""
     data = perf.synthetic_images(64, 32, 4, task, seed=0)
     torch.manual_seed(0)
-    model = registry.resolve(model_name)(perf.spec_of(data), **registry.entry(model_name).options)
+    model = models.resolve(model_name)(perf.spec_of(data), **models.entry(model_name).options)
     if library_layers:
         model = with_library_layers(model)
     optimizer = torch.optim.SGD(model.parameters(), 1e-4)  # updates proportional to the gradients (Adam's are not)
@@ -117,7 +117,7 @@ def test_compiled_ccvae_loss_equals_the_eager_loss(monkeypatch):
     monkeypatch.setattr(inductor, "fallback_random", True)  # the compiled graph draws eager's random numbers
     data = perf.synthetic_images(32, 32, 4, "multilabel", seed=0)
     torch.manual_seed(0)
-    model = registry.resolve("ccvae")(perf.spec_of(data))
+    model = models.resolve("ccvae")(perf.spec_of(data))
     compiled = torch.compile(copy.deepcopy(model).loss)
     x = float_batch(data.images, torch.arange(16), channels_last=False)
     for labels in (data.labels[:16], None):

@@ -64,7 +64,10 @@ def test_the_learning_curve_script_runs_on_the_smoke_scale(tmp_path, ci_cache):
     assert noise[list(learning_curves.MEASURES["synthfaces"])].notna().all(axis=None)
     measured = pd.read_csv(out / "noise.csv")
     assert (measured.df == 2).all()  # three evaluations of one snapshot (the curve's own and two others)
-    assert (measured.loc[measured.measure == "classification.accuracy", "sd"] > 0).all()
+    # measures that draw samples (generations, pairs) move with the evaluation seed; accuracy over the whole test
+    # set moves only where the model's classifier samples and a sample crosses a threshold, so it may not
+    sampled = measured[measured.measure.isin(["conditional.accuracy", "swap.score"])]
+    assert len(sampled) == 2 and (sampled.sd > 0).all() and (measured.sd >= 0).all()
 
 
 def test_the_evaluation_noise_is_the_pooled_spread_over_evaluation_seeds_and_widens_the_band():

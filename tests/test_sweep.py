@@ -24,7 +24,7 @@ from bench.config import make_config
 from bench.data import default_datasets, mnist
 from bench.errors import BenchError
 from bench.files import exclusive
-from bench.registry import default_models
+from bench.models import default_models
 from bench.results import RESULT_COLUMNS, at_preset_seed, gather
 from bench.tables import (
     PAPER_COLUMNS,

@@ -237,8 +237,8 @@ def test_importing_the_suite_turns_on_mkl_strict_reproducibility_unless_the_user
 
 
 def test_a_step_budget_gives_every_model_and_rate_the_same_steps_and_labelled_share():
+    from bench.models import MODELS
     from bench.presets import PRESETS
-    from bench.registry import MODELS
 
     steps = PRESETS["claims"].optimiser_steps
     configs = [make_config(model, "synthfaces", f, 0, "claims") for model in MODELS for f in (0.004, 0.06, 0.2, 1)]

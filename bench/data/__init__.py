@@ -12,15 +12,22 @@ add one entry below (ARCHITECTURE.md, "How to add a data set").
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import torch
 
 from bench.api import Task
 from bench.data import cache
 from bench.data.base import SPLITS, DataSource, LabelledImages
 from bench.data.split import check_rate, labelled_indices, unlabelled_indices
 from bench.errors import BenchError
+from bench.files import atomic_torch_save, cached_build
+from bench.registry import Registry
+from bench.registry import load as load_target
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class DatasetEntry:
         return bool(_target(self.found)(root))
 
 
-DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (
+DATASETS: Registry[DatasetEntry] = Registry("data set", {entry.name: entry for entry in (
     DatasetEntry(
         "synthfaces", "bench.data.synthfaces:build", "multilabel",
         "7 binary labels, each a threshold on a rendered continuous characteristic; 4 context factors",
@@ -97,18 +104,21 @@ DATASETS: dict[str, DatasetEntry] = {entry.name: entry for entry in (
         image_sizes=(64,), options={"uncertain": "ones", "blank": "zeros"}, needs_root=True,
         obtain="CheXpert-v1.0-small; --data-root is the folder holding CheXpert-v1.0-small/",
     ),
-)}
+)})
 
 
 def _target(target: str):
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
+    return load_target(target, f"data set function '{target}'")
 
 
 def entry(name: str) -> DatasetEntry:
-    if name not in DATASETS:
-        raise BenchError(f"unknown data set '{name}'; choose one of {', '.join(DATASETS)}")
     return DATASETS[name]
+
+
+def truth_of(data: LabelledImages) -> ModuleType | None:
+    """The module that renders a data set's true answers (its registry entry's `truth`), or None."""
+    name = DATASETS[data.name].truth if data.name in DATASETS and data.factors is not None else None
+    return importlib.import_module(name) if name else None
 
 
 def dataset_options(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -150,7 +160,16 @@ def load(
     directory = cache.cache_dir(cache_dir)
     source = DataSource(root, directory / "downloads")
     key = {**options, "root": str(root.resolve()) if root else None}
-    return cache.cached(name, key, lambda: _target(chosen.builder)(source, **options), directory)
+    return cached(name, key, lambda: _target(chosen.builder)(source, **options), directory)
+
+
+def cached(name: str, params: dict, build: Callable[[], LabelledImages], directory: Path) -> LabelledImages:
+    """Decode and resize once: `name` with `params` from the cache, built and stored on a miss (written to a
+    temporary name and renamed, so an interrupted build never leaves a bad entry: `bench.files.cached_build`)."""
+    return cached_build(directory / cache.cache_key(name, params), build,
+                        lambda data, path: atomic_torch_save(data.to_payload(), path),
+                        lambda path: LabelledImages.from_payload(torch.load(path, weights_only=True)),
+                        f"{name} data set")
 
 
 def describe_registry() -> str:

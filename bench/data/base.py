@@ -66,6 +66,25 @@ class LabelledImages:
             n_labelled=len(labelled),
         )
 
+    def to_payload(self) -> dict:
+        """Its tensors and names as a dict `torch.load(..., weights_only=True)` reads back (`from_payload`)."""
+        return {
+            "name": self.name, "images": self.images, "labels": self.labels,
+            "label_names": list(self.label_names), "task": self.task,
+            "splits": {k: torch.as_tensor(v) for k, v in self.splits.items()},
+            "factors": self.factors, "factor_names": list(self.factor_names), "notes": self.notes,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> LabelledImages:
+        return cls(
+            name=payload["name"], images=payload["images"], labels=payload["labels"],
+            label_names=tuple(payload["label_names"]), task=payload["task"],
+            splits={k: v.numpy().astype(np.int64) for k, v in payload["splits"].items()},
+            factors=payload["factors"], factor_names=tuple(payload["factor_names"]),
+            notes=payload["notes"],
+        )
+
     def summary(self) -> str:
         sizes = ", ".join(f"{split} {len(self.splits[split])}" for split in SPLITS)
         channels, height, width = self.image_shape
