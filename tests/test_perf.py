@@ -241,7 +241,7 @@ def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--models", "nope"], "unknown model 'nope'"),
-    (["--evaluators", "bogus"], "unknown evaluator(s) bogus"),
+    (["--evaluators", "bogus"], "unknown evaluator 'bogus'"),
     (["--batch", "0"], "--batch 0 must be at least 1"),
     (["--reference", "/nonexistent"], "has no models/ccvae.py"),
 ])
