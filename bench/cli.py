@@ -435,7 +435,7 @@ def command_claims(args: argparse.Namespace) -> None:
 
 
 def command_check(args: argparse.Namespace) -> None:
-    from bench import check
+    from bench import check, stored
 
     tolerances = check.parse_tolerances(args.tolerance)
     if args.update:
@@ -443,10 +443,10 @@ def command_check(args: argparse.Namespace) -> None:
         print(check.update(_runs_root(args), _stored(args), PAPER_CSV, only))
         return
     if args.restore:
-        print(check.restore(_stored(args), _runs_root(args)))
+        print(stored.restore(_stored(args), _runs_root(args)))
         return
     if args.power:
-        print(check.power_report(check.read_stored(_stored(args)), _stored(args)))
+        print(check.power_report(stored.read_stored(_stored(args)), _stored(args)))
         return
     if args.calibrate:
         print(check.write_calibration(_stored(args).parent))

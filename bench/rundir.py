@@ -19,7 +19,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import __version__
+from bench.errors import BenchError
+from bench.files import atomic_write_text
+
 SUITE = "suite.json"
+RUNS_FORMAT = 1  # the layout of a runs directory; bump when it changes incompatibly
 CONFIG = "config.json"
 METRICS = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
@@ -86,3 +91,22 @@ def controls_dir(runs_root: Path, dataset: str, control: str) -> Path:
 def control_records(runs_root: Path, dataset: str = "*") -> list[Path]:
     """The control.json of every control row evaluated under `runs_root` (of one data set, or all)."""
     return sorted(runs_root.glob(f"{dataset}/{CONTROLS}/*/{CONTROL}"))
+
+
+def mark_runs_root(runs_root: Path) -> None:
+    """Mark a runs directory as this suite's; refuse one written by another version."""
+    marker = runs_root / SUITE
+    expected = {"runs_format": RUNS_FORMAT, "suite_version": __version__}
+    if marker.is_file():
+        try:
+            found = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            found = {}
+        if found != expected:
+            raise BenchError(f"{runs_root} was written by another version of the suite ({found or 'unreadable'}, "
+                             f"this is {expected}); use a fresh --runs directory")
+        return
+    if runs_root.is_dir() and run_directories(runs_root):
+        raise BenchError(f"{runs_root} holds runs without a suite.json (an older version of the suite); "
+                         "use a fresh --runs directory")
+    atomic_write_text(marker, json.dumps(expected) + "\n")

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm as tqdm_std
 from tqdm.auto import tqdm
 
-from bench import __version__, rundir
+from bench import rundir
 from bench.config import RunConfig, StepOptions, make_config
 from bench.data import default_datasets, load
 from bench.errors import BenchError, Regression
@@ -55,7 +55,6 @@ DEFAULT_SEEDS = (0,)
 LAUNCHERS = Registry("launcher", {"local": "worker processes on this machine (the default)",
                                   "inline": "one cell after another in this process",
                                   "slurm": "one Slurm job per cell (submitit)"})
-RUNS_FORMAT = 1  # the layout of a runs directory; bump when it changes incompatibly
 
 
 @dataclass(frozen=True)
@@ -128,25 +127,6 @@ def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] |
         missing = [name for name in names for out in directories if not (out / f"{name}.json").is_file()]
         return "evaluate" if missing else "done"
     return "resume" if (run_dir / rundir.CHECKPOINT).is_file() else "todo"
-
-
-def prepare_runs_root(runs_root: Path) -> None:
-    """Mark a runs directory as this suite's; refuse one written by another version."""
-    marker = runs_root / rundir.SUITE
-    expected = {"runs_format": RUNS_FORMAT, "suite_version": __version__}
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except json.JSONDecodeError:
-            found = {}
-        if found != expected:
-            raise BenchError(f"{runs_root} was written by another version of the suite ({found or 'unreadable'}, "
-                             f"this is {expected}); use a fresh --runs directory")
-        return
-    if runs_root.is_dir() and rundir.run_directories(runs_root):
-        raise BenchError(f"{runs_root} holds runs without a suite.json (an older version of the suite); "
-                         "use a fresh --runs directory")
-    atomic_write_text(marker, json.dumps(expected) + "\n")
 
 
 def run_cell(config: RunConfig, runs_root: Path, settings: CellSettings, data=None,
@@ -412,7 +392,7 @@ def launch(cells: list[RunConfig], runs_root: Path, settings: CellSettings, laun
     LAUNCHERS[launcher]  # an unknown launcher is one line naming the others, before anything is written
     for name in sorted({config.preset for config in cells}):
         evaluation_preset(name)
-    prepare_runs_root(runs_root)
+    rundir.mark_runs_root(runs_root)
     if launcher == "slurm":
         executor = slurm_executor(runs_root, slurm or SlurmSettings(parallel=jobs))
         outcomes = launch_slurm(cells, runs_root, settings, executor)

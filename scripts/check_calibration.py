@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from bench import regression
-from bench.check import default_tolerances, read_calibration, scales, stored_sets
+from bench.check import default_tolerances, read_calibration, scales
 from bench.files import atomic_write_text
+from bench.stored import stored_sets
 
 ROOT = Path(__file__).resolve().parent.parent
 NOISES = {"even": {"d0": math.inf, "tail_df": None}, "uneven": {"d0": None, "tail_df": None},

@@ -12,10 +12,11 @@ import pytest
 from scipy import special, stats
 
 from bench import regression
-from bench.check import default_tolerances, read_calibration, scales, stored_sets
+from bench.check import default_tolerances, read_calibration, scales
 from bench.cli import main
 from bench.metrics import Tolerance
 from bench.results import RESULT_COLUMNS
+from bench.stored import stored_sets
 from tests.conftest import ROOT
 
 STORED = ROOT / "results" / "stored"

@@ -17,8 +17,7 @@ import submitit
 import torch
 from PIL import Image
 
-from bench import sweep
-from bench.check import read_stored
+from bench import rundir, sweep
 from bench.cli import main
 from bench.config import make_config
 from bench.data import default_datasets, mnist
@@ -26,6 +25,7 @@ from bench.errors import BenchError
 from bench.files import exclusive
 from bench.models import default_models
 from bench.results import RESULT_COLUMNS, at_preset_seed, gather
+from bench.stored import read_stored
 from bench.tables import (
     PAPER_COLUMNS,
     TABLES,
@@ -275,7 +275,7 @@ def test_a_local_sweeps_worker_judges_the_controls_beside_the_training(tmp_path,
     cells = [make_config("ccvae", "synthfaces", 1.0, 0, "smoke", epochs=1)]
     settings = sweep.CellSettings(cache_dir=str(ci_cache), evaluators=("classification", "conditional"),
                                   show_progress=False)
-    sweep.prepare_runs_root(tmp_path)
+    rundir.mark_runs_root(tmp_path)
     sweep.load_each_dataset(cells, settings)
     sweep.launch_local(cells, tmp_path, settings, jobs=2)  # `launch` judges what is left afterwards; this does not
     controls = tmp_path / "synthfaces" / "controls"
@@ -426,9 +426,9 @@ def test_a_stored_set_restores_its_runs_so_that_a_sweep_goes_on_without_retraini
 
 
 def test_restoring_a_stored_set_keeps_every_number_controls_included_and_every_verdict(tmp_path):
-    from bench.check import restore
     from bench.claims import evaluate_claims
     from bench.results import gather
+    from bench.stored import restore
 
     stored = ROOT / "results" / "stored" / "standard"
     message = restore(stored, tmp_path / "runs")
