@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -35,9 +36,9 @@ from bench.registry import Registry
 from evaluators import all_metrics
 
 ALPHA = PROTOCOL.alpha
-HOLDS, FAILS, UNDECIDED, NOT_MEASURED, NOT_AT_BUDGET = "holds", "fails", "undecided", "not measured", \
-    "not at this budget"
-VERDICTS = (HOLDS, FAILS, UNDECIDED, NOT_AT_BUDGET, NOT_MEASURED)
+Verdict = Literal["holds", "fails", "undecided", "not at this budget", "not measured"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+HOLDS, FAILS, UNDECIDED, NOT_AT_BUDGET, NOT_MEASURED = VERDICTS
 CSV_COLUMNS = ["claim", "part", "source", "dataset", "f", "metric", "models", "test", "margin", "verdict", "effect",
                "low", "high", "p", "p_against", "n", "n_other", "seeds_needed", "note"]
 

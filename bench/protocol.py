@@ -29,8 +29,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-TESTS = ("better", "not_worse", "equivalent")
+TestKind = Literal["better", "not_worse", "equivalent"]
+TESTS: tuple[TestKind, ...] = get_args(TestKind)
 FLOOR, RENDERER = "floor: does nothing", "ceiling: renderer"
 MAJORITY = "majority_accuracy"  # the trainer's majority-class baseline, a reference for "learnt the labels"
 LOW_RATES, HIGH_RATES, ALL_RATES = (0.004, 0.06), (0.2, 1.0), (0.004, 0.06, 0.2, 1.0)
@@ -64,7 +66,7 @@ class Part:
     metric: str
     subject: str
     against: tuple[str, ...]
-    test: str  # one of TESTS
+    test: TestKind
     margin: float = 0.0
     task: str | None = None  # only data sets of this task (bench.data's DatasetEntry.task)
     datasets: tuple[str, ...] = ()  # only these data sets (empty: every data set of the task in the results)

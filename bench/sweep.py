@@ -32,7 +32,7 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import submitit
 import submitit.helpers
@@ -101,10 +101,17 @@ class CellSettings:
         return [own, *sorted(set(self.eval_seeds) - {own})]
 
 
+CellState = Literal["done", "evaluate", "resume", "todo"]
+"""Where a cell stands before a sweep: finished and evaluated; trained, evaluations missing; a checkpoint to resume
+from; nothing yet."""
+OutcomeState = Literal["done", "failed", "busy"]
+"""How a cell ended in this sweep: finished (now or earlier), failed, or held by another process."""
+
+
 @dataclass
 class Outcome:
     cell: str
-    state: str  # "done", "failed" or "busy"
+    state: OutcomeState
     message: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -114,9 +121,8 @@ def cell_name(config: RunConfig) -> str:
 
 
 def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] | None,
-               eval_seeds: list[int] | None = None) -> str:
-    """'done', 'evaluate' (trained, evaluations missing at one of `eval_seeds`; None: the preset's), 'resume'
-    (checkpoint) or 'todo'."""
+               eval_seeds: list[int] | None = None) -> CellState:
+    """The cell's `CellState` ('evaluate': evaluations missing at one of `eval_seeds`; None: the preset's)."""
     from bench.evaluate import evaluation_dir
     from evaluators import EVALUATORS
 
@@ -467,8 +473,7 @@ def dry_run(cells: list[RunConfig], runs_root: Path, settings: CellSettings) -> 
     states = [cell_state(config, runs_root, settings.evaluators, settings.evaluation_seeds(config.preset))
               for config in cells]
     lines = [f"{state:>8}  {cell_name(config)}" for config, state in zip(cells, states, strict=True)]
-    counts = ", ".join(f"{states.count(state)} {state}" for state in ("done", "evaluate", "resume", "todo")
-                       if states.count(state))
+    counts = ", ".join(f"{states.count(state)} {state}" for state in get_args(CellState) if states.count(state))
     return "\n".join([*lines, f"{len(cells)} cells: {counts} (runs directory {runs_root})"])
 
 
