@@ -29,9 +29,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench import protocol
 from bench.data import DATASETS
 from bench.files import atomic_write_text
-from bench.protocol import CLAIMS, FLOOR, LEARNING_CURVES, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
+from bench.protocol import FLOOR, LEARNING_CURVES, MAJORITY, PROTOCOL, RENDERER, Claim, Part  # noqa: F401  (re-exported)
 from bench.registry import Registry
 from evaluators import all_metrics
 
@@ -44,7 +45,7 @@ CSV_COLUMNS = ["claim", "part", "source", "dataset", "f", "metric", "models", "t
 
 
 def claim(key: str) -> Claim:
-    return Registry("claim", {declared.key: declared for declared in CLAIMS})[key]
+    return Registry("claim", {declared.key: declared for declared in protocol.CLAIMS})[key]
 
 
 # ---------------------------------------------------------------------------------------------- the statistics
@@ -338,11 +339,11 @@ def seeds_status(rows: pd.DataFrame) -> tuple[int, int] | None:
     return (have, max(planned)) if have < max(planned) else None
 
 
-def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] | None = None) -> pd.DataFrame:
     """claims.csv's rows: every comparison of every claim with its verdict (`bench.protocol`'s rule)."""
     values = run_values(results)
     rows = []
-    for declared in claims:
+    for declared in protocol.CLAIMS if claims is None else claims:
         count = sum(len(_datasets_of(part, values)) * len(part.fs) * len(part.subjects or (part.subject,))
                     * len(part.against) for part in declared.parts)
         rows += decide(declared, [row for index, part in enumerate(declared.parts)
@@ -350,13 +351,13 @@ def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
 
 
-def with_subject(name: str, claims: tuple[Claim, ...] = CLAIMS) -> tuple[Claim, ...]:
+def with_subject(name: str, claims: tuple[Claim, ...] | None = None) -> tuple[Claim, ...]:
     """The claims about CCVAE asked of the model `name` instead: each part whose subject is CCVAE gets `name` as its
     subject, compared with everything CCVAE was compared with and with CCVAE itself ("does my model do what the paper
     says CCVAE does, and better than CCVAE?"); parts about other models are left out, and so is a claim left with
     none. Preconditions ("learnt") apply to `name` as they applied to CCVAE."""
     chosen = []
-    for declared in claims:
+    for declared in protocol.CLAIMS if claims is None else claims:
         parts = []
         for part in declared.parts:
             if (part.subjects or (part.subject,)) != ("ccvae",) and "ccvae" not in part.subjects:
@@ -372,10 +373,10 @@ def with_subject(name: str, claims: tuple[Claim, ...] = CLAIMS) -> tuple[Claim, 
     return tuple(chosen)
 
 
-def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] | None = None) -> pd.DataFrame:
     """One line per claim: its verdict and how many of its comparisons hold, fail, stay undecided."""
     lines = []
-    for declared in claims:
+    for declared in protocol.CLAIMS if claims is None else claims:
         mine = rows[rows.claim == declared.key]
         counts = mine.verdict.value_counts()
         status = seeds_status(mine)
@@ -401,12 +402,13 @@ def still_moving(claim: Claim, levels: pd.DataFrame, budget: int) -> list[str]:
             f"{row.at_horizon:.3g} at twice the budget" for row in late.itertuples()]
 
 
-def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] = CLAIMS,
+def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] | None = None,
              levels: pd.DataFrame | None = None, budget: int | None = None) -> str:
     """CLAIMS.md: the verdict table, then each claim's comparisons; with the learning curves' `levels` and the
     runs' step `budget`, each claim says which of its measures had not levelled off by then."""
     from tabulate import tabulate
 
+    claims = protocol.CLAIMS if claims is None else claims
     table = summary(rows, claims)
     lines = [f"# {title}", "", METHOD, "", tabulate(
         [[c.key, c.statement, c.source.split(",")[0].split(" (")[0], f"**{tally(r)}**", _counts(r)]
@@ -476,7 +478,7 @@ METHOD = ("Each claim of the paper is a test declared in `bench/protocol.py` (pr
 
 
 def write_claims(results: pd.DataFrame, out: Path, title: str = "The paper's claims",
-                 claims: tuple[Claim, ...] = CLAIMS, levels: pd.DataFrame | None = None) -> pd.DataFrame:
+                 claims: tuple[Claim, ...] | None = None, levels: pd.DataFrame | None = None) -> pd.DataFrame:
     """claims.csv and CLAIMS.md into `out`; returns the rows. `levels`: the learning curves' plateaus, named in
     CLAIMS.md where the results are of the protocol's preset (whose step budget the curves were measured for)."""
     rows = evaluate_claims(results, claims)
@@ -513,7 +515,7 @@ def tally(line) -> str:
     return text
 
 
-def verdict_lines(rows: pd.DataFrame, claims: tuple[Claim, ...] = CLAIMS) -> str:
+def verdict_lines(rows: pd.DataFrame, claims: tuple[Claim, ...] | None = None) -> str:
     """What `run --all` prints at its end: one line per claim."""
     table = summary(rows, claims)
     tallies = [tally(line) for _, line in table.iterrows()]

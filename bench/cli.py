@@ -412,7 +412,8 @@ def command_list(args: argparse.Namespace) -> None:
 def command_claims(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from bench.claims import CLAIMS, read_levels, verdict_lines, with_subject, write_claims
+    from bench import protocol
+    from bench.claims import read_levels, verdict_lines, with_subject, write_claims
     from bench.results import read_results
 
     path, out = Path(args.results), Path(args.out)
@@ -422,7 +423,7 @@ def command_claims(args: argparse.Namespace) -> None:
         stored = read_results(Path(args.stored) / "results.csv")
         results = pd.concat([stored, results[~results.model.isin(set(stored.model))]], ignore_index=True)
         where += f" and {args.stored}"
-    claims = CLAIMS
+    claims = protocol.CLAIMS
     if args.subject:
         if args.subject not in set(results.model):
             raise BenchError(f"no runs of '{args.subject}' in {where}; its models are "

@@ -80,7 +80,7 @@ def tables() -> str:
 
 
 def claims() -> str:
-    from bench.claims import CLAIMS
+    from bench.protocol import CLAIMS
 
     return _table(["claim", "statement", "source", "tests"],
                   [[claim.key, claim.statement, claim.source, "; ".join(part.describe for part in claim.parts)]

@@ -27,8 +27,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator, NullLocator
 from tabulate import tabulate
 
-from bench import rundir
-from bench.claims import CLAIMS, PROTOCOL, VERDICTS, Claim, evaluate_claims, summary, tally
+from bench import protocol, rundir
+from bench.claims import PROTOCOL, VERDICTS, Claim, evaluate_claims, summary, tally
 from bench.results import ordered_models, unavailable_notes
 from bench.tables import (
     MARKS_EXPLAINED,
@@ -198,13 +198,13 @@ def verdicts_html(results: pd.DataFrame) -> str:
     rows_all = evaluate_claims(results)
     table = summary(rows_all)
     rows = []
-    for claim, (_, line) in zip(CLAIMS, table.iterrows(), strict=True):
+    for claim, (_, line) in zip(protocol.CLAIMS, table.iterrows(), strict=True):
         counts = ", ".join(f"{line[verdict]} {verdict}" for verdict in VERDICTS if line[verdict])
         rows.append(f"<tr><td>{html.escape(claim.key)}</td><td>{html.escape(claim.statement)}</td>"
                     f"<td>{html.escape(claim.source)}</td><td class=\"{line.verdict.split()[0]}\"><b>"
                     f"{html.escape(tally(line))}</b></td><td>{html.escape(counts)}</td></tr>")
     plots = []
-    for claim in CLAIMS:
+    for claim in protocol.CLAIMS:
         png = forest_png(claim, rows_all[rows_all.claim == claim.key])
         if png is not None:
             image = embedded(png, alt=f"claim {claim.key}: its comparisons").replace("<img ", "<img class=plot ", 1)

@@ -12,7 +12,6 @@ import pytest
 from scipy import stats
 
 from bench.claims import (
-    CLAIMS,
     CSV_COLUMNS,
     FAILS,
     FLOOR,
@@ -32,7 +31,7 @@ from bench.claims import (
 )
 from bench.cli import main
 from bench.models import MODELS
-from bench.protocol import MAJORITY, PROTOCOL, Learnt
+from bench.protocol import CLAIMS, MAJORITY, PROTOCOL, Learnt
 from bench.results import RESULT_COLUMNS
 from evaluators import all_metrics
 from evaluators.controls import ROWS

@@ -185,7 +185,8 @@ def test_the_readmes_verdict_table_is_the_stored_sets_claims():
     """The README's table of the paper's claims is what `bench claims` decided on the stored sets it names."""
     import pandas as pd
 
-    from bench.claims import CLAIMS, summary, tally
+    from bench.claims import summary, tally
+    from bench.protocol import CLAIMS
 
     readme = (ROOT / "README.md").read_text()
     table = readme.split("<!-- verdicts -->", 2)[1]

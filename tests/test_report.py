@@ -62,7 +62,8 @@ def test_a_plots_view_holds_every_mean_not_every_interval():
 def test_the_report_opens_with_the_verdicts_and_a_forest_plot_per_measured_claim():
     from pathlib import Path
 
-    from bench.claims import CLAIMS, evaluate_claims
+    from bench.claims import evaluate_claims
+    from bench.protocol import CLAIMS
     from bench.report import forest_png, verdicts_html
 
     stored = pd.read_csv(Path(__file__).resolve().parents[1] / "results" / "stored" / "standard" / "results.csv")
