@@ -387,7 +387,7 @@ def command_run(args: argparse.Namespace) -> None:
     outcomes = _sweep(args, cells, evaluators)
     if any(outcome.state == "done" for outcome in outcomes):
         results = _write_tables(_runs_root(args), Path(args.out), Path(args.paper))
-        print("\n" + accuracy_report(results, read_paper(PAPER_CSV)))
+        print("\n" + accuracy_report(results, read_paper(Path(args.paper))))
         print(f"\nThe paper's claims on these results ({Path(args.out) / 'CLAIMS.md'}):\n"
               + verdict_lines(evaluate_claims(results)))
     sweep.raise_for_failures(outcomes)
