@@ -118,7 +118,7 @@ def write_calibration(root: Path) -> str:
     return f"calibrated on {', '.join(sets)}: " + "; ".join(words) + f"; wrote {root / CALIBRATION}"
 
 
-def report(comparison: pd.DataFrame, not_run: int) -> str:
+def numbers_report(comparison: pd.DataFrame, not_run: int) -> str:
     """Every difference, then the counts."""
     from tabulate import tabulate
 
@@ -203,11 +203,11 @@ def check(runs_root: Path | None, stored_dir: Path, tolerances: dict[str, Tolera
     if metrics:
         fresh, stored = fresh[fresh.metric.isin(metrics)], stored[stored.metric.isin(metrics)]
     calibration, source = read_calibration(stored_dir)
-    comparison = regression.compare(stored, fresh, tolerances, scales(), sds, calibration)
-    models = regression.compare_models(stored, fresh, scales(), calibration)
+    comparison = regression.judge_numbers(stored, fresh, tolerances, scales(), sds, calibration)
+    models = regression.judge_models(stored, fresh, scales(), calibration)
     text = (f"{where} against {stored_dir} ("
             + (f"limits calibrated by {source}" if source else "limits not calibrated: no calibration.csv") + "):\n"
-            f"{report(comparison, cells_not_run(stored, fresh))}\n{models_report(models)}")
+            f"{numbers_report(comparison, cells_not_run(stored, fresh))}\n{models_report(models)}")
     failing = [f"{row.dataset}/{row.model}/f={row.f:g} {row.metric}" + (f" ({row.sds:+.1f} sd)"
                                                                        if not pd.isna(row.sds) else "")
                for row in regressions(comparison).itertuples()]

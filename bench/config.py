@@ -11,7 +11,7 @@ from typing import Any
 from bench import __version__
 from bench.data import check_rate, dataset_options
 from bench.errors import BenchError
-from bench.models import entry, named
+from bench.models import model_entry, named
 from bench.presets import preset
 
 
@@ -88,7 +88,7 @@ def make_config(
     length (a different run identity); a step count needs a preset with a labelled share."""
     chosen = preset(preset_name)
     model, target = named(model)
-    options = {**entry(target or model).options, **(model_options or {})}
+    options = {**model_entry(target or model).options, **(model_options or {})}
     data_options = preset_dataset_options(preset_name, dataset, dataset_overrides)
     if epochs is not None and optimiser_steps is not None:
         raise BenchError("give --epochs or --steps, not both")

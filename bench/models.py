@@ -46,7 +46,7 @@ def named(choice: str) -> tuple[str, str | None]:
     "mine=pkg.mod:Class" → ("mine", "pkg.mod:Class"), so that a user's class gets a name for its folders and rows."""
     name, sep, target = choice.partition("=")
     if not sep:
-        entry(choice)  # validated here: an unknown name is one line naming the registered ones
+        model_entry(choice)  # validated here: an unknown name is one line naming the registered ones
         return choice, None
     if not name or "/" in name or ":" in name or ":" not in target:
         raise BenchError(f"model '{choice}' must be NAME=package.module:Class, a name without '/' or ':'")
@@ -55,11 +55,11 @@ def named(choice: str) -> tuple[str, str | None]:
     return name, target
 
 
-def entry(name: str) -> ModelEntry:
+def model_entry(name: str) -> ModelEntry:
     """The registry entry for `name`, or an entry for a literal "module:Class" target."""
     return ModelEntry(name) if ":" in name and name not in MODELS else MODELS[name]
 
 
 def resolve(name: str) -> type:
     """Import and return the class registered under `name`."""
-    return load(entry(name).target, f"model '{name}'")
+    return load(model_entry(name).target, f"model '{name}'")

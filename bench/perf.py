@@ -148,7 +148,7 @@ def training_step(model_name: str, data: LabelledImages, settings: PerfSettings,
                   labelled: bool) -> Callable[[int], object]:
     """call -> one training step of a registered model (the trainer's TrainingStep) on batch `call`."""
     torch.manual_seed(settings.seed)
-    model = models.resolve(model_name)(spec_of(data), **models.entry(model_name).options).to(device).train()
+    model = models.resolve(model_name)(spec_of(data), **models.model_entry(model_name).options).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
     step = TrainingStep(model, optimizer, data.images.to(device), data.labels.to(device), settings.step)
     indices = batch_indices(settings, settings.warmup + settings.repeats * settings.steps, device)
@@ -493,7 +493,7 @@ class PerfRequest:
         from evaluators import EVALUATORS
 
         for model in self.models:
-            models.entry(model)
+            models.model_entry(model)
         EVALUATORS.chosen(self.evaluators or None)
         for name, value in (("--batch", self.settings.batch), ("--steps", self.settings.steps),
                             ("--repeats", self.settings.repeats), ("--eval-samples", self.settings.eval_samples)):

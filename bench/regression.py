@@ -289,7 +289,7 @@ def _has_spread(row) -> bool:
     return row.df > 0 and row.sd > 0
 
 
-def compare(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales,
+def judge_numbers(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales,
             sds: float | None = None, calibration: Calibration = UNCALIBRATED) -> pd.DataFrame:
     """One row per (fresh run, metric its cell has stored): the stored value of the same seed (NaN where that seed
     is not stored), the stored mean, fresh, the difference on the metric's scale, the allowance, the deviation in
@@ -345,7 +345,7 @@ def _judged(row, tolerances: dict[str, Tolerance], scales: Scales, k: float, bou
     return deviation, allowed, deviation / row.sd, k, basis, verdict
 
 
-def compare_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
+def judge_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
                    calibration: Calibration = UNCALIBRATED) -> pd.DataFrame:
     """One row per (data set, model, metric) with a direction and fresh numbers at two or more rates with a
     spread: cells, z (the mean worsening over the rates on the metric's scale, positive: worse), q, T, its
@@ -446,8 +446,8 @@ def power(stored: pd.DataFrame, scales: Scales, calibration: Calibration = UNCAL
 def alarms(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales,
            calibration: Calibration = UNCALIBRATED) -> dict:
     """What one check of `fresh` against `stored` flags: numbers judged and flagged, models judged and flagged."""
-    numbers = compare(stored, fresh, tolerances, scales, calibration=calibration)
-    models = compare_models(stored, fresh, scales, calibration)
+    numbers = judge_numbers(stored, fresh, tolerances, scales, calibration=calibration)
+    models = judge_models(stored, fresh, scales, calibration)
     return {"numbers": len(numbers), "numbers_flagged": int(numbers.verdict.isin(["WORSE", "missing"]).sum()),
             "models": len(models), "models_flagged": int((models.verdict == "WORSE").sum())}
 
@@ -476,10 +476,10 @@ def left_out_p_values(stored: pd.DataFrame, tolerances: dict[str, Tolerance], sc
     models' mean worsenings (`models`) over the leave-one-seed-out checks of `stored`: columns test, metric, p."""
     rows = [pd.DataFrame(columns=["test", "metric", "p"])]
     for _, others, left in _left_out(stored):
-        found = compare(others, left, tolerances, scales)
+        found = judge_numbers(others, left, tolerances, scales)
         found = found[found.k.notna()]
         rows.append(pd.DataFrame({"test": "numbers", "metric": found.metric, "p": found.p}))
-        shifts = compare_models(others, left, scales)
+        shifts = judge_models(others, left, scales)
         rows.append(pd.DataFrame({"test": "models", "metric": shifts.metric,
                                   "p": [2 * _upper_tail(abs(t), df) for t, df in zip(shifts.t, shifts.df,
                                                                                       strict=True)]}))

@@ -183,7 +183,7 @@ def launch_inline(cells: list[RunConfig], runs_root: Path, settings: CellSetting
         if key not in loaded:  # keep one data set in memory at a time
             loaded = {key: load(config.dataset, settings.data_root, settings.cache_dir, config.dataset_options)}
         outcomes.append(guarded_run_cell(config, runs_root, settings, loaded[key], device))
-        report(outcomes[-1])
+        print_outcome(outcomes[-1])
     return outcomes
 
 
@@ -294,7 +294,7 @@ def launch_local(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                     continue
                 outcomes.append(future.result())
                 bar.update()
-                report(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
+                print_outcome(outcomes[-1], lambda text: bar.write(text, file=sys.stderr))
     except BaseException:  # Ctrl-C or SIGTERM (KeyboardInterrupt), or an error building what the runs share
         stop_workers(pool)
         raise
@@ -383,7 +383,7 @@ def launch_slurm(cells: list[RunConfig], runs_root: Path, settings: CellSettings
                     outcomes[index] = Outcome(cell_name(cells[index]), "failed",
                                               f"Slurm job {job.job_id}: {first_line} (log: {job.paths.stderr})")
                 bar.update()
-                report(outcomes[index], lambda text: bar.write(text, file=sys.stderr))
+                print_outcome(outcomes[index], lambda text: bar.write(text, file=sys.stderr))
             if len(outcomes) < len(cells):
                 time.sleep(poll_seconds)
     return [outcomes[index] for index in range(len(cells))]
@@ -460,7 +460,7 @@ def prepare_and_judge_controls(config: RunConfig, runs_root: Path, settings: Cel
     return None
 
 
-def report(outcome: Outcome, write=None) -> None:
+def print_outcome(outcome: Outcome, write=None) -> None:
     write = write or (lambda text: print(text, file=sys.stderr))
     if outcome.state == "failed":
         write(f"FAILED {outcome.cell}: {outcome.message}")

@@ -24,7 +24,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import rundir
-from bench.data import DATASETS, entry
+from bench.data import DATASETS
 from bench.errors import BenchError
 from bench.files import atomic_write_text
 from bench.metrics import Metric
@@ -398,7 +398,7 @@ def dataset_tables(results: pd.DataFrame, dataset: str, paper: pd.DataFrame,
     """Every table (of `keys`, default all) that has numbers for `dataset`."""
     tables, specs = {}, all_tables()
     for key in keys or list(specs):
-        if specs[key].task not in (None, entry(dataset).task):
+        if specs[key].task not in (None, DATASETS[dataset].task):
             continue
         frame = table_frame(results, dataset, specs[key], paper)
         if not frame.empty and frame[frame.model != specs[key].reference_row].shape[0]:

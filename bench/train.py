@@ -219,7 +219,7 @@ def _restore_checkpoint(path: Path, model, optimizer) -> tuple[int, int, list[di
     return state["epoch"], state["step"], state["log"]
 
 
-def evaluate(model, data: LabelledImages, split: str, device: torch.device, limit: int | None = None) -> float:
+def accuracy_on(model, data: LabelledImages, split: str, device: torch.device, limit: int | None = None) -> float:
     """The model's accuracy on the split's images (its first `limit` ones; None: all)."""
     indices = torch.as_tensor(data.splits[split][:limit])
     probs = scoring.predict(model, data.images[indices].to(device))
@@ -376,7 +376,7 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
         bar.close()
         start_step = 0
         seconds = time.perf_counter() - started
-        valid_accuracy = evaluate(model, data, "valid", device, CURVE_VALID_IMAGES)  # the curve; the metrics: all
+        valid_accuracy = accuracy_on(model, data, "valid", device, CURVE_VALID_IMAGES)  # the curve; the metrics: all
         steps_done = index * rounds.size + len(schedule)
         row = {
             "epoch": index + 1,
@@ -399,8 +399,8 @@ def _train(config: RunConfig, data: LabelledImages, run_dir: Path, device: torch
     test = torch.as_tensor(data.splits["test"])
     train_labels = data.labels[torch.as_tensor(data.splits["train"])]
     metrics = {
-        "test_accuracy": evaluate(model, data, "test", device),
-        "valid_accuracy": evaluate(model, data, "valid", device),
+        "test_accuracy": accuracy_on(model, data, "test", device),
+        "valid_accuracy": accuracy_on(model, data, "valid", device),
         "majority_accuracy": scoring.majority_accuracy(train_labels, data.labels[test], data.task),
         "n_labelled": len(labelled),
         "n_unlabelled": len(unlabelled),

@@ -91,7 +91,7 @@ def sensitivity(sets: dict[str, pd.DataFrame], calibration: regression.Calibrati
                         seed=-1, value=[math.exp(v) if judged.log_scale(m) else v
                                         for m, v in zip(noise.metric, drawn, strict=True)])
                     fresh.loc[(fresh.model == model) & (fresh.metric == "classification.accuracy"), "value"] -= DROP
-                    models = regression.compare_models(mine, fresh, judged, calibration)
+                    models = regression.judge_models(mine, fresh, judged, calibration)
                     hit = models[(models.model == model) & (models.metric == "classification.accuracy")]
                     hits += bool(len(hit)) and hit.verdict.iloc[0] == "WORSE"
                 found.append({"measurement": f"flagged: accuracy {DROP} lower at every rate", "set": name,

@@ -30,7 +30,7 @@ def results_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def compare(stored: pd.DataFrame, fresh: pd.DataFrame, sds: float | None = None, **kwargs) -> pd.DataFrame:
-    return regression.compare(stored, fresh, default_tolerances(), scales(), sds, **kwargs)
+    return regression.judge_numbers(stored, fresh, default_tolerances(), scales(), sds, **kwargs)
 
 
 def test_one_stored_seed_is_judged_by_the_declared_tolerance_in_the_worse_direction_and_missing_is_a_regression():
@@ -214,7 +214,7 @@ def test_the_stated_power_is_the_worsening_flagged_four_times_in_five():
             stored = simulated_set(rng)
             stated = regression.power(stored, scales()).set_index("metric").loc["classification.accuracy"]
             fresh = simulated_set(rng, factor * stated.every_rate, seeds=1).assign(seed=7)
-            models = regression.compare_models(stored, fresh, scales()).set_index("model")
+            models = regression.judge_models(stored, fresh, scales()).set_index("model")
             hits += models.loc["ccvae", "verdict"] == "WORSE"
         return hits / 60
 
@@ -244,7 +244,7 @@ def test_a_drop_of_five_points_of_accuracy_at_every_rate_fails_against_the_store
                            zip(noise.metric, noise.scaled_mean + rng.normal(0, 1, len(noise)) * noise.sd,
                                strict=True)])
                 fresh.loc[(fresh.model == model) & (fresh.metric == "classification.accuracy"), "value"] -= 0.05
-                models = regression.compare_models(runs, fresh, scales(), calibration).set_index(["model", "metric"])
+                models = regression.judge_models(runs, fresh, scales(), calibration).set_index(["model", "metric"])
                 hits += models.loc[(model, "classification.accuracy"), "verdict"] == "WORSE"
             assert hits >= 27, (name, model, hits)
 

@@ -11,7 +11,7 @@ from bench.api import DataSpec, missing_members, to_float_images
 from bench.config import make_config
 from bench.data import load
 from bench.evaluate import load_trained_model
-from bench.models import MODELS, default_models, entry, resolve
+from bench.models import MODELS, default_models, model_entry, resolve
 
 NAMES = sorted(MODELS)
 GRID = sorted(default_models())  # the models the CI grid trains
@@ -21,7 +21,7 @@ def untrained(name: str, task: str):
     torch.manual_seed(0)
     labels = 3
     spec = DataSpec((1, 32, 32), tuple(f"l{i}" for i in range(labels)), task, (0.3, 0.4, 0.5), 100, 10)
-    return resolve(name)(spec, **entry(name).options).eval()
+    return resolve(name)(spec, **model_entry(name).options).eval()
 
 
 @pytest.mark.parametrize("task", ["multilabel", "multiclass"])

@@ -39,7 +39,7 @@ def two_steps(model_name: str, options: StepOptions, task: str = "multilabel",
     """Losses of a labelled and an unlabelled step from the same start, noise and batches."""
     data = perf.synthetic_images(64, 32, 4, task, seed=0)
     torch.manual_seed(0)
-    model = models.resolve(model_name)(perf.spec_of(data), **models.entry(model_name).options)
+    model = models.resolve(model_name)(perf.spec_of(data), **models.model_entry(model_name).options)
     if library_layers:
         model = with_library_layers(model)
     optimizer = torch.optim.SGD(model.parameters(), 1e-4)  # updates proportional to the gradients (Adam's are not)

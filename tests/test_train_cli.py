@@ -122,7 +122,7 @@ def test_the_curve_reads_the_first_validation_images_and_the_metrics_all_of_them
         curve = float(next(csv.DictReader(handle))["valid_accuracy"])
     assert curve == round(scoring.accuracy(scoring.predict(model, data.images[first]), data.labels[first],
                                            data.task), 4)
-    assert metrics["valid_accuracy"] == bench_train.evaluate(model, data, "valid", torch.device("cpu"))
+    assert metrics["valid_accuracy"] == bench_train.accuracy_on(model, data, "valid", torch.device("cpu"))
     assert len(data.splits["valid"]) == 200
 
 

@@ -111,10 +111,6 @@ def _target(target: str):
     return load_target(target, f"data set function '{target}'")
 
 
-def entry(name: str) -> DatasetEntry:
-    return DATASETS[name]
-
-
 def truth_of(data: LabelledImages) -> ModuleType | None:
     """The module that renders a data set's true answers (its registry entry's `truth`), or None."""
     name = DATASETS[data.name].truth if data.name in DATASETS and data.factors is not None else None
@@ -123,7 +119,7 @@ def truth_of(data: LabelledImages) -> ModuleType | None:
 
 def dataset_options(name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The data set's options with `overrides` applied; unknown names and unsupported sizes are errors."""
-    chosen = entry(name)
+    chosen = DATASETS[name]
     options = dict(chosen.options)
     for key, value in (overrides or {}).items():
         if key not in options:
@@ -150,7 +146,7 @@ def load(
     options: dict[str, Any] | None = None,
 ) -> LabelledImages:
     """Load data set `name` (built once, then from the cache)."""
-    chosen = entry(name)
+    chosen = DATASETS[name]
     options = dataset_options(name, options)
     root = Path(data_root).expanduser() if data_root else None
     if root is not None and not root.is_dir():
