@@ -13,9 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench import layers, models, perf
+from bench import layers, models
 from bench.cli import main
 from bench.config import StepOptions
+from bench.perf import timing, training
 from bench.runtime import tune_cpu_allocator
 from bench.train import TrainingStep, float_batch
 from evaluators import fid
@@ -37,9 +38,9 @@ def with_library_layers(model: nn.Module) -> nn.Module:
 def two_steps(model_name: str, options: StepOptions, task: str = "multilabel",
               library_layers: bool = False) -> tuple[list[float], dict]:
     """Losses of a labelled and an unlabelled step from the same start, noise and batches."""
-    data = perf.synthetic_images(64, 32, 4, task, seed=0)
+    data = timing.synthetic_images(64, 32, 4, task, seed=0)
     torch.manual_seed(0)
-    model = models.resolve(model_name)(perf.spec_of(data), **models.model_entry(model_name).options)
+    model = models.resolve(model_name)(timing.spec_of(data), **models.model_entry(model_name).options)
     if library_layers:
         model = with_library_layers(model)
     optimizer = torch.optim.SGD(model.parameters(), 1e-4)  # updates proportional to the gradients (Adam's are not)
@@ -115,9 +116,9 @@ def test_compiled_ccvae_loss_equals_the_eager_loss(monkeypatch):
     import torch._inductor.config as inductor
 
     monkeypatch.setattr(inductor, "fallback_random", True)  # the compiled graph draws eager's random numbers
-    data = perf.synthetic_images(32, 32, 4, "multilabel", seed=0)
+    data = timing.synthetic_images(32, 32, 4, "multilabel", seed=0)
     torch.manual_seed(0)
-    model = models.resolve("ccvae")(perf.spec_of(data))
+    model = models.resolve("ccvae")(timing.spec_of(data))
     compiled = torch.compile(copy.deepcopy(model).loss)
     x = float_batch(data.images, torch.arange(16), channels_last=False)
     for labels in (data.labels[:16], None):
@@ -205,26 +206,26 @@ def test_perf_cli_writes_one_row_per_measurement_and_compares_with_the_reference
     assert list(steps.groups) == [("ccvae", "sup", "bench"), ("ccvae", "sup", "authors"), ("ccvae", "unsup", "bench"),
                                   ("ccvae", "unsup", "authors"), ("m2", "sup", "bench"), ("m2", "unsup", "bench")]
     np.testing.assert_allclose(steps.share.sum(), 1.0)
-    shares = {key: perf.convolution_share(step) for key, step in steps}
+    shares = {key: training.convolution_share(step) for key, step in steps}
     assert all(share > 0.1 for (_, _, implementation), share in shares.items() if implementation == "bench")
     assert shares[("ccvae", "sup", "authors")] == 0  # the stand-in is one linear layer
     assert "ccvae unsup (authors):" in printed and "convolutions" in printed
 
 
 def test_operator_profile_attributes_a_convolution_to_convolutions_and_a_matrix_product_to_none():
-    settings = perf.PerfSettings(steps=3, warmup=1)
+    settings = timing.PerfSettings(steps=3, warmup=1)
     images, kernels = torch.randn(32, 16, 48, 48), torch.randn(32, 16, 3, 3)  # large enough to dominate its step
     matrix = torch.randn(256, 256)
-    convolution = perf.operator_profile(lambda call: torch.conv2d(images, kernels), settings, torch.device("cpu"))
-    product = perf.operator_profile(lambda call: matrix @ matrix, settings, torch.device("cpu"))
-    assert perf.convolution_share(convolution) > 0.9 and perf.convolution_share(product) == 0
+    convolution = training.operator_profile(lambda call: torch.conv2d(images, kernels), settings, torch.device("cpu"))
+    product = training.operator_profile(lambda call: matrix @ matrix, settings, torch.device("cpu"))
+    assert training.convolution_share(convolution) > 0.9 and training.convolution_share(product) == 0
     assert convolution.calls_per_step[convolution.operator == "aten::mkldnn_convolution"].item() == 1
     assert convolution.share.sum() == pytest.approx(1.0)
 
 
 def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
     calls = []
-    settings = perf.PerfSettings(steps=2, repeats=2, warmup=1)
+    settings = timing.PerfSettings(steps=2, repeats=2, warmup=1)
 
     def step(name, pause):
         def call(index):
@@ -232,7 +233,7 @@ def test_steps_compared_side_by_side_take_turns_repeat_by_repeat():
             time.sleep(pause)
         return call
 
-    fast, slow = perf.interleaved_seconds([step("ours", 0.0), step("authors", 0.02)], settings, torch.device("cpu"))
+    fast, slow = timing.interleaved_seconds([step("ours", 0.0), step("authors", 0.02)], settings, torch.device("cpu"))
     assert calls == [("ours", 0), ("authors", 0),  # warm-up, then each repeat times both in turn
                      ("ours", 1), ("ours", 2), ("authors", 1), ("authors", 2),
                      ("ours", 3), ("ours", 4), ("authors", 3), ("authors", 4)]

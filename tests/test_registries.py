@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import evaluators
-from bench import check, perf, tables
+from bench import check, tables
 from bench import results as bench_results
 from bench.cli import main
 from bench.data import DATASETS, dataset_options, default_datasets
@@ -22,6 +22,7 @@ from bench.evaluate import checked
 from bench.metrics import Metric, Tolerance
 from bench.models import MODELS, ModelEntry, default_models
 from bench.nets import SUPPORTED_SIZES
+from bench.perf import evaluation, timing
 from bench.presets import PRESETS, preset
 from evaluators import swap
 
@@ -52,8 +53,8 @@ def test_a_metric_declared_in_its_evaluator_reaches_the_tables_the_check_and_per
     markdown = tables.to_markdown(tables.table_frame(results, "synthfaces", tables.TABLES["2"],
                                                      tables.read_paper(tmp_path / "none.csv")), tables.TABLES["2"])
     assert "sharpness, f=0.06" in markdown and "0.700" in markdown
-    settings = perf.PerfSettings(image_size=32, eval_samples=4)
-    (row,) = perf.evaluator_rates(torch.device("cpu"), settings, ["swap"])
+    settings = timing.PerfSettings(image_size=32, eval_samples=4)
+    (row,) = evaluation.evaluator_rates(torch.device("cpu"), settings, ["swap"])
     assert row["unit"] == "swapped pairs" and row["images_per_s"] > 0
 
 
