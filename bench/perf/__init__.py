@@ -174,7 +174,7 @@ def run(request: PerfRequest, device: torch.device, show_progress: bool) -> pd.D
                          "vs_torch", "gflop_per_s", "share_of_step", "unit", "note") if c in frame]
     print(tabulate(frame[shown].astype(object).fillna(""), headers="keys", tablefmt="github", showindex=False))
     first = frame.iloc[0]
-    print(f"{first.machine}, {first.cpu_threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
+    print(f"{first.gpu or first.cpu}, {first.threads} threads (float32 matmul {first.matmul_gflop_per_s} GFLOP/s), "
           f"torch {first.torch}, allocator {first.allocator}; written to {request.out}")
     if request.profile:
         operators = profile_steps(list(request.models), device, request.settings, authors)

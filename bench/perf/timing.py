@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +17,8 @@ from bench.api import DataSpec
 from bench.config import StepOptions
 from bench.data import celeba
 from bench.data.base import LabelledImages
-from bench.runtime import cpu_name, tune_cpu_allocator
+from bench.runtime import environment as runtime_environment
+from bench.runtime import tune_cpu_allocator
 
 CELEBA_LABELS = len(celeba.LABELS)  # the paper's CelebA label subset
 
@@ -121,9 +121,11 @@ def matmul_gflop_per_s(device: torch.device, size: int = 2048, repeats: int = 4,
 
 
 def environment(device: torch.device) -> dict:
+    """Where the speeds were measured: the run's environment record (`bench.runtime.environment`, the one every run
+    and stored set keeps) with what speed also depends on: the allocator, the float32 matmul rate, torchvision and
+    the suite's version."""
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    return {"machine": name, "allocator": tune_cpu_allocator(), "cpu_threads": torch.get_num_threads(),
-            "matmul_gflop_per_s": matmul_gflop_per_s(device), "python": platform.python_version(),
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "suite_version": __version__}
+    return {**runtime_environment(device), "allocator": tune_cpu_allocator(),
+            "matmul_gflop_per_s": matmul_gflop_per_s(device), "torchvision": torchvision.__version__,
+            "suite_version": __version__}
