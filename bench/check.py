@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import regression, rundir
+from bench.calibration import calibrate
 from bench.errors import BenchError, Regression
 from bench.files import atomic_write_text
 from bench.metrics import Tolerance
@@ -42,7 +43,7 @@ from bench.stored import (
 from evaluators import all_metrics
 
 CALIBRATION = "calibration.csv"
-"""The tails of honest seeds' p-values (`bench.regression.calibrate`), beside the stored sets they were fitted on."""
+"""The tails of honest seeds' p-values (`bench.calibration.calibrate`), beside the stored sets they were fitted on."""
 
 
 def scales() -> Scales:
@@ -110,7 +111,7 @@ def write_calibration(root: Path) -> str:
     sets = stored_sets(root)
     if not sets:
         raise BenchError(f"no stored sets under {root}; store one with `bench check --update` first")
-    found = regression.calibrate(list(sets.values()), default_tolerances(), scales())
+    found = calibrate(list(sets.values()), default_tolerances(), scales())
     atomic_write_text(root / CALIBRATION, calibration_table(found, list(sets)).to_csv(index=False))
     words = [f"{test}: P(p < x) = {tails.pooled.a:.3g} x^{tails.pooled.b:.3g} over every metric, from "
              f"{tails.pooled.below} of {tails.pooled.of} left-out p-values, and per metric"

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from bench import regression
+from bench.calibration import cross_validated, false_alarms, simulated_false_alarms
 from bench.check import default_tolerances, read_calibration, scales
 from bench.files import atomic_write_text
 from bench.stored import stored_sets
@@ -47,10 +48,10 @@ def left_out(sets: dict[str, pd.DataFrame], calibration: regression.Calibration)
     found = []
     for name, stored in sets.items():
         for label, used in (("calibrated", calibration), ("not calibrated", regression.UNCALIBRATED)):
-            rows = regression.false_alarms(stored, tolerances, judged, used)
+            rows = false_alarms(stored, tolerances, judged, used)
             found.append({"measurement": "false alarms, seeds left out (in sample)", "set": name,
                           "condition": label, **rate(rows)})
-    rows = regression.cross_validated(sets, tolerances, judged)
+    rows = cross_validated(sets, tolerances, judged)
     for name, mine in rows.groupby("set"):
         found.append({"measurement": "false alarms, seeds left out (out of sample)", "set": name,
                       "condition": "calibrated on the other sets", **rate(mine)})
@@ -66,7 +67,7 @@ def simulated(sets: dict[str, pd.DataFrame], calibration: regression.Calibration
             continue
         for noise, settings in NOISES.items():
             for label, used in (("calibrated", calibration), ("not calibrated", regression.UNCALIBRATED)):
-                share = regression.simulated_false_alarms(runs, tolerances, judged, checks, seed=0,
+                share = simulated_false_alarms(runs, tolerances, judged, checks, seed=0,
                                                           calibration=used, **settings)
                 found.append({"measurement": f"false alarms, simulated: {noise}", "set": name, "condition": label,
                               "checks": checks, "alarms": round(share * checks), "rate": share})

@@ -12,6 +12,7 @@ import pytest
 from scipy import special, stats
 
 from bench import regression
+from bench.calibration import LEAST_TAIL, alarms, calibrate, false_alarms, fit_tail, moderated_tail
 from bench.check import default_tolerances, read_calibration, scales
 from bench.cli import main
 from bench.metrics import Tolerance
@@ -191,7 +192,7 @@ def simulated_set(rng, shift: float = 0.0, seeds: int = 3, noisy_model: str = "m
 
 def any_regression(stored: pd.DataFrame, fresh: pd.DataFrame) -> tuple[bool, bool]:
     """(a single number flagged, a model's metric over its rates flagged)."""
-    found = regression.alarms(stored, fresh, default_tolerances(), scales())
+    found = alarms(stored, fresh, default_tolerances(), scales())
     return bool(found["numbers_flagged"]), bool(found["models_flagged"])
 
 
@@ -254,27 +255,27 @@ def test_a_drop_of_five_points_of_accuracy_at_every_rate_fails_against_the_store
 
 def test_the_stored_calibration_is_what_the_stored_sets_measure_and_leaves_no_seed_flagged():
     sets = stored_sets(STORED)
-    learnt = regression.calibrate(list(sets.values()), default_tolerances(), scales())
+    learnt = calibrate(list(sets.values()), default_tolerances(), scales())
     stored, _ = read_calibration(STORED / "quick")
     assert stored == learnt  # calibration.csv is measured, not written by hand: `bench check --calibrate`
     for name, numbers in sets.items():
-        assert not regression.false_alarms(numbers, default_tolerances(), scales(), learnt).alarm.any(), name
-    assert learnt.numbers.pooled.below >= regression.LEAST_TAIL and learnt.models.pooled.below >= regression.LEAST_TAIL
+        assert not false_alarms(numbers, default_tolerances(), scales(), learnt).alarm.any(), name
+    assert learnt.numbers.pooled.below >= LEAST_TAIL and learnt.models.pooled.below >= LEAST_TAIL
 
 
 def test_a_tail_fitted_to_p_values_recovers_their_law_and_keeps_t_where_t_is_right():
     rng = np.random.default_rng(3)
-    uniform = regression.fit_tail(rng.uniform(size=20_000))  # Student's t right: P(p < x) = x
+    uniform = fit_tail(rng.uniform(size=20_000))  # Student's t right: P(p < x) = x
     assert uniform.a == pytest.approx(1, rel=0.15) and uniform.b == pytest.approx(1, rel=0.05)
     assert uniform.level(1e-4) == pytest.approx(1e-4, rel=0.5)
-    heavy = regression.fit_tail(rng.uniform(size=20_000) ** (1 / 0.6))  # P(p < x) = x^0.6: heavier than t
+    heavy = fit_tail(rng.uniform(size=20_000) ** (1 / 0.6))  # P(p < x) = x^0.6: heavier than t
     assert heavy.a == pytest.approx(1, rel=0.15) and heavy.b == pytest.approx(0.6, rel=0.05)
     assert heavy.level(1e-4) == pytest.approx(1e-4 ** (1 / 0.6), rel=0.5)  # tested at a much smaller level
-    too_few = regression.fit_tail(rng.uniform(size=100))  # about 5 below x0: t is kept
+    too_few = fit_tail(rng.uniform(size=100))  # about 5 below x0: t is kept
     assert (too_few.a, too_few.b) == (1.0, 1.0) and too_few.level(1e-4) == 1e-4
     # a metric with few p-values of its own is pulled to the pooled tail; one with many keeps its own
-    few = regression.moderated_tail(rng.uniform(size=40), heavy)
-    many = regression.moderated_tail(rng.uniform(size=20_000), heavy)
+    few = moderated_tail(rng.uniform(size=40), heavy)
+    many = moderated_tail(rng.uniform(size=20_000), heavy)
     assert abs(few.b - heavy.b) < abs(few.b - 1) and many.b == pytest.approx(1, rel=0.05)
 
 
@@ -283,13 +284,13 @@ def test_a_calibration_widens_the_limits_where_a_left_out_seed_is_an_outlier():
     sets = [simulated_set(rng, seeds=5) for _ in range(4)]  # 480 left-out p-values: enough to fit a tail
     outlier = sets[0].copy()
     outlier.loc[(outlier.model == "m2") & (outlier.seed == 0), "value"] -= 0.05  # one seed 5 sd off at every rate
-    clean = regression.calibrate(sets, default_tolerances(), scales())
-    learnt = regression.calibrate([outlier, *sets[1:]], default_tolerances(), scales())
+    clean = calibrate(sets, default_tolerances(), scales())
+    learnt = calibrate([outlier, *sets[1:]], default_tolerances(), scales())
     rate = 2 * 0.025 / 24
     assert learnt.numbers.of("classification.accuracy").level(rate) < clean.numbers.of(
         "classification.accuracy").level(rate) / 5
-    before = regression.false_alarms(outlier, default_tolerances(), scales()).set_index("seed")
-    after = regression.false_alarms(outlier, default_tolerances(), scales(), learnt).set_index("seed")
+    before = false_alarms(outlier, default_tolerances(), scales()).set_index("seed")
+    after = false_alarms(outlier, default_tolerances(), scales(), learnt).set_index("seed")
     assert after.loc[0, "numbers_flagged"] < before.loc[0, "numbers_flagged"]  # its numbers: widened limits
 
 
