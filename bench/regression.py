@@ -25,10 +25,10 @@ for the models. Student's t is right only for normal seeds; the stored sets' see
 now and then collapses), so each limit is t's quantile at the level at which an honest seed really lies beyond it
 as often as the rule allows: the tail P(p < x) = a · x^b of the nominal p-values of stored seeds left out in turn
 and checked against the others, fitted by Hill's estimator below x = 0.05, pooled over the metrics and moderated
-per metric (`Tail`, fitted by `bench.calibration`; a = b = 1 is t's own). A cell without a spread (one stored seed, or seeds that
-agree exactly) is judged by its metric's declared tolerance instead. `bench.calibration` measures the rate on stored
-sets (leaving each seed out in turn), out of sample, and on sets drawn
-with uneven and heavy-tailed noise (docs/CHECK.md has all three).
+per metric (`Tail`, fitted by `bench.calibration`; a = b = 1 is t's own). A cell without a spread (one stored
+seed, or seeds that agree exactly) is judged by its metric's declared tolerance instead. `bench.calibration`
+measures the rate on stored sets (leaving each seed out in turn), out of sample, and on sets drawn with uneven and
+heavy-tailed noise (docs/CHECK.md has all three).
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ class Scales:
 @dataclass(frozen=True)
 class Tail:
     """How often an honest seed's nominal p-value falls below x, for x below `x0`: P(p < x) = a · x^b, fitted to the
-    left-out seeds of the stored sets (`bench.calibration.fit_tail`). a = b = 1 where Student's t is right; b < 1 where the seeds have
-    heavier tails than it (a model that now and then collapses), so that small p-values come more often than
-    their level says."""
+    left-out seeds of the stored sets (`bench.calibration.fit_tail`). a = b = 1 where Student's t is right; b < 1
+    where the seeds have heavier tails than it (a model that now and then collapses), so that small p-values come
+    more often than their level says."""
 
     a: float = 1.0
     b: float = 1.0
@@ -120,8 +120,8 @@ class Tails:
 @dataclass(frozen=True)
 class Calibration:
     """The tails of the two tests (`numbers`, `models`), measured by leaving each stored seed out and checking it
-    against the others (`bench.calibration.calibrate`): every limit is Student's t quantile at the level its metric's tail says an
-    honest seed exceeds with the rate the rule allows."""
+    against the others (`bench.calibration.calibrate`): every limit is Student's t quantile at the level its
+    metric's tail says an honest seed exceeds with the rate the rule allows."""
 
     numbers: Tails = Tails()
     models: Tails = Tails()
