@@ -84,8 +84,11 @@ def alarms(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[str, Tole
 
 
 def _left_out(stored: pd.DataFrame):
-    """(seed, the other seeds' numbers, that seed's numbers) for each stored seed in turn (runs only)."""
+    """(seed, the other seeds' numbers, that seed's numbers) for each stored seed in turn (runs only), in the cells
+    of three or more seeds: leaving one out leaves a spread to judge it by (a cell of one remaining seed is judged by
+    its metric's declared tolerance, which allows for another machine, not for another seed)."""
     runs = stored[stored.f.notna()]
+    runs = runs[runs.groupby(["dataset", "model", "f"]).seed.transform("nunique") >= 3]
     for seed in sorted(runs.seed.unique()):
         yield int(seed), runs[runs.seed != seed], runs[runs.seed == seed]
 
@@ -99,7 +102,7 @@ def false_alarms(stored: pd.DataFrame, tolerances: dict[str, Tolerance], scales:
     for seed, others, left in _left_out(stored):
         found = alarms(others, left, tolerances, scales, calibration)
         rows.append({"seed": seed, **found, "alarm": bool(found["numbers_flagged"] or found["models_flagged"])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["seed", "numbers", "numbers_flagged", "models", "models_flagged", "alarm"])
 
 
 def left_out_p_values(stored: pd.DataFrame, tolerances: dict[str, Tolerance], scales: Scales) -> pd.DataFrame:
