@@ -44,6 +44,11 @@ CSV_COLUMNS = ["claim", "part", "source", "dataset", "f", "metric", "models", "t
                "low", "high", "p", "p_against", "n", "n_other", "seeds_needed", "note"]
 
 
+def declared_claims(claims: tuple[Claim, ...] | None) -> tuple[Claim, ...]:
+    """`claims`, or where None the protocol's, read when asked (so that a claim added there reaches every command)."""
+    return protocol.CLAIMS if claims is None else claims
+
+
 def claim(key: str) -> Claim:
     return Registry("claim", {declared.key: declared for declared in protocol.CLAIMS})[key]
 
@@ -133,7 +138,7 @@ def _compared(row: dict, mine: np.ndarray, theirs: pd.DataFrame | None, better_s
         effect = float(mine.mean() - (other_values.mean() if other_values is not None else 0.0))
         return _row(**row, verdict=UNDECIDED, effect=effect, n=len(mine), n_other=n_other,
                     note="one seed: no spread to test against")
-    result = compare_seeds(mine, other_values, part.test, part.margin, ALPHA, rows_in_claim, PROTOCOL.power)
+    result = compare_seeds(mine, other_values, part.test, part.margin, ALPHA, PROTOCOL.power, rows_in_claim)
     return _row(**row, effect=result.effect, low=result.low, high=result.high, p=result.p,
                 p_against=result.p_against, n=result.n, n_other=result.n_other, seeds_needed=result.seeds_needed,
                 note=result.seeds_note)
@@ -223,7 +228,7 @@ def evaluate_claims(results: pd.DataFrame, claims: tuple[Claim, ...] | None = No
     """claims.csv's rows: every comparison of every claim with its verdict (`bench.protocol`'s rule)."""
     values = run_values(results)
     rows = []
-    for declared in protocol.CLAIMS if claims is None else claims:
+    for declared in declared_claims(claims):
         count = sum(len(_datasets_of(part, values)) * len(part.fs) * len(part.subjects or (part.subject,))
                     * len(part.against) for part in declared.parts)
         rows += decide(declared, [row for index, part in enumerate(declared.parts)
@@ -237,7 +242,7 @@ def with_subject(name: str, claims: tuple[Claim, ...] | None = None) -> tuple[Cl
     says CCVAE does, and better than CCVAE?"); parts about other models are left out, and so is a claim left with
     none. Preconditions ("learnt") apply to `name` as they applied to CCVAE."""
     chosen = []
-    for declared in protocol.CLAIMS if claims is None else claims:
+    for declared in declared_claims(claims):
         parts = []
         for part in declared.parts:
             if (part.subjects or (part.subject,)) != ("ccvae",) and "ccvae" not in part.subjects:
@@ -256,7 +261,7 @@ def with_subject(name: str, claims: tuple[Claim, ...] | None = None) -> tuple[Cl
 def summary(rows: pd.DataFrame, claims: tuple[Claim, ...] | None = None) -> pd.DataFrame:
     """One line per claim: its verdict and how many of its comparisons hold, fail, stay undecided."""
     lines = []
-    for declared in protocol.CLAIMS if claims is None else claims:
+    for declared in declared_claims(claims):
         mine = rows[rows.claim == declared.key]
         counts = mine.verdict.value_counts()
         status = seeds_status(mine)
@@ -288,7 +293,7 @@ def markdown(rows: pd.DataFrame, title: str, claims: tuple[Claim, ...] | None = 
     runs' step `budget`, each claim says which of its measures had not levelled off by then."""
     from tabulate import tabulate
 
-    claims = protocol.CLAIMS if claims is None else claims
+    claims = declared_claims(claims)
     table = summary(rows, claims)
     lines = [f"# {title}", "", METHOD, "", tabulate(
         [[c.key, c.statement, c.source.split(",")[0].split(" (")[0], f"**{tally(r)}**", _counts(r)]

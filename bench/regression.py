@@ -230,13 +230,18 @@ def rate_correlation(stored: pd.DataFrame, noise: pd.DataFrame, scales: Scales) 
 
 
 # ------------------------------------------------------------------------------------------------- the rule
+def critical(rate: float, df: float, tail: Tail = Tail()) -> float:
+    """The limit t(1 − p*/2; df) of a test whose honest statistic may lie beyond it, on one side, with probability
+    `rate`: p* the two-sided level at which that chance, on either side, is 2·rate (`tail`: that chance as measured,
+    else Student's t's own, p* = 2·rate); df ∞: the normal quantile."""
+    return _quantile(1 - tail.level(2 * rate) / 2, df)
+
+
 def allowance(df: float, judged: int, stored_n: int, false_alarm: float = FALSE_ALARM / 2,
               tail: Tail = Tail()) -> float:
     """k · √(1 + 1/n): how many moderated standard deviations from its cell's mean of `stored_n` seeds one fresh
-    seed may fall, k = t(1 − p*/2; df), p* the two-sided level at which an honest number's real chance of lying
-    beyond, on either side, is 2α/m (α = `false_alarm` over `judged` numbers; `tail`: that chance as measured,
-    else Student's t's own); df ∞: the normal quantile."""
-    return float(_quantile(1 - tail.level(2 * false_alarm / max(judged, 1)) / 2, df) * math.sqrt(1 + 1 / stored_n))
+    seed may fall, k = `critical` at the rate α/m (α = `false_alarm` over `judged` numbers)."""
+    return critical(false_alarm / max(judged, 1), df, tail) * math.sqrt(1 + 1 / stored_n)
 
 
 def _has_spread(row) -> bool:
@@ -327,9 +332,9 @@ def judge_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
     models = pd.DataFrame([row for row in models if row is not None])
     if models.empty:
         return pd.DataFrame(columns=columns)
-    rate = 2 * (FALSE_ALARM / 2) / len(models)
+    rate = (FALSE_ALARM / 2) / len(models)
     models["p"] = [_upper_tail(t, df) for t, df in zip(models.t, models.df, strict=True)]
-    models["limit"] = [_quantile(1 - calibration.models.of(metric).level(rate) / 2, df)
+    models["limit"] = [critical(rate, df, calibration.models.of(metric))
                        for metric, df in zip(models.metric, models.df, strict=True)]
     models["verdict"] = np.select([models.t > models.limit, models.t < -models.limit], ["WORSE", "better"], "ok")
     return models[columns].reset_index(drop=True)
@@ -384,9 +389,9 @@ def power(stored: pd.DataFrame, scales: Scales, calibration: Calibration = UNCAL
         shifts = [_model_shift((dataset, model, metric), mine.assign(w=mine.sd**2 * (1 + 1 / mine.stored_n),
                                                                      worse=0.0, n=mine.stored_n), correlated)
                   for model, mine in cells.groupby("model") if len(mine) >= 2]
-        level = calibration.models.of(metric).level(2 * (FALSE_ALARM / 2) / models)
-        every = [(_quantile(1 - level / 2, shift["df"]) + _quantile(detected, shift["df"])) * shift["se"]
-                 for shift in shifts if shift is not None]
+        tail = calibration.models.of(metric)
+        every = [(critical(FALSE_ALARM / 2 / models, shift["df"], tail) + _quantile(detected, shift["df"]))
+                 * shift["se"] for shift in shifts if shift is not None]
         every = float(np.median(every)) if every else math.nan
         shown = math.exp if scales.log_scale(metric) else (lambda value: value)
         rows.append({"dataset": dataset, "metric": metric,

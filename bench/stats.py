@@ -107,7 +107,7 @@ def marks(column: Mapping[str, Sequence[float]], higher_is_better: bool, log: bo
 class Comparison:
     """The effect of one comparison (positive: better for the subject), its 90 % interval (each end a one-sided
     95 % bound), the claim's p and the opposite test's p (both before any correction), the seeds of each side, and
-    the seeds per model that would give the test the observed effect points to 80 % power (NaN: decided or
+    the seeds per model that would give the test the observed effect points to the power asked (NaN: decided or
     not computable)."""
 
     effect: float
@@ -144,7 +144,7 @@ def one_sided_p(effect: float, se: float, df: float, shift: float, greater: bool
 
 
 def compare_seeds(subject: Iterable[float], other: Iterable[float] | None, test: str, margin: float,
-                  alpha: float, rows: int = 1, power: float = 0.8) -> Comparison:
+                  alpha: float, power: float, rows: int = 1) -> Comparison:
     """Compare the subject's per-seed effects-to-be with the other's seeds (Welch), or with 0 where `other` is None
     (the caller subtracts a control's value or a constant first), by `test` with δ = `margin`:
 

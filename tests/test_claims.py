@@ -102,14 +102,14 @@ def test_equivalence_margins_at_their_edges_and_its_doubled_p_for_failing():
     assert verdict_for(margin, "equivalent", margin, scale=0.001) == UNDECIDED  # on the edge: neither
     assert verdict_for(0.0, "equivalent", margin, scale=0.5) == UNDECIDED  # too noisy to tell
     a, b = 0.56 + 0.01 * NOISE, 0.5 + 0.01 * NOISE[::-1]
-    result = compare_seeds(a, b, "equivalent", margin, PROTOCOL.alpha)
+    result = compare_seeds(a, b, "equivalent", margin, PROTOCOL.alpha, PROTOCOL.power)
     above = stats.ttest_ind(a - margin, b, equal_var=False, alternative="greater").pvalue
     assert result.p_against == pytest.approx(min(1, 2 * above), rel=1e-9)
 
 
 def test_p_and_bounds_match_an_independent_welch_test():
     a, b = np.array([0.53, 0.51, 0.54, 0.52, 0.55, 0.50]), np.array([0.50, 0.49, 0.52, 0.47])
-    result = compare_seeds(a, b, "better", 0.01, PROTOCOL.alpha)
+    result = compare_seeds(a, b, "better", 0.01, PROTOCOL.alpha, PROTOCOL.power)
     expected = stats.ttest_ind(a, b, equal_var=False, alternative="greater")
     assert result.p == pytest.approx(expected.pvalue, rel=1e-9)
     assert result.p_against == pytest.approx(
@@ -117,7 +117,7 @@ def test_p_and_bounds_match_an_independent_welch_test():
     low = stats.ttest_ind(a, b, equal_var=False, alternative="greater").confidence_interval(0.95).low
     assert result.low == pytest.approx(low, rel=1e-9)  # the interval's ends are the one-sided 95 % bounds
     assert (result.n, result.n_other) == (6, 4)
-    one = compare_seeds(a - 0.5, None, "not_worse", 0.01, PROTOCOL.alpha)
+    one = compare_seeds(a - 0.5, None, "not_worse", 0.01, PROTOCOL.alpha, PROTOCOL.power)
     assert one.p == pytest.approx(stats.ttest_1samp(a - 0.5, -0.01, alternative="greater").pvalue, rel=1e-9)
 
 
