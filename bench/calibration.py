@@ -20,22 +20,18 @@ from bench.regression import (
     Scales,
     Tail,
     Tails,
-    _log_variance_terms,
-    _upper_tail,
     cell_spreads,
     judge_models,
     judge_numbers,
+    log_variance_terms,
     prior_df,
+    upper_tail,
 )
 
 TAIL_FROM = 0.05
 """The tail is fitted to the left-out p-values below this (the rule tests at levels far below it)."""
-
-
 LEAST_TAIL = 20
 """The fewest left-out p-values below TAIL_FROM a fit needs; with fewer, Student's t is kept."""
-
-
 PRIOR_TAIL = 10.0
 """The weight, in left-out p-values below TAIL_FROM, of the pooled tail in each metric's (`moderated_tail`)."""
 
@@ -115,7 +111,7 @@ def left_out_p_values(stored: pd.DataFrame, tolerances: dict[str, Tolerance], sc
         rows.append(pd.DataFrame({"test": "numbers", "metric": found.metric, "p": found.p}))
         shifts = judge_models(others, left, scales)
         rows.append(pd.DataFrame({"test": "models", "metric": shifts.metric,
-                                  "p": [2 * _upper_tail(abs(t), df) for t, df in zip(shifts.t, shifts.df,
+                                  "p": [2 * upper_tail(abs(t), df) for t, df in zip(shifts.t, shifts.df,
                                                                                       strict=True)]}))
     return pd.concat(rows, ignore_index=True).astype({"p": float})
 
@@ -153,7 +149,7 @@ def simulated_set(template: pd.DataFrame, rng: np.random.Generator, seeds: int, 
     empirical-Bayes prior describes it); its seeds' noise is normal or, with `tail_df`, Student's t of that many
     degrees of freedom scaled to the same variance (heavy tails); a share `rate_share` of each seed's variance is
     one draw shared by all the rates of its model (correlated rates)."""
-    terms = _log_variance_terms(cell_spreads(template, scales)).reset_index(drop=True)
+    terms = log_variance_terms(cell_spreads(template, scales)).reset_index(drop=True)
     variance = ((terms.d * terms.stored_sd**2).groupby(terms.group).transform("sum")
                 / terms.groupby("group").d.transform("sum")).to_numpy()
     if not math.isinf(d0):

@@ -39,7 +39,7 @@ from evaluators.oracle import load_or_train_oracle, oracle_paths
 
 def evaluator_selection(names: list[str] | None) -> tuple[str, ...]:
     """Evaluators chosen on a command line: the given names, all when None, none for ["none"]."""
-    return () if names == ["none"] else tuple(EVALUATORS.chosen(names or None))
+    return () if names == ["none"] else tuple(EVALUATORS.chosen(names))
 
 
 def read_run(run_dir: Path) -> RunConfig:
@@ -99,7 +99,7 @@ def evaluate_run(
 ) -> dict[str, dict]:
     """Run the chosen evaluators (all by default) on a finished run at `eval_seed` (None: the preset's);
     returns name -> result."""
-    names = EVALUATORS.chosen(only or None)
+    names = EVALUATORS.chosen(only)
     config = read_run(run_dir)
     out = evaluation_dir(run_dir / rundir.EVAL, eval_seed, config.preset)
     if skip_done:
@@ -151,7 +151,7 @@ def evaluate_controls(config: RunConfig, data, runs_root: Path, device: torch.de
     `eval/<name>.json` (`eval/seed=S/<name>.json` for another evaluation seed than the preset's)."""
     from evaluators.controls import controls_for
 
-    names = EVALUATORS.chosen(only or None)
+    names = EVALUATORS.chosen(only)
     chosen = evaluation_preset(config.preset)
     settings = evaluation_settings(config.preset, eval_seed)
     oracle, oracle_record = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle)
@@ -189,7 +189,7 @@ def evaluation_resources(config: RunConfig, data, cache: str | None, fid_weights
 def prepare(config: RunConfig, data, device: torch.device, cache: str | None, only: list[str] | None = None) -> None:
     """Build what every run of this data set shares once, before parallel workers would each wait for it: the
     oracle, then each chosen evaluator's own (its `prepare` hook: the GP head, the factor reader)."""
-    names = EVALUATORS.chosen(only or None)
+    names = EVALUATORS.chosen(only)
     chosen = evaluation_preset(config.preset)
     oracle, _ = load_or_train_oracle(data, config.dataset_options, device, cache, chosen.oracle)
     resources = evaluation_resources(config, data, cache, None)

@@ -34,8 +34,9 @@ class Registry(dict[str, T]):
         raise UnknownName(f"unknown {self.kind} '{name}'; choose one of {', '.join(self)}{self.hint}")
 
     def chosen(self, names: Iterable[str] | None) -> list[str]:
-        """`names` checked against the registry (all of its names when None), in the order given."""
-        if names is None:
+        """`names` checked against the registry, in the order given; all of its names when none are named (None or
+        empty: a command line's list left out)."""
+        if not names:
             return list(self)
         names = list(names)
         for name in names:

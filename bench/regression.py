@@ -149,7 +149,7 @@ def _varied(spreads: pd.DataFrame) -> pd.DataFrame:
     return spreads[(spreads.stored_n >= 2) & (spreads.stored_sd > 0)]
 
 
-def _log_variance_terms(spreads: pd.DataFrame) -> pd.DataFrame:
+def log_variance_terms(spreads: pd.DataFrame) -> pd.DataFrame:
     """The varied cells with e = log s² − ψ(d/2) + log(d/2), whose expectation is the log of the cell's true
     variance, and the location group each is centred in: its model's rates where the model has two or more varied
     cells of the metric, else every model's cells of the metric."""
@@ -167,7 +167,7 @@ def prior_df(spreads: pd.DataFrame) -> float:
     """The prior's degrees of freedom d₀, by the moments of log s² (Smyth 2004): the variance of e around its
     group's mean, less what the cells' own sampling gives (mean of ψ'(d/2)), is ψ'(d₀/2). ∞ where the cells'
     variances differ no more than sampling alone explains; NaN where no group has two varied cells."""
-    terms = _log_variance_terms(spreads)
+    terms = log_variance_terms(spreads)
     grouped = terms.groupby("group").e
     sizes = grouped.transform("size")
     terms = terms[sizes >= 2]
@@ -191,7 +191,7 @@ def moderated(spreads: pd.DataFrame, d0: float | None = None) -> pd.DataFrame:
     is never judged tighter than its model's usual spread, while a rate that is really noisier keeps its own. NaN
     and 0 for a cell without a spread."""
     d0 = prior_df(spreads) if d0 is None else d0
-    terms = _log_variance_terms(spreads)
+    terms = log_variance_terms(spreads)
     groups = terms.groupby("group")
     pooled_df = groups.d.transform("sum")
     pooled = (terms.d * terms.stored_sd**2).groupby(terms.group).transform("sum") / pooled_df
@@ -270,7 +270,7 @@ def judge_numbers(stored: pd.DataFrame, fresh: pd.DataFrame, tolerances: dict[st
                             index=paired.index)
     out = pd.concat([paired[[*CELL, "stored", "stored_mean", "fresh"]], verdicts], axis=1)
     z = out.sds.abs() / np.sqrt(1 + 1 / paired.stored_n)
-    out["p"] = [2 * _upper_tail(value, df) if np.isfinite(value) else math.nan
+    out["p"] = [2 * upper_tail(value, df) if np.isfinite(value) else math.nan
                 for value, df in zip(z, paired.df, strict=True)]
     return out
 
@@ -333,7 +333,7 @@ def judge_models(stored: pd.DataFrame, fresh: pd.DataFrame, scales: Scales,
     if models.empty:
         return pd.DataFrame(columns=columns)
     rate = (FALSE_ALARM / 2) / len(models)
-    models["p"] = [_upper_tail(t, df) for t, df in zip(models.t, models.df, strict=True)]
+    models["p"] = [upper_tail(t, df) for t, df in zip(models.t, models.df, strict=True)]
     models["limit"] = [critical(rate, df, calibration.models.of(metric))
                        for metric, df in zip(models.metric, models.df, strict=True)]
     models["verdict"] = np.select([models.t > models.limit, models.t < -models.limit], ["WORSE", "better"], "ok")
@@ -360,7 +360,7 @@ def _model_shift(key: tuple, cells: pd.DataFrame, correlated: pd.DataFrame) -> d
             "se": math.sqrt(variance)}
 
 
-def _upper_tail(t: float, df: float) -> float:
+def upper_tail(t: float, df: float) -> float:
     return float(stats.norm.sf(t) if math.isinf(df) else stats.t.sf(t, df))
 
 

@@ -128,7 +128,7 @@ def cell_state(config: RunConfig, runs_root: Path, evaluators: tuple[str, ...] |
 
     run_dir = config.run_dir(runs_root)
     if rundir.finished(run_dir):
-        names = EVALUATORS.chosen(evaluators or None) if evaluators != () else []
+        names = EVALUATORS.chosen(evaluators) if evaluators != () else []
         directories = [evaluation_dir(run_dir / rundir.EVAL, seed, config.preset) for seed in eval_seeds or [None]]
         missing = [name for name in names for out in directories if not (out / f"{name}.json").is_file()]
         return "evaluate" if missing else "done"

@@ -146,7 +146,7 @@ class PerfRequest:
 
         for model in self.models:
             models.model_entry(model)
-        EVALUATORS.chosen(self.evaluators or None)
+        EVALUATORS.chosen(self.evaluators)
         for name, value in (("--batch", self.settings.batch), ("--steps", self.settings.steps),
                             ("--repeats", self.settings.repeats), ("--eval-samples", self.settings.eval_samples)):
             if value < 1:
